@@ -1,0 +1,280 @@
+"""Environments other than the throwaway development VMs: what they are, and when devbox may touch them.
+
+``dev`` is implicit: the VMs devbox builds itself. Every other environment is named in ``devbox.yml``::
+
+    environments:
+      staging:
+        inventory: playbooks/inventories/staging
+        vault_password_file: ~/.config/devbox/staging.vault   # optional; prompted for when absent
+        vault_id: staging                                     # optional; with it only this id decrypts
+        check_first: true                                     # check-mode diff before applying
+        known_hosts: environments/staging.known_hosts         # optional; this is the default
+
+Production is never a target unless ``environments.production`` exists with ``allow_production: true``, and
+even then the typed confirmation cannot be skipped. A non-production environment whose hosts (names or
+addresses) also appear in the production inventory is refused: a staging inventory that points at a
+production host is a classic accident.
+
+This module is pure: it decides, the app asks and runs, the CLI prompts.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from .errors import SafetyError, UsageError
+
+DEV = "dev"
+PRODUCTION = "production"
+ENVIRONMENT_KEYS = {"inventory", "vault_password_file", "vault_id", "allow_production", "check_first",
+                    "known_hosts"}
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
+_VAULT_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    inventory: Path | None          # None for dev: the generated development inventory is used
+    known_hosts: Path | None        # None for dev: the VMs are throwaway, Vagrant manages their keys
+    vault_password_file: Path | None = None
+    vault_id: str | None = None
+    allow_production: bool = False
+    check_first: bool = True
+    is_production: bool = False
+
+    @property
+    def is_dev(self) -> bool:
+        return self.name == DEV
+
+
+DEV_ENVIRONMENT = Environment(name=DEV, inventory=None, known_hosts=None, check_first=False)
+
+
+def validate_environments(raw: object) -> list[str]:
+    """Every problem with the ``environments:`` value of devbox.yml, as messages for ``ConfigError``."""
+    if raw is None:
+        return []
+    if not isinstance(raw, Mapping):
+        return ["environments: must be a mapping of environment name to settings"]
+    problems: list[str] = []
+    for name, settings in raw.items():
+        where = f"environments.{name}"
+        if not isinstance(name, str) or not _NAME.match(name):
+            problems.append(f"{where}: names are lower-case letters, digits, '-' and '_' (e.g. staging)")
+            continue
+        if name == DEV:
+            problems.append(f"{where}: 'dev' is built in (the development VMs) and cannot be redefined")
+            continue
+        if not isinstance(settings, Mapping):
+            problems.append(f"{where}: must be a mapping with at least 'inventory'")
+            continue
+        for key in sorted(set(settings) - ENVIRONMENT_KEYS):
+            problems.append(f"{where}.{key}: unknown key (known: {', '.join(sorted(ENVIRONMENT_KEYS))})")
+        if not isinstance(settings.get("inventory"), str) or not settings.get("inventory"):
+            problems.append(f"{where}.inventory: required, the path of this environment's inventory")
+        for key in ("vault_password_file", "known_hosts"):
+            if key in settings and (not isinstance(settings[key], str) or not settings[key]):
+                problems.append(f"{where}.{key}: must be a path")
+        if "vault_id" in settings and (not isinstance(settings["vault_id"], str)
+                                       or not _VAULT_ID.match(settings["vault_id"])):
+            problems.append(f"{where}.vault_id: must be a vault id label such as 'staging'")
+        for key in ("allow_production", "check_first"):
+            if key in settings and not isinstance(settings[key], bool):
+                problems.append(f"{where}.{key}: must be true or false")
+        if settings.get("allow_production") is True and name != PRODUCTION:
+            problems.append(f"{where}.allow_production: only the environment named 'production' can allow "
+                            f"production; the guard against production hosts always applies to '{name}'")
+    return problems
+
+
+def parse_environments(raw: Mapping | None, base_dir: Path) -> dict[str, Environment]:
+    """Environments from an already validated ``environments:`` mapping; paths relative to ``base_dir``."""
+    envs: dict[str, Environment] = {DEV: DEV_ENVIRONMENT}
+    for name, settings in (raw or {}).items():
+        def path(key: str) -> Path | None:
+            value = settings.get(key)
+            return (base_dir / Path(value).expanduser()).resolve() if value else None
+
+        envs[name] = Environment(
+            name=name,
+            inventory=path("inventory"),
+            known_hosts=path("known_hosts") or (base_dir / "environments" / f"{name}.known_hosts").resolve(),
+            vault_password_file=path("vault_password_file"),
+            vault_id=settings.get("vault_id"),
+            allow_production=bool(settings.get("allow_production", False)),
+            check_first=bool(settings.get("check_first", True)),
+            is_production=name == PRODUCTION,
+        )
+    return envs
+
+
+def select_environment(envs: Mapping[str, Environment], name: str | None) -> Environment:
+    """The environment a command targets. Production only when devbox.yml explicitly allows it."""
+    name = name or DEV
+    env = envs.get(name)
+    if env is None:
+        known = ", ".join(sorted(envs))
+        raise UsageError(f"unknown environment '{name}' (known: {known})",
+                         f"declare it under 'environments:' in devbox.yml")
+    if env.is_production and not env.allow_production:
+        raise SafetyError("production is not a target: environments.production in devbox.yml does not set "
+                          "'allow_production: true'",
+                          "use a staging environment; allowing production takes an explicit setting")
+    return env
+
+
+# --- the production guard -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TargetHost:
+    """A host as Ansible would reach it: its inventory name and the address it connects to."""
+
+    name: str
+    address: str  # ansible_host, or the name itself when ansible_host is not set
+    port: int = 22
+
+    def identities(self) -> frozenset[str]:
+        return frozenset({normalize_address(self.name), normalize_address(self.address)})
+
+
+def normalize_address(value: str) -> str:
+    """Compare addresses as addresses: '10.0.0.010'-style spellings and case must not hide a match."""
+    text = str(value).strip().lower().rstrip(".")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text
+
+
+@dataclass(frozen=True)
+class ProductionMatch:
+    target: TargetHost
+    production: TargetHost
+
+    def describe(self) -> str:
+        return f"{self.target.name} ({self.target.address}) is production host {self.production.name} " \
+               f"({self.production.address})"
+
+
+def production_overlap(targets: Iterable[TargetHost], production: Iterable[TargetHost]) -> list[ProductionMatch]:
+    """Every target host whose name or address is also a production host's name or address."""
+    production = list(production)
+    matches = []
+    for target in targets:
+        ids = target.identities()
+        for prod in production:
+            if ids & prod.identities():
+                matches.append(ProductionMatch(target, prod))
+                break
+    return matches
+
+
+def guard_against_production(env: Environment, targets: Iterable[TargetHost],
+                             production: Iterable[TargetHost]) -> None:
+    """Raise ``SafetyError`` naming every target that is a production host, unless ``env`` is production."""
+    if env.is_production:
+        return
+    matches = production_overlap(targets, production)
+    if matches:
+        lines = "\n".join(f"  - {m.describe()}" for m in matches)
+        raise SafetyError(f"environment '{env.name}' targets hosts of the production inventory:\n{lines}",
+                          f"fix the inventory of '{env.name}' ({env.inventory}); devbox never runs "
+                          f"another environment's playbooks against production")
+
+
+# --- the confirmation flow ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run against an environment will do before it applies anything."""
+
+    environment: Environment
+    hosts: tuple[TargetHost, ...]
+    check_first: bool        # run `--check --diff` and show it before applying
+    ask_confirmation: bool   # ask for the environment's name to be typed
+
+    @property
+    def expected_answer(self) -> str:
+        return self.environment.name
+
+
+def plan_run(env: Environment, hosts: Iterable[TargetHost], *, env_explicit: bool, yes: bool,
+             no_check_first: bool = False) -> RunPlan:
+    """Decide the steps before applying. ``--yes`` counts only when ``--env`` was given on the command line,
+    so a default or an environment variable can never silently turn into an unattended staging run; and it
+    never skips the confirmation for production."""
+    hosts = tuple(hosts)
+    if env.is_dev:
+        return RunPlan(env, hosts, check_first=False, ask_confirmation=False)
+    if not hosts:
+        raise SafetyError(f"environment '{env.name}' has no hosts in {env.inventory}",
+                          "check the inventory path in devbox.yml")
+    skip_prompt = yes and env_explicit and not env.is_production
+    return RunPlan(env, hosts, check_first=env.check_first and not no_check_first,
+                   ask_confirmation=not skip_prompt)
+
+
+def check_confirmation(plan: RunPlan, typed: str | None) -> None:
+    """Accept only the environment's exact name; anything else stops the run before it applies."""
+    if not plan.ask_confirmation:
+        return
+    if (typed or "").strip() != plan.expected_answer:
+        raise SafetyError(f"confirmation did not match: nothing was applied to '{plan.environment.name}'",
+                          f"type the environment name '{plan.expected_answer}' exactly to apply")
+
+
+# --- reading an environment's hosts ---------------------------------------------------------------------
+
+def read_target_hosts(inventory: Path, *, limit: str | None = None) -> tuple[TargetHost, ...]:
+    """The hosts of ``inventory`` with the address and port Ansible would connect to.
+
+    Read with Ansible's own loader and variable manager (so ``ansible_host`` set in group_vars, host_vars or
+    the inventory file are all seen). Vault-encrypted variable files are skipped, never decrypted: devbox has
+    no business reading production secrets to find an address, and addresses are not secrets.
+    """
+    from ansible.errors import AnsibleError
+    from ansible.inventory.manager import InventoryManager
+    from ansible.template import Templar
+    from ansible.vars.manager import VariableManager
+
+    inventory = Path(inventory)
+    if not inventory.exists():
+        raise UsageError(f"inventory {inventory} does not exist", "check the inventory path in devbox.yml")
+    loader = _VaultSkippingLoader()
+    try:
+        manager = InventoryManager(loader=loader, sources=[str(inventory)])
+        variables = VariableManager(loader=loader, inventory=manager)
+        if limit:
+            manager.subset(limit)
+        hosts = []
+        for host in manager.get_hosts():
+            hostvars = variables.get_vars(host=host)
+            templar = Templar(loader=loader, variables=hostvars)
+            address = templar.template(hostvars.get("ansible_host", host.name))
+            port = templar.template(hostvars.get("ansible_port", 22))
+            hosts.append(TargetHost(host.name, str(address), int(port)))
+    except AnsibleError as exc:
+        from .errors import InventoryError
+        raise InventoryError(str(inventory), f"Ansible could not read it: {exc.message}") from exc
+    return tuple(hosts)
+
+
+def _vault_skipping_loader_class():
+    from ansible.parsing.dataloader import DataLoader
+
+    class VaultSkippingLoader(DataLoader):
+        def load_from_file(self, file_name, *args, **kwargs):
+            with open(file_name, "rb") as fh:
+                if fh.read(14) == b"$ANSIBLE_VAULT":
+                    return {}
+            return super().load_from_file(file_name, *args, **kwargs)
+
+    return VaultSkippingLoader
+
+
+def _VaultSkippingLoader():
+    return _vault_skipping_loader_class()()

@@ -1,0 +1,210 @@
+"""The environment layer: devbox.yml's `environments:`, the production guard, and the confirmation decisions."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from provisioner.environments import (DEV, DEV_ENVIRONMENT, Environment, TargetHost, check_confirmation,
+                                      guard_against_production, normalize_address, parse_environments,
+                                      plan_run, production_overlap, read_target_hosts, select_environment,
+                                      validate_environments)
+from provisioner.errors import InventoryError, SafetyError, UsageError
+
+ENVS = Path(__file__).resolve().parents[1] / "data" / "envs"
+
+STAGING_RAW = {"staging": {"inventory": "playbooks/inventories/staging", "vault_password_file": "pw.txt",
+                           "vault_id": "staging", "allow_production": False, "check_first": True}}
+
+
+def staging(**overrides) -> Environment:
+    env = parse_environments(STAGING_RAW, Path("/project"))["staging"]
+    return Environment(**{**env.__dict__, **overrides})
+
+
+# --- devbox.yml ------------------------------------------------------------------------------------------
+
+def test_valid_environments_have_no_problems():
+    assert validate_environments(STAGING_RAW) == []
+    assert validate_environments(None) == []
+
+
+def test_every_problem_is_reported_at_once():
+    problems = validate_environments({
+        "dev": {"inventory": "x"},
+        "Staging!": {"inventory": "x"},
+        "qa": {"check_first": "yes", "vault_id": "a b", "colour": "red"},
+        "staging": {"inventory": "inv", "allow_production": True},
+        "production": "inv",
+    })
+    text = "\n".join(problems)
+    assert "environments.dev: 'dev' is built in" in text
+    assert "environments.Staging!: names are" in text
+    assert "environments.qa.colour: unknown key" in text
+    assert "environments.qa.inventory: required" in text
+    assert "environments.qa.check_first: must be true or false" in text
+    assert "environments.qa.vault_id: must be a vault id label" in text
+    assert "environments.staging.allow_production: only the environment named 'production'" in text
+    assert "environments.production: must be a mapping" in text
+    assert len(problems) == 8
+
+
+def test_not_a_mapping_is_a_problem():
+    assert validate_environments(["staging"]) == ["environments: must be a mapping of environment name to settings"]
+
+
+def test_parse_resolves_paths_against_the_project_and_defaults_the_known_hosts_file():
+    envs = parse_environments(STAGING_RAW, Path("/project"))
+    assert envs[DEV] is DEV_ENVIRONMENT
+    env = envs["staging"]
+    assert env.inventory == Path("/project/playbooks/inventories/staging")
+    assert env.vault_password_file == Path("/project/pw.txt")
+    assert env.known_hosts == Path("/project/environments/staging.known_hosts")
+    assert env.vault_id == "staging" and env.check_first and not env.is_production and not env.is_dev
+
+
+def test_dev_is_the_default_environment():
+    envs = parse_environments(STAGING_RAW, Path("/project"))
+    assert select_environment(envs, None).is_dev
+    assert select_environment(envs, "staging").name == "staging"
+
+
+def test_unknown_environment_is_a_usage_error_listing_the_known_ones():
+    with pytest.raises(UsageError, match=r"unknown environment 'qa' \(known: dev, staging\)"):
+        select_environment(parse_environments(STAGING_RAW, Path("/p")), "qa")
+
+
+def test_production_is_refused_without_allow_production():
+    envs = parse_environments({"production": {"inventory": "inv"}}, Path("/p"))
+    with pytest.raises(SafetyError, match="production is not a target"):
+        select_environment(envs, "production")
+
+
+def test_production_is_selectable_only_with_the_explicit_setting():
+    envs = parse_environments({"production": {"inventory": "inv", "allow_production": True}}, Path("/p"))
+    assert select_environment(envs, "production").is_production
+
+
+# --- the production guard --------------------------------------------------------------------------------
+
+PROD = [TargetHost("web1", "10.20.0.11"), TargetHost("db1.prod.example.internal", "db1.prod.example.internal")]
+
+
+def test_disjoint_hosts_pass_the_guard():
+    guard_against_production(staging(), [TargetHost("web-s1", "192.168.57.11")], PROD)
+
+
+def test_a_target_at_a_production_address_is_refused_and_named():
+    with pytest.raises(SafetyError) as err:
+        guard_against_production(staging(), [TargetHost("web-s1", "192.168.57.11"),
+                                             TargetHost("web-s2", "10.20.0.11")], PROD)
+    assert "web-s2 (10.20.0.11) is production host web1 (10.20.0.11)" in str(err.value)
+    assert "web-s1" not in str(err.value)
+
+
+def test_a_target_named_like_a_production_host_is_refused_whatever_the_spelling():
+    matches = production_overlap([TargetHost("DB1.prod.example.internal.", "192.168.57.30")], PROD)
+    assert [m.production.name for m in matches] == ["db1.prod.example.internal"]
+
+
+def test_a_target_whose_name_is_a_production_address_is_refused():
+    # no ansible_host: Ansible connects to the name itself, which here is a production address
+    assert production_overlap([TargetHost("10.20.0.11", "10.20.0.11")], PROD)
+
+
+def test_address_spellings_are_compared_as_addresses():
+    assert normalize_address("2001:DB8:0::1") == normalize_address("2001:db8::1")
+    assert normalize_address(" Host.Example. ") == "host.example"
+
+
+def test_the_production_environment_itself_is_not_guarded():
+    prod = Environment(name="production", inventory=Path("/p"), known_hosts=Path("/k"),
+                       allow_production=True, is_production=True)
+    guard_against_production(prod, PROD, PROD)
+
+
+# --- reading hosts with Ansible's loader -----------------------------------------------------------------
+
+def test_hosts_are_read_with_addresses_from_inventory_and_host_vars():
+    hosts = {h.name: h.address for h in read_target_hosts(ENVS / "production")}
+    assert hosts == {"web1": "10.20.0.11", "web2": "10.20.0.12",
+                     "db1.prod.example.internal": "db1.prod.example.internal"}
+
+
+def test_leaky_staging_inventory_is_refused_naming_both_hosts():
+    targets = read_target_hosts(ENVS / "staging-leaky")
+    with pytest.raises(SafetyError) as err:
+        guard_against_production(staging(), targets, read_target_hosts(ENVS / "production"))
+    message = str(err.value)
+    assert "web-s2 (10.20.0.12) is production host web2" in message
+    assert "DB1.prod.example.internal. " in message and "web-s1" not in message
+
+
+def test_real_staging_inventory_passes_the_guard():
+    guard_against_production(staging(), read_target_hosts(ENVS / "staging"),
+                             read_target_hosts(ENVS / "production"))
+
+
+def test_limit_narrows_the_hosts():
+    assert [h.name for h in read_target_hosts(ENVS / "staging", limit="db")] == ["db-s1"]
+
+
+def test_missing_inventory_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        read_target_hosts(tmp_path / "nope")
+
+
+def test_broken_inventory_is_an_inventory_error(tmp_path):
+    (tmp_path / "hosts.yml").write_text("all:\n  hosts:\n    web1: {ansible_port: '{{ undefined_thing }}'}\n")
+    with pytest.raises(InventoryError, match="Ansible could not read it"):
+        read_target_hosts(tmp_path / "hosts.yml")
+
+
+# --- the confirmation flow -------------------------------------------------------------------------------
+
+HOSTS = [TargetHost("web-s1", "192.168.57.11")]
+
+
+def test_dev_runs_ask_nothing():
+    plan = plan_run(DEV_ENVIRONMENT, [], env_explicit=False, yes=False)
+    assert not plan.ask_confirmation and not plan.check_first
+
+
+def test_staging_checks_first_and_asks_by_default():
+    plan = plan_run(staging(), HOSTS, env_explicit=True, yes=False)
+    assert plan.check_first and plan.ask_confirmation and plan.expected_answer == "staging"
+    assert plan.hosts == tuple(HOSTS)
+
+
+def test_yes_skips_the_prompt_only_with_an_explicit_env():
+    assert not plan_run(staging(), HOSTS, env_explicit=True, yes=True).ask_confirmation
+    assert plan_run(staging(), HOSTS, env_explicit=False, yes=True).ask_confirmation
+
+
+def test_yes_never_skips_the_prompt_for_production():
+    prod = Environment(name="production", inventory=Path("/p"), known_hosts=Path("/k"),
+                       allow_production=True, is_production=True)
+    assert plan_run(prod, HOSTS, env_explicit=True, yes=True).ask_confirmation
+
+
+def test_no_check_first_and_the_setting_both_turn_the_check_off():
+    assert not plan_run(staging(), HOSTS, env_explicit=True, yes=True, no_check_first=True).check_first
+    assert not plan_run(staging(check_first=False), HOSTS, env_explicit=True, yes=True).check_first
+
+
+def test_an_environment_without_hosts_is_refused():
+    with pytest.raises(SafetyError, match="no hosts"):
+        plan_run(staging(), [], env_explicit=True, yes=True)
+
+
+def test_only_the_exact_name_confirms():
+    plan = plan_run(staging(), HOSTS, env_explicit=True, yes=False)
+    check_confirmation(plan, "staging")
+    check_confirmation(plan, "  staging\n")
+    for wrong in ("", None, "y", "yes", "Staging", "production"):
+        with pytest.raises(SafetyError, match="nothing was applied"):
+            check_confirmation(plan, wrong)
+
+
+def test_no_prompt_means_no_answer_needed():
+    check_confirmation(plan_run(staging(), HOSTS, env_explicit=True, yes=True), None)
