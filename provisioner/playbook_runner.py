@@ -1,0 +1,290 @@
+"""Ansible behind a small interface: one playbook run over the development inventory.
+
+``AnsibleRunnerPlaybookRunner`` runs ``ansible-playbook`` through ansible-runner with the settings that make
+runs fast and safe (forks >= number of VMs, pipelining, SSH ControlPersist, a project-local known_hosts with
+``accept-new``), streams per-host progress from the runner's events, and returns a per-host summary plus the
+details of every failed task. ``summarize(stats)`` is pure.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from .errors import CommandFailed, DevboxError
+
+HostProgress = Callable[[str, str], None]  # (host, "role : task")
+
+
+@dataclass(frozen=True)
+class HostSummary:
+    host: str
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+    rescued: int = 0
+    ignored: int = 0
+    duration: float = 0.0  # seconds from the host's first task start to its last task end
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.failed and not self.unreachable
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    host: str
+    task: str
+    message: str
+    unreachable: bool = False
+
+    def __str__(self) -> str:
+        kind = "unreachable" if self.unreachable else "failed"
+        return f"{self.host}: task `{self.task}` {kind}: {self.message}"
+
+
+@dataclass(frozen=True)
+class PlaybookResult:
+    status: str  # ansible-runner's: successful, failed, canceled, timeout
+    rc: int
+    hosts: tuple[HostSummary, ...]
+    failures: tuple[TaskFailure, ...]
+    log_path: str
+    seconds: float
+    argv: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and self.status == "successful"
+
+    def host(self, name: str) -> HostSummary | None:
+        return next((h for h in self.hosts if h.host == name), None)
+
+
+class PlaybookRunner(ABC):
+    @abstractmethod
+    def run(self, *, playbook: Path, inventory: Path, forks: int, limit: str | None = None,
+            tags: str | None = None, check: bool = False, extravars: Mapping | None = None,
+            on_progress: HostProgress | None = None) -> PlaybookResult:
+        """Run ``playbook`` against ``inventory``; never raises for failed tasks (they are in the result)."""
+
+
+# ----------------------------------------------------------------------------------------------- pure parts
+
+_STAT_KEYS = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable",
+              "skipped": "skipped", "rescued": "rescued", "ignored": "ignored"}
+
+
+def summarize(stats: Mapping | None, durations: Mapping[str, float] | None = None) -> tuple[HostSummary, ...]:
+    """ansible-runner's ``stats`` ({"ok": {host: n}, "failures": {...}, ...}) -> one summary per host, sorted."""
+    stats = stats or {}
+    durations = durations or {}
+    hosts: set[str] = set()
+    for key in (*_STAT_KEYS, "processed"):
+        hosts.update((stats.get(key) or {}).keys())
+    return tuple(
+        HostSummary(host=h, duration=round(durations.get(h, 0.0), 1),
+                    **{field_: int((stats.get(key) or {}).get(h, 0)) for key, field_ in _STAT_KEYS.items()})
+        for h in sorted(hosts))
+
+
+def failure_from_event(event: Mapping) -> TaskFailure | None:
+    """A ``runner_on_failed`` / ``runner_on_unreachable`` event -> what failed where, and Ansible's message."""
+    kind = event.get("event")
+    data = event.get("event_data") or {}
+    if kind not in ("runner_on_failed", "runner_on_unreachable") or data.get("ignore_errors"):
+        return None
+    res = data.get("res") or {}
+    message = str(res.get("msg") or "").strip()
+    # For a command task the useful part is stderr; for a loop the per-item messages.
+    for extra in ("stderr", "module_stderr"):
+        if res.get(extra) and str(res[extra]).strip() not in message:
+            message = (message + "\n" + str(res[extra]).strip()).strip()
+    for item in res.get("results") or []:
+        if isinstance(item, dict) and item.get("failed") and item.get("msg"):
+            message += f"\n  item {item.get('item')!r}: {item['msg']}"
+    task = data.get("task") or "?"
+    if data.get("role"):
+        task = f"{data['role']} : {task}"
+    return TaskFailure(host=data.get("host") or "?", task=task, message=message or "(no message)",
+                       unreachable=kind == "runner_on_unreachable")
+
+
+def _parse_time(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+class _EventCollector:
+    """Turns the runner's event stream into progress callbacks, per-host timings and failures."""
+
+    def __init__(self, on_progress: HostProgress | None):
+        self.on_progress = on_progress
+        self.failures: list[TaskFailure] = []
+        self.first: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+
+    def __call__(self, event: dict) -> bool:
+        data = event.get("event_data") or {}
+        host = data.get("host")
+        kind = event.get("event", "")
+        if host and kind == "runner_on_start" and self.on_progress:
+            task = data.get("task") or ""
+            self.on_progress(host, f"{data['role']} : {task}" if data.get("role") else task)
+        if host and kind.startswith("runner_on_"):
+            for key, store, pick in (("start", self.first, min), ("end", self.last, max)):
+                t = _parse_time(data.get(key))
+                if t is not None:
+                    store[host] = pick(store.get(host, t), t)
+        failure = failure_from_event(event)
+        if failure:
+            self.failures.append(failure)
+        return True  # keep the event in the artifacts too
+
+    def durations(self) -> dict[str, float]:
+        return {h: max(0.0, self.last.get(h, t) - t) for h, t in self.first.items()}
+
+
+# ------------------------------------------------------------------------------------------- implementation
+
+def control_path_dir() -> str:
+    """A short private folder for SSH ControlPersist sockets.
+
+    A unix socket path is limited to 108 bytes; OpenSSH's ``%C`` alone is 40, so a folder inside a deep
+    project directory would break multiplexing. One folder per user under the temp dir stays short.
+    """
+    path = Path(tempfile.gettempdir()) / f"devbox-cp-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    st = path.stat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise DevboxError(f"{path} is not a private folder of this user",
+                          f"remove {path}; devbox recreates it with mode 0700")
+    return str(path)
+
+
+def ansible_env(*, known_hosts: Path, log_path: Path) -> dict[str, str]:
+    """Environment for ansible-playbook: the venv's Ansible first on PATH, and fast, safe SSH settings."""
+    venv_bin = str(Path(sys.executable).parent)
+    ssh_args = ("-o ControlMaster=auto -o ControlPersist=60s "
+                f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=accept-new")
+    return {
+        # ansible-runner starts the first ansible-playbook on PATH; it must be the one devbox was installed with
+        "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_SSH_ARGS": ssh_args,
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": control_path_dir(),
+        "ANSIBLE_SSH_CONTROL_PATH": "%(directory)s/%%C",
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_NOCOLOR": "True",
+        "ANSIBLE_LOG_PATH": str(log_path),
+    }
+
+
+class AnsibleRunnerPlaybookRunner(PlaybookRunner):
+    """ansible-runner with its private data dir under ``.devbox/runner/`` and Ansible's log in ``logs_dir``."""
+
+    def __init__(self, *, runner_dir: Path, logs_dir: Path, known_hosts: Path, keep_artifacts: int = 10):
+        self.runner_dir = Path(runner_dir)
+        self.logs_dir = Path(logs_dir)
+        self.known_hosts = Path(known_hosts)
+        self.keep_artifacts = keep_artifacts
+
+    def run(self, *, playbook: Path, inventory: Path, forks: int, limit: str | None = None,
+            tags: str | None = None, check: bool = False, extravars: Mapping | None = None,
+            on_progress: HostProgress | None = None) -> PlaybookResult:
+        import ansible_runner  # adapter-only dependency
+
+        playbook = Path(playbook).resolve()
+        inventory = Path(inventory).resolve()  # ansible-playbook runs in the playbook's folder, not ours
+        if not playbook.is_file():
+            raise DevboxError(f"playbook {playbook} does not exist", "set `playbook:` in devbox.yml")
+        if not inventory.exists():
+            raise DevboxError(f"inventory {inventory} does not exist", "run `devbox init` to generate it")
+        self.runner_dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        self.known_hosts.touch(exist_ok=True)
+        log_path = self.logs_dir / "ansible.log"
+        collector = _EventCollector(on_progress)
+        cmdline = "--check --diff" if check else None
+        argv = ("ansible-playbook", "-i", str(inventory), str(playbook),
+                *(("--limit", limit) if limit else ()), *(("--tags", tags) if tags else ()),
+                *(("--check", "--diff") if check else ()))
+        started = time.monotonic()
+        with _cancel_on_sigint() as cancelled:
+            runner = ansible_runner.run(
+                private_data_dir=str(self.runner_dir),
+                # the playbooks' own folder as working directory, so their ansible.cfg (roles_path...) applies;
+                # inventory and SSH settings given here override anything in it
+                project_dir=str(playbook.parent),
+                artifact_dir=str(self.runner_dir / "artifacts"),
+                rotate_artifacts=self.keep_artifacts,
+                ident=time.strftime("%Y%m%dT%H%M%S"),
+                playbook=str(playbook),
+                inventory=str(inventory),
+                envvars=ansible_env(known_hosts=self.known_hosts, log_path=log_path),
+                extravars=dict(extravars) if extravars else None,
+                cmdline=cmdline,
+                limit=limit,
+                tags=tags,
+                forks=max(1, forks),
+                event_handler=collector,
+                cancel_callback=cancelled,
+                suppress_env_files=True,
+                quiet=True,
+            )
+        seconds = time.monotonic() - started
+        if cancelled():
+            raise KeyboardInterrupt
+        hosts = summarize(runner.stats, collector.durations())
+        result = PlaybookResult(status=runner.status, rc=runner.rc if runner.rc is not None else -1, hosts=hosts,
+                                failures=tuple(collector.failures), log_path=str(log_path), seconds=seconds,
+                                argv=argv)
+        if not result.ok and not result.failures and not any(not h.succeeded for h in hosts):
+            # Ansible stopped before any task could fail: syntax error, missing role, bad inventory...
+            raise CommandFailed(list(argv), result.rc, _stdout_tail(runner), log_path=str(log_path),
+                                what="ansible-playbook stopped before running the play",
+                                hint="fix the playbook or inventory error shown above")
+        return result
+
+
+def _stdout_tail(runner, lines: int = 15) -> str:
+    try:
+        text = runner.stdout.read()
+    except Exception:  # the artifacts may be missing if ansible-playbook never started
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+class _cancel_on_sigint:
+    """Ctrl-C asks ansible-runner to stop ansible-playbook (which runs in its own pty session and would not see
+    the signal) instead of abandoning it; the caller then re-raises ``KeyboardInterrupt``."""
+
+    def __enter__(self):
+        self.flag = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return lambda: self.flag
+
+    def _handler(self, signum, frame):
+        self.flag = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
