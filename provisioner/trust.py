@@ -1,0 +1,199 @@
+"""SSH host keys pinned per environment, in a known_hosts file kept with the project.
+
+The development VMs are throwaway and Vagrant manages their keys. Every other environment has a known_hosts file
+(``environments/<env>.known_hosts`` next to devbox.yml by default) that the team commits, so everyone connects
+to the same machines. ``devbox trust --env staging`` fetches each host's key with a bare SSH handshake (no
+login), shows its SHA256 fingerprint and, once confirmed, records it. Before any run against the environment,
+every host is probed the same way: an unknown or changed key stops the run before a single task.
+
+devbox's own connections use paramiko's ``RejectPolicy`` with that file only; Ansible's get
+``StrictHostKeyChecking=yes`` and ``UserKnownHostsFile=<that file>`` (see ``ansible_ssh_settings``).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import paramiko
+
+from .environments import TargetHost
+from .errors import SafetyError
+from .fsutil import atomic_write
+
+# One handshake per type, so the file pins every key the host has and the OpenSSH client (which prefers
+# whichever types it already knows for a host) and paramiko agree on what to check.
+KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512")
+# the name a key has in known_hosts -> the host-key algorithms that negotiate it
+_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
+
+TRUSTED, UNKNOWN, CHANGED, UNREACHABLE = "trusted", "unknown", "changed", "unreachable"
+
+
+@dataclass(frozen=True)
+class OfferedKey:
+    key_type: str        # as written in known_hosts, e.g. ssh-ed25519
+    fingerprint: str     # SHA256:..., as `ssh-keygen -lf` prints it
+    base64: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class HostKeyCheck:
+    host: TargetHost
+    entry: str                       # the known_hosts name: address, or [address]:port
+    status: str                      # trusted | unknown | changed | unreachable
+    offered: tuple[OfferedKey, ...]  # what the host presented during this check
+    pinned: tuple[str, ...] = ()     # fingerprints recorded for it
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == TRUSTED
+
+
+def known_hosts_name(address: str, port: int = 22) -> str:
+    """The name OpenSSH looks up: the bare address on port 22, ``[address]:port`` otherwise."""
+    return address if int(port) == 22 else f"[{address}]:{port}"
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _offered(key: paramiko.PKey) -> OfferedKey:
+    return OfferedKey(key.get_name(), fingerprint(key), key.get_base64())
+
+
+def fetch_host_key(address: str, port: int, key_types: Sequence[str], *, timeout: float = 10.0) -> paramiko.PKey:
+    """The host key the server presents when the client accepts only ``key_types``. No authentication."""
+    sock = socket.create_connection((address, port), timeout=timeout)
+    transport = paramiko.Transport(sock)
+    try:
+        transport.get_security_options().key_types = tuple(key_types)
+        transport.start_client(timeout=timeout)
+        return transport.get_remote_server_key()
+    finally:
+        transport.close()
+        sock.close()
+
+
+def fetch_host_keys(address: str, port: int, *, timeout: float = 10.0) -> list[paramiko.PKey]:
+    """Every key (of the types devbox pins) the server has; raises ``OSError``/``SSHException`` if none."""
+    keys, last_error = [], None
+    for key_type in KEY_TYPES:
+        try:
+            keys.append(fetch_host_key(address, port, (key_type,), timeout=timeout))
+        except paramiko.SSHException as exc:  # the server has no key of this type
+            last_error = exc
+    if not keys:
+        raise last_error or paramiko.SSHException("no host key offered")
+    return keys
+
+
+def pinned_keys(known_hosts: Path, entry: str) -> dict[str, paramiko.PKey]:
+    if not Path(known_hosts).exists():
+        return {}
+    found = paramiko.HostKeys(str(known_hosts)).lookup(entry)
+    return dict(found) if found else {}
+
+
+def check_host(host: TargetHost, known_hosts: Path, *, timeout: float = 10.0) -> HostKeyCheck:
+    """Compare what ``host`` presents with what ``known_hosts`` pins for it."""
+    entry = known_hosts_name(host.address, host.port)
+    pinned = pinned_keys(known_hosts, entry)
+    pinned_prints = tuple(fingerprint(k) for k in pinned.values())
+    try:
+        if not pinned:
+            offered = tuple(_offered(k) for k in fetch_host_keys(host.address, host.port, timeout=timeout))
+            return HostKeyCheck(host, entry, UNKNOWN, offered, (), f"no key pinned for {entry}")
+        algorithms = [a for t in pinned for a in _ALGORITHMS.get(t, (t,))]
+        try:
+            key = fetch_host_key(host.address, host.port, algorithms, timeout=timeout)
+        except paramiko.SSHException as exc:
+            return HostKeyCheck(host, entry, CHANGED, (), pinned_prints,
+                                f"the host no longer offers a key of the pinned types ({exc})")
+    except (OSError, paramiko.SSHException) as exc:
+        return HostKeyCheck(host, entry, UNREACHABLE, (), pinned_prints, f"no SSH handshake: {exc}")
+    offered = _offered(key)
+    expected = pinned.get(key.get_name())
+    if expected is not None and expected.asbytes() == key.asbytes():
+        return HostKeyCheck(host, entry, TRUSTED, (offered,), pinned_prints)
+    return HostKeyCheck(host, entry, CHANGED, (offered,), pinned_prints,
+                        f"{key.get_name()} key is {offered.fingerprint}, pinned "
+                        f"{fingerprint(expected) if expected else 'none of this type'}")
+
+
+def scan_host(host: TargetHost, known_hosts: Path, *, timeout: float = 10.0) -> HostKeyCheck:
+    """Every key ``host`` has, compared with what is pinned: what `devbox trust` shows and records."""
+    entry = known_hosts_name(host.address, host.port)
+    pinned = pinned_keys(known_hosts, entry)
+    pinned_prints = tuple(fingerprint(k) for k in pinned.values())
+    try:
+        keys = fetch_host_keys(host.address, host.port, timeout=timeout)
+    except (OSError, paramiko.SSHException) as exc:
+        return HostKeyCheck(host, entry, UNREACHABLE, (), pinned_prints, f"no SSH handshake: {exc}")
+    offered = tuple(_offered(k) for k in keys)
+    if not pinned:
+        return HostKeyCheck(host, entry, UNKNOWN, offered, (), f"no key pinned for {entry}")
+    same = {k.get_name(): k.asbytes() for k in keys} == {t: k.asbytes() for t, k in pinned.items()}
+    return HostKeyCheck(host, entry, TRUSTED if same else CHANGED, offered, pinned_prints,
+                        "" if same else "the keys the host offers differ from the pinned ones")
+
+
+def check_hosts(hosts: Iterable[TargetHost], known_hosts: Path, *, timeout: float = 10.0) -> list[HostKeyCheck]:
+    return [check_host(h, known_hosts, timeout=timeout) for h in hosts]
+
+
+def require_trusted(env_name: str, checks: Sequence[HostKeyCheck], known_hosts: Path) -> None:
+    """Stop before any task unless every host presented its pinned key; name every host that did not."""
+    bad = [c for c in checks if not c.ok]
+    if not bad:
+        return
+    lines = "\n".join(f"  - {c.host.name} ({c.entry}): {c.status}: {c.detail}" for c in bad)
+    changed = any(c.status == CHANGED for c in bad)
+    hint = (f"a changed key may mean the host was rebuilt, or that something sits in between: confirm with "
+            f"the host's owner, remove its old line from {known_hosts}, then run `devbox trust --env {env_name}`"
+            if changed else f"run `devbox trust --env {env_name}` to review and record the keys")
+    raise SafetyError(f"host keys of environment '{env_name}' are not trusted; nothing was run:\n{lines}", hint)
+
+
+def record(known_hosts: Path, check: HostKeyCheck) -> None:
+    """Pin the keys ``check`` saw, replacing any older line for the same name; other lines are kept."""
+    known_hosts = Path(known_hosts)
+    kept = []
+    if known_hosts.exists():
+        for line in known_hosts.read_text().splitlines():
+            fields = line.split()
+            names = fields[0].split(",") if fields and not line.lstrip().startswith("#") else []
+            if check.entry not in names:
+                kept.append(line)
+    new = [f"{check.entry} {k.key_type} {k.base64}" for k in check.offered]
+    atomic_write(known_hosts, "\n".join(kept + new) + "\n", mode=0o644)
+
+
+def pinned_client(known_hosts: Path) -> paramiko.SSHClient:
+    """An SSH client for devbox's own connections to a non-dev environment: this file only, reject others."""
+    client = paramiko.SSHClient()
+    if Path(known_hosts).exists():
+        client.load_host_keys(str(known_hosts))
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    return client
+
+
+def ansible_ssh_settings(known_hosts: Path) -> dict[str, str]:
+    """Environment variables for Ansible runs against a non-dev environment.
+
+    The options go in ``ssh_args`` because ssh keeps the first value it sees for an option and Ansible puts
+    ``ssh_args`` before the inventory's ``ansible_ssh_common_args``/``extra_args``, so no inventory can relax
+    them. ``GlobalKnownHostsFile=/dev/null``: only the team's pinned file counts, not this machine's.
+    """
+    path = str(Path(known_hosts).resolve())
+    return {
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_SSH_ARGS": (f"-C -o ControlMaster=auto -o ControlPersist=60s -o StrictHostKeyChecking=yes "
+                             f"-o UserKnownHostsFile={path} -o GlobalKnownHostsFile=/dev/null"),
+    }
