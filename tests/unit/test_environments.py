@@ -38,19 +38,19 @@ def test_every_problem_is_reported_at_once():
         "production": "inv",
     })
     text = "\n".join(problems)
-    assert "environments.dev: 'dev' is built in" in text
-    assert "environments.Staging!: names are" in text
-    assert "environments.qa.colour: unknown key" in text
-    assert "environments.qa.inventory: required" in text
-    assert "environments.qa.check_first: must be true or false" in text
-    assert "environments.qa.vault_id: must be a vault id label" in text
-    assert "environments.staging.allow_production: only the environment named 'production'" in text
-    assert "environments.production: must be a mapping" in text
+    assert "`environments.dev`: 'dev' is built in" in text
+    assert "`environments.Staging!`: environment names are" in text
+    assert "unknown key `environments.qa.colour`" in text
+    assert "`environments.qa.inventory` is required" in text
+    assert "`environments.qa.check_first` must be true or false" in text
+    assert "`environments.qa.vault_id` must be a vault id label" in text
+    assert "`environments.staging.allow_production`: only the environment named 'production'" in text
+    assert "`environments.production` must be a mapping" in text
     assert len(problems) == 8
 
 
 def test_not_a_mapping_is_a_problem():
-    assert validate_environments(["staging"]) == ["environments: must be a mapping of environment name to settings"]
+    assert validate_environments(["staging"]) == ["`environments` must be a mapping of environment name to settings"]
 
 
 def test_parse_resolves_paths_against_the_project_and_defaults_the_known_hosts_file():
@@ -208,3 +208,29 @@ def test_only_the_exact_name_confirms():
 
 def test_no_prompt_means_no_answer_needed():
     check_confirmation(plan_run(staging(), HOSTS, env_explicit=True, yes=True), None)
+
+
+# --- through config.py -----------------------------------------------------------------------------------
+
+def test_config_reports_environment_problems_with_the_others(tmp_path):
+    from provisioner.config import load_config
+    from provisioner.errors import ConfigError
+
+    path = tmp_path / "devbox.yml"
+    path.write_text("provider: hyperv\nenvironments:\n  staging: {inventory: inv, check_first: maybe}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert any("provider" in p for p in err.value.problems)
+    assert "`environments.staging.check_first` must be true or false" in err.value.problems
+
+
+def test_config_environments_resolve_next_to_devbox_yml(tmp_path):
+    from provisioner.config import load_config
+    from provisioner.environments import environments_of
+
+    path = tmp_path / "devbox.yml"
+    path.write_text("environments:\n  staging: {inventory: playbooks/inventories/staging, vault_id: staging}\n")
+    envs = environments_of(load_config(path))
+    assert sorted(envs) == ["dev", "staging"]
+    assert envs["staging"].inventory == tmp_path / "playbooks/inventories/staging"
+    assert envs["staging"].known_hosts == tmp_path / "environments/staging.known_hosts"
