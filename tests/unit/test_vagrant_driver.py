@@ -1,0 +1,130 @@
+"""The Vagrant adapter: pure parsers on captured output, and the real `vagrant` binary for the read commands
+and failures (no VM is booted here; the lab tier does that)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from provisioner.errors import CommandFailed, DevboxError
+from provisioner.vagrant_driver import (MachineState, PythonVagrantDriver, SshConfig, machine_readable_error,
+                                        parse_machine_readable, parse_ssh_config, parse_status)
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "vagrant"
+
+
+def read(name: str) -> str:
+    return (DATA / name).read_text()
+
+
+def test_parse_status_not_created_capture():
+    states = parse_status(read("status-not-created.txt"))
+    assert list(states) == ["web-1", "db-1"]  # Vagrantfile order, not the order of the first line mentioning them
+    assert states["web-1"] == MachineState("web-1", "not_created", "libvirt")
+
+
+def test_parse_status_normalises_libvirt_shutoff():
+    states = parse_status(read("status-running-shutoff.txt"))
+    assert {n: s.state for n, s in states.items()} == {"web-1": "running", "db-1": "poweroff"}
+
+
+def test_parse_status_ignores_non_machine_lines():
+    text = "Vagrant failed to initialize a plugin, continuing\n" + read("status-not-created.txt")
+    assert set(parse_status(text)) == {"web-1", "db-1"}
+
+
+def test_machine_readable_unescapes_commas_and_newlines():
+    rows = parse_machine_readable(read("status-not-created.txt"))
+    ui = [data for target, kind, data in rows if kind == "ui"]
+    assert "VM, run `vagrant status NAME`" in ui[0] and "\n" in ui[0]
+
+
+def test_error_exit_is_found():
+    assert "'nope' was not found" in machine_readable_error(read("status-machine-not-found.txt"))
+    assert machine_readable_error(read("status-not-created.txt")) is None
+    assert parse_status(read("status-machine-not-found.txt")) == {}
+
+
+def test_parse_ssh_config_two_hosts():
+    configs = parse_ssh_config(read("ssh-config-two.txt"))
+    assert configs["web-1"] == SshConfig("web-1", "192.168.121.57", 22, "vagrant",
+                                         "/home/dev/project/.vagrant/machines/web-1/libvirt/private_key",
+                                         configs["web-1"].options)
+    # quoted path with a space; the first IdentityFile wins, as for ssh
+    assert configs["db-1"].identity_file == "/home/dev/my project/.vagrant/machines/db-1/libvirt/private_key"
+    assert ("stricthostkeychecking", "no") in configs["db-1"].options
+
+
+def test_parse_ssh_config_roundtrips_through_json():
+    cfg = parse_ssh_config(read("ssh-config-two.txt"))["web-1"]
+    assert SshConfig.from_json("web-1", cfg.to_json()) == SshConfig(cfg.name, cfg.host, cfg.port, cfg.user,
+                                                                     cfg.identity_file)
+
+
+def test_parse_ssh_config_without_port_is_an_error():
+    with pytest.raises(DevboxError, match="no port for web-1"):
+        parse_ssh_config("Host web-1\n  HostName 10.0.0.1\n  User vagrant\n")
+
+
+def test_parse_ssh_config_error_text_gives_nothing():
+    assert parse_ssh_config(read("ssh-config-not-created.txt")) == {}
+
+
+# ------------------------------------------------------------------------- the real vagrant binary, no VMs
+
+vagrant_bin = pytest.mark.vagrant
+
+
+@pytest.fixture
+def project(tmp_path):
+    shutil.copy(DATA / "two-machines.Vagrantfile", tmp_path / "Vagrantfile")
+    return tmp_path
+
+
+@pytest.fixture
+def driver(project):
+    return PythonVagrantDriver(root=project, logs_dir=project / ".devbox" / "logs")
+
+
+@vagrant_bin
+def test_real_status_of_not_created_machines(driver):
+    states = driver.status()
+    assert {n: s.state for n, s in states.items()} == {"web-1": "not_created", "db-1": "not_created"}
+    assert (driver.logs_dir / "vagrant-read.log").read_text().count("status --machine-readable") == 1
+
+
+@vagrant_bin
+def test_real_ssh_config_failure_raises_with_evidence(driver):
+    # python-vagrant would return "" here; the driver must not
+    with pytest.raises(CommandFailed) as err:
+        driver.ssh_config()
+    exc = err.value
+    assert exc.argv == ["vagrant", "ssh-config"] and exc.returncode == 1
+    assert "not yet ready for SSH" in exc.output_tail
+    assert exc.log_path.endswith("vagrant-read.log") and Path(exc.log_path).exists()
+
+
+@vagrant_bin
+def test_real_up_of_unknown_machine_raises_with_log_tail(driver):
+    with pytest.raises(CommandFailed) as err:
+        driver.up(names=["nope"])
+    exc = err.value
+    assert exc.argv == ["vagrant", "up", "--no-provision", "--parallel", "nope"]
+    assert "nope" in exc.output_tail and "was not found" in exc.output_tail
+    assert exc.log_path.endswith("vagrant-up.log")
+    assert "full log:" in str(exc)
+
+
+@vagrant_bin
+def test_real_validate(driver, project):
+    driver.validate()
+    (project / "Vagrantfile").write_text('Vagrant.configure("2") do |config|\n  config.vm.nonsense = 1\nend\n')
+    with pytest.raises(CommandFailed, match="Vagrant rejected the Vagrantfile"):
+        driver.validate()
+
+
+@vagrant_bin
+def test_real_status_without_vagrantfile_fails(tmp_path):
+    with pytest.raises(CommandFailed):
+        PythonVagrantDriver(root=tmp_path, logs_dir=tmp_path / "logs").status()
