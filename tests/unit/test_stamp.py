@@ -1,0 +1,110 @@
+"""Revision stamps: the git revision of the playbooks, and a real record/read-back round trip on localhost."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from provisioner.playbook_runner import AnsibleRunnerPlaybookRunner
+from provisioner.stamp import (APPLIED_PATH, HostRevision, Revision, collect_fetched, make_stamp,
+                               playbook_revision, read_extravars, stamp_extravars, write_stamp_playbooks)
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "playbooks").mkdir(parents=True)
+    (repo / "playbooks" / "site.yml").write_text("- hosts: all\n  tasks: []\n")
+    git(repo, "init", "-q")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "add", ".")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-m", "site")
+    return repo
+
+
+def test_clean_checkout_is_its_commit(repo):
+    rev = playbook_revision(repo / "playbooks" / "site.yml")
+    assert rev == Revision(git(repo, "rev-parse", "HEAD").strip(), False)
+    assert rev.describe() == rev.commit[:12]
+
+
+def test_changes_under_the_playbook_folder_make_it_dirty(repo):
+    (repo / "playbooks" / "new_role.yml").write_text("x: 1\n")  # untracked counts
+    rev = playbook_revision(repo / "playbooks" / "site.yml")
+    assert rev.dirty and rev.describe().endswith("-dirty")
+
+
+def test_changes_elsewhere_in_the_repository_do_not(repo):
+    (repo / "notes.txt").write_text("unrelated\n")
+    assert not playbook_revision(repo / "playbooks" / "site.yml").dirty
+
+
+def test_no_git_repository_is_unversioned(tmp_path):
+    (tmp_path / "site.yml").write_text("[]\n")
+    rev = playbook_revision(tmp_path / "site.yml")
+    assert rev.commit is None and rev.describe() == "unversioned"
+
+
+def test_stamp_records_what_when_who():
+    now = datetime(2026, 11, 26, 5, 0, 1, 123, tzinfo=timezone.utc)
+    stamp = make_stamp(environment="staging", playbook="playbooks/site.yml", revision=Revision("a" * 40, True),
+                       limit="web", user="ops@laptop", now=now)
+    assert stamp["revision"] == "aaaaaaaaaaaa-dirty" and stamp["commit"] == "a" * 40 and stamp["dirty"]
+    assert stamp["applied_at"] == "2026-11-26T05:00:01+00:00" and stamp["applied_by"] == "ops@laptop"
+    assert stamp["partial"] and stamp["limit"] == "web" and stamp["environment"] == "staging"
+    assert not make_stamp(environment="dev", playbook="p", revision=Revision(None, True))["partial"]
+
+
+def test_collect_reports_missing_unreadable_and_unreachable(tmp_path):
+    (tmp_path / "web-1.json").write_text(json.dumps({"revision": "abc"}))
+    (tmp_path / "db-1.json").write_text("{not json")
+    got = collect_fetched(tmp_path, ["web-1", "db-1", "lb-1", "cache-1"], {"cache-1": "unreachable"})
+    assert got[0] == HostRevision("web-1", {"revision": "abc"}) and got[0].revision == "abc"
+    assert "unreadable" in got[1].problem
+    assert got[2].stamp is None and got[2].revision == "never provisioned by devbox"
+    assert got[3].revision == "? (unreachable)"
+
+
+@pytest.mark.ansible
+def test_record_then_read_back_on_localhost(tmp_path):
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  hosts:\n    web-1: {ansible_connection: local, ansible_python_interpreter: "
+                         f"{sys.executable}}}\n    db-1: {{ansible_connection: local, ansible_python_interpreter: "
+                         f"{sys.executable}}}\n")
+    record, read = write_stamp_playbooks(tmp_path / ".devbox" / "stamp")
+    runner = AnsibleRunnerPlaybookRunner(runner_dir=tmp_path / ".devbox" / "runner",
+                                         logs_dir=tmp_path / ".devbox" / "logs",
+                                         known_hosts=tmp_path / ".devbox" / "known_hosts")
+    applied = tmp_path / "etc-devbox" / "applied.json"  # stands in for /etc/devbox on a real host
+    stamp = make_stamp(environment="dev", playbook="playbooks/site.yml", revision=Revision("b" * 40, False))
+    result = runner.run(playbook=record, inventory=inventory, forks=2, limit="web-1",
+                        extravars=stamp_extravars(stamp, become=False, path=str(applied)))
+    assert result.ok, result.failures
+    assert json.loads(applied.read_text()) == stamp
+
+    fetched = tmp_path / ".devbox" / "stamp" / "fetched"
+    result = runner.run(playbook=read, inventory=inventory, forks=2,
+                        extravars=read_extravars(fetched, path=str(applied)))
+    assert result.ok, result.failures
+    # both inventory names are this machine, so both read the one file; the limit decided who was written
+    got = {h.host: h.revision for h in collect_fetched(fetched, ["web-1", "db-1"])}
+    assert got == {"web-1": "b" * 12, "db-1": "b" * 12}
+    applied.unlink()
+    for f in fetched.iterdir():
+        f.unlink()
+    result = runner.run(playbook=read, inventory=inventory, forks=2,
+                        extravars=read_extravars(fetched, path=str(applied)))
+    assert result.ok  # a host devbox never provisioned is not an error
+    assert [h.revision for h in collect_fetched(fetched, ["web-1"])] == ["never provisioned by devbox"]
+
+
+def test_default_location_is_etc_devbox():
+    assert APPLIED_PATH == "/etc/devbox/applied.json"
+    assert stamp_extravars({"a": 1})["devbox_applied_path"] == APPLIED_PATH
