@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import jinja2
-import jinja2.sandbox
+import jinja2.nativetypes
 import yaml
 
 from .errors import DevboxError
@@ -33,9 +33,9 @@ BLOCK_KEYS = ("block", "rescue", "always")
 LOOP_KEYS = ("loop", "with_items", "with_list")
 # a Debian package name (policy 5.6.1), used to find packages the playbooks mention in the fallback
 PACKAGE_TOKEN = re.compile(r"[a-z0-9][a-z0-9+.-]+")
-WHOLE_VARIABLE = re.compile(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
 
-_jinja = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined)
+# native types: `{{ ops_users | default([]) }}` must give a list, not the text "[]"
+_jinja = jinja2.nativetypes.NativeEnvironment(undefined=jinja2.StrictUndefined)
 
 
 @dataclass(frozen=True)
@@ -64,14 +64,19 @@ class _Collector:
     mentioned: set[str] = field(default_factory=set)
     seen_roles: set[Path] = field(default_factory=set)
     seen_files: set[Path] = field(default_factory=set)
+    inventory_vars: dict = field(default_factory=dict)
 
 
-def scan_playbook(playbook: Path, *, roles_paths: Iterable[Path] = ()) -> Managed:
-    """Scan ``playbook`` (and what it imports). Roles are looked up next to each playbook, then in ``roles_paths``."""
+def scan_playbook(playbook: Path, *, roles_paths: Iterable[Path] = (), inventory_vars: dict | None = None) -> Managed:
+    """Scan ``playbook`` (and what it imports). Roles are looked up next to each playbook, then in ``roles_paths``.
+
+    ``inventory_vars`` (the inventory's variables for ``all``, non-secret) take precedence over role defaults,
+    as in Ansible, so lists such as the operators' accounts resolve to what the environment really sets.
+    """
     playbook = Path(playbook)
     if not playbook.is_file():
         raise DevboxError(f"playbook {playbook} not found", "check `playbook:` in devbox.yml")
-    c = _Collector()
+    c = _Collector(inventory_vars=dict(inventory_vars or {}))
     _scan_playbook_file(playbook, c, tuple(Path(p) for p in roles_paths))
     return Managed(packages=frozenset(c.packages), services=frozenset(c.services), users=frozenset(c.users),
                    groups=frozenset(c.groups), unresolved=tuple(dict.fromkeys(c.unresolved)),
@@ -108,7 +113,7 @@ def _scan_playbook_file(path: Path, c: _Collector, roles_paths: tuple[Path, ...]
         if isinstance(imported, str) and "{{" not in imported:
             _scan_playbook_file(path.parent / imported, c, roles_paths)
             continue
-        play_vars = play.get("vars") if isinstance(play.get("vars"), dict) else {}
+        play_vars = {**c.inventory_vars, **(play.get("vars") if isinstance(play.get("vars"), dict) else {})}
         search = (path.parent / "roles", *roles_paths)
         for role in play.get("roles") or []:
             name = role if isinstance(role, str) else (role.get("role") or role.get("name")) if isinstance(role, dict) else None
@@ -128,11 +133,13 @@ def _find_role(name: str, search: tuple[Path, ...]) -> Path | None:
 
 def _role_vars(role_dir: Path, c: _Collector) -> dict:
     merged: dict = {}
-    for sub in ("defaults", "vars"):  # vars win over defaults, as in Ansible
+    for sub in ("defaults", "vars"):  # Ansible's order: role defaults < inventory variables < role vars
         for f in _yaml_files(role_dir / sub):
             data = _load_yaml(f, c)
             if isinstance(data, dict):
                 merged.update(data)
+        if sub == "defaults":
+            merged.update(c.inventory_vars)
     return merged
 
 
@@ -255,17 +262,17 @@ def _resolve_value(value: Any, scope: dict, depth: int) -> Any:
     if isinstance(value, list):
         resolved = [_resolve_value(v, scope, depth + 1) for v in value]
         return None if any(v is None for v in resolved) else resolved
+    if isinstance(value, dict):
+        resolved = {k: _resolve_value(v, scope, depth + 1) for k, v in value.items()}
+        return None if any(v is None for v in resolved.values()) else resolved
     if not isinstance(value, str) or "{{" not in value and "{%" not in value:
         return value
-    whole = WHOLE_VARIABLE.match(value.strip())
-    if whole:
-        if whole.group(1) not in scope:
-            return None
-        return _resolve_value(scope[whole.group(1)], scope, depth + 1)
-    needed = {k: _resolve_value(v, scope, depth + 1) for k, v in scope.items() if k in value}
+    # only the variables the template names, each resolved first (defaults often point at inventory variables)
+    needed = {k: _resolve_value(v, scope, depth + 1) for k, v in scope.items()
+              if re.search(rf"\b{re.escape(k)}\b", value)}
     try:
         # a variable that is not simple stays undefined, so StrictUndefined makes the whole name unresolved
-        rendered = _jinja.from_string(value).render({k: v for k, v in needed.items() if v is not None})
-    except Exception:  # noqa: BLE001 - any template devbox cannot render alone (filters, lookups) is "not simple"
+        result = _jinja.from_string(value).render({k: v for k, v in needed.items() if v is not None})
+    except Exception:  # noqa: BLE001 - any template devbox cannot render alone (Ansible filters, lookups)
         return None
-    return rendered if "{{" not in rendered else None
+    return None if isinstance(result, str) and "{{" in result else result
