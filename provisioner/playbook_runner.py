@@ -8,6 +8,7 @@ details of every failed task. ``summarize(stats)`` is pure.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 import tempfile
@@ -176,11 +177,18 @@ def control_path_dir() -> str:
     return str(path)
 
 
-def ansible_env(*, known_hosts: Path, log_path: Path) -> dict[str, str]:
-    """Environment for ansible-playbook: the venv's Ansible first on PATH, and fast, safe SSH settings."""
+def ansible_env(*, known_hosts: Path, log_path: Path, strict_host_keys: bool = False) -> dict[str, str]:
+    """Environment for ansible-playbook: the venv's Ansible first on PATH, and fast, safe SSH settings.
+
+    ``strict_host_keys``: for shared environments (staging...) whose keys are pinned in a known_hosts file the
+    team keeps; an unknown key is refused instead of recorded. ``GlobalKnownHostsFile=/dev/null`` then makes
+    that file the only one that counts.
+    """
     venv_bin = str(Path(sys.executable).parent)
+    checking = ("StrictHostKeyChecking=yes -o GlobalKnownHostsFile=/dev/null" if strict_host_keys
+                else "StrictHostKeyChecking=accept-new")
     ssh_args = ("-o ControlMaster=auto -o ControlPersist=60s "
-                f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=accept-new")
+                f"-o UserKnownHostsFile={known_hosts} -o {checking}")
     return {
         # ansible-runner starts the first ansible-playbook on PATH; it must be the one devbox was installed with
         "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
@@ -198,11 +206,18 @@ def ansible_env(*, known_hosts: Path, log_path: Path) -> dict[str, str]:
 class AnsibleRunnerPlaybookRunner(PlaybookRunner):
     """ansible-runner with its private data dir under ``.devbox/runner/`` and Ansible's log in ``logs_dir``."""
 
-    def __init__(self, *, runner_dir: Path, logs_dir: Path, known_hosts: Path, keep_artifacts: int = 10):
+    def __init__(self, *, runner_dir: Path, logs_dir: Path, known_hosts: Path, keep_artifacts: int = 10,
+                 strict_host_keys: bool = False, extra_env: Mapping[str, str] | None = None,
+                 extra_args: Sequence[str] = ()):
         self.runner_dir = Path(runner_dir)
         self.logs_dir = Path(logs_dir)
         self.known_hosts = Path(known_hosts)
         self.keep_artifacts = keep_artifacts
+        # runs against a named environment: pinned host keys, vault settings (e.g. `--vault-id
+        # staging@FILE`, never a password itself: ansible-runner records the command line in its artifacts)
+        self.strict_host_keys = strict_host_keys
+        self.extra_env = dict(extra_env or {})
+        self.extra_args = tuple(extra_args)
 
     def run(self, *, playbook: Path, inventory: Path, forks: int, limit: str | None = None,
             tags: str | None = None, check: bool = False, extravars: Mapping | None = None,
@@ -218,13 +233,14 @@ class AnsibleRunnerPlaybookRunner(PlaybookRunner):
         self.runner_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
-        self.known_hosts.touch(exist_ok=True)
+        if not self.strict_host_keys:  # a pinned file is the team's; devbox only writes it on `devbox trust`
+            self.known_hosts.touch(exist_ok=True)
         log_path = self.logs_dir / "ansible.log"
         collector = _EventCollector(on_progress)
-        cmdline = "--check --diff" if check else None
+        extra = (*(("--check", "--diff") if check else ()), *self.extra_args)
+        cmdline = " ".join(shlex.quote(a) for a in extra) or None
         argv = ("ansible-playbook", "-i", str(inventory), str(playbook),
-                *(("--limit", limit) if limit else ()), *(("--tags", tags) if tags else ()),
-                *(("--check", "--diff") if check else ()))
+                *(("--limit", limit) if limit else ()), *(("--tags", tags) if tags else ()), *extra)
         started = time.monotonic()
         with _cancel_on_sigint() as cancelled:
             runner = ansible_runner.run(
@@ -237,7 +253,8 @@ class AnsibleRunnerPlaybookRunner(PlaybookRunner):
                 ident=time.strftime("%Y%m%dT%H%M%S"),
                 playbook=str(playbook),
                 inventory=str(inventory),
-                envvars=ansible_env(known_hosts=self.known_hosts, log_path=log_path),
+                envvars={**ansible_env(known_hosts=self.known_hosts, log_path=log_path,
+                                       strict_host_keys=self.strict_host_keys), **self.extra_env},
                 extravars=dict(extravars) if extravars else None,
                 cmdline=cmdline,
                 limit=limit,
