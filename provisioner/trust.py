@@ -6,8 +6,10 @@ to the same machines. ``devbox trust --env staging`` fetches each host's key wit
 login), shows its SHA256 fingerprint and, once confirmed, records it. Before any run against the environment,
 every host is probed the same way: an unknown or changed key stops the run before a single task.
 
-devbox's own connections use paramiko's ``RejectPolicy`` with that file only; Ansible's get
-``StrictHostKeyChecking=yes`` and ``UserKnownHostsFile=<that file>`` (see ``ansible_ssh_settings``).
+devbox's own connections use paramiko's ``RejectPolicy`` with that file only (``pinned_client``); Ansible's get
+``StrictHostKeyChecking=yes`` and ``UserKnownHostsFile=<that file>`` (``playbook_runner.ansible_env`` with
+``strict_host_keys``). The pre-flight probe matters even so: an SSH master connection kept open by
+ControlPersist from an earlier run would not look at the key again.
 """
 from __future__ import annotations
 
@@ -182,18 +184,3 @@ def pinned_client(known_hosts: Path) -> paramiko.SSHClient:
         client.load_host_keys(str(known_hosts))
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     return client
-
-
-def ansible_ssh_settings(known_hosts: Path) -> dict[str, str]:
-    """Environment variables for Ansible runs against a non-dev environment.
-
-    The options go in ``ssh_args`` because ssh keeps the first value it sees for an option and Ansible puts
-    ``ssh_args`` before the inventory's ``ansible_ssh_common_args``/``extra_args``, so no inventory can relax
-    them. ``GlobalKnownHostsFile=/dev/null``: only the team's pinned file counts, not this machine's.
-    """
-    path = str(Path(known_hosts).resolve())
-    return {
-        "ANSIBLE_HOST_KEY_CHECKING": "True",
-        "ANSIBLE_SSH_ARGS": (f"-C -o ControlMaster=auto -o ControlPersist=60s -o StrictHostKeyChecking=yes "
-                             f"-o UserKnownHostsFile={path} -o GlobalKnownHostsFile=/dev/null"),
-    }

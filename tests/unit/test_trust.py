@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import pytest
 from provisioner import process
 from provisioner.environments import TargetHost
 from provisioner.errors import SafetyError
-from provisioner.trust import (CHANGED, TRUSTED, UNKNOWN, UNREACHABLE, ansible_ssh_settings, check_host,
+from provisioner.playbook_runner import ansible_env
+from provisioner.trust import (CHANGED, TRUSTED, UNKNOWN, UNREACHABLE, check_host,
                                check_hosts, fingerprint, known_hosts_name, pinned_client, record,
                                require_trusted, scan_host)
 
@@ -194,8 +196,10 @@ def test_ansible_runs_check_host_keys_strictly(sshd, tmp_path):
                          # an inventory trying to relax the check must not win
                          f"      ansible_ssh_common_args: -o StrictHostKeyChecking=no\n")
     bindir = str(Path(sys.executable).parent)
-    env = {**ansible_ssh_settings(known), "PATH": bindir + os.pathsep + os.environ["PATH"],
-           "ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp_path / "cp")}
+    # the settings devbox gives every Ansible run against a named environment
+    env = {**ansible_env(known_hosts=known, log_path=tmp_path / "ansible.log", strict_host_keys=True),
+           # a fresh master connection per phase (short path: unix sockets are limited to 108 bytes)
+           "ANSIBLE_SSH_CONTROL_PATH_DIR": tempfile.mkdtemp(prefix="cp", dir="/tmp")}
     argv = [f"{bindir}/ansible", "web-s1", "-i", str(inventory), "-m", "ping"]
 
     unknown = process.run(argv, env=env, timeout=120)
@@ -206,6 +210,6 @@ def test_ansible_runs_check_host_keys_strictly(sshd, tmp_path):
     assert trusted.ok, trusted.tail()
 
     sshd.restart(new_keys=True)
-    env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = str(tmp_path / "cp2")  # no reuse of the old master connection
+    env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = tempfile.mkdtemp(prefix="cp", dir="/tmp")  # not the old master
     changed = process.run(argv, env=env, timeout=120)
     assert not changed.ok and "HOST IDENTIFICATION HAS CHANGED" in changed.stdout + changed.stderr
