@@ -10,6 +10,8 @@ Pure: works on event dicts and profiles; never runs Ansible, never imports an ad
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import fnmatch
 import json
 from dataclasses import dataclass, field
@@ -27,8 +29,8 @@ UNKNOWN = "unknown"
 EPHEMERAL_PORTS = range(32768, 61000)
 # groups every host is in; they say nothing about a host's role
 UNIVERSAL_GROUPS = frozenset({"all", "ungrouped"})
-# the local fact a run may leave on a host (/etc/ansible/facts.d/devbox.fact) naming the roles it applied
-LOCAL_FACT = "devbox"
+# the record devbox's runs leave on each host (see stamp.py); its "roles" list, when present, says what was applied
+APPLIED_RECORD = "/etc/devbox/applied.json"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -42,6 +44,7 @@ class HostFacts:
     host: str
     facts: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)  # "ss_tcp", "ss_udp", "getent_passwd", "getent_group" -> stdout
+    applied: dict | None = None  # the applied-record on the host, if there is one
     error: str | None = None
 
 
@@ -67,10 +70,20 @@ def collect_facts(events: Iterable[Mapping]) -> dict[str, HostFacts]:
                 entry.error = f"{what}: {str(res.get('msg') or '').strip() or 'no message'}"
             continue
         entry.facts.update(res.get("ansible_facts") or {})
+        if res.get("source") == APPLIED_RECORD and res.get("content"):
+            entry.applied = _decode_record(res["content"])
         cmd = res.get("cmd")
         if isinstance(cmd, list) and len(cmd) >= 2 and tuple(cmd[:2]) in _OUTPUT_KEYS:
             entry.outputs[_OUTPUT_KEYS[tuple(cmd[:2])]] = res.get("stdout") or ""
     return hosts
+
+
+def _decode_record(content: str) -> dict | None:
+    try:
+        record = json.loads(base64.b64decode(content))
+    except (ValueError, binascii.Error):
+        return None  # an unreadable record says nothing about what was applied
+    return record if isinstance(record, dict) else None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -157,14 +170,12 @@ class HostProfile:
 
 
 def build_profile(raw: HostFacts, *, roles: Sequence[str] | None = None) -> HostProfile:
-    """Normalize one host's facts. ``roles`` (from devbox's own ledger) wins over a record on the host."""
+    """Normalize one host's facts. ``roles`` (from devbox's own ledger, for VMs) wins over the host's record."""
     f = raw.facts
     distribution = f.get("ansible_distribution") or UNKNOWN
     major = f.get("ansible_distribution_major_version") or ""
-    if roles is None:
-        local = (f.get("ansible_local") or {}).get(LOCAL_FACT)
-        if isinstance(local, Mapping) and isinstance(local.get("roles"), list):
-            roles = [str(r) for r in local["roles"]]
+    if roles is None and raw.applied and isinstance(raw.applied.get("roles"), list):
+        roles = [str(r) for r in raw.applied["roles"]]
     return HostProfile(
         host=raw.host,
         os=f"{distribution} {major}".strip(),
@@ -179,6 +190,11 @@ def build_profile(raw: HostFacts, *, roles: Sequence[str] | None = None) -> Host
         group_names=tuple(f.get("parity_group_names") or ()),
         roles=tuple(roles) if roles is not None else None,
     )
+
+
+def roles_from_ledger(units: Mapping[str, object]) -> list[str]:
+    """Role names from a VM's ledger entry (unit keys ``PLAY/ROLE``; a play's own content has no role)."""
+    return sorted({key.split("/", 1)[1] for key in units if "/" in key})
 
 
 def fact_view(profile: HostProfile, managed: Managed, *, other: HostProfile) -> dict[str, str]:

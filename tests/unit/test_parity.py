@@ -6,6 +6,7 @@ copies of the real profile, the way a host changes when someone edits it by hand
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import re
@@ -14,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from provisioner.errors import DevboxError
-from provisioner.parity import (Expectation, HostFacts, Machine, build_profile, build_report, baseline_json,
+from provisioner.parity import (Expectation, Machine, build_profile, build_report, baseline_json,
                                 collect_facts, compare, config_problems, expectations_from_config, load_baseline,
-                                pair_hosts, parse_getent, parse_ss)
+                                pair_hosts, parse_getent, parse_ss, roles_from_ledger)
 from provisioner.parity_report import report_dict, report_html, report_json
 from provisioner.parity_scan import Managed
 
@@ -83,12 +84,14 @@ def test_getent_lines():
         "ops": "gid=1002 members=alice,bob", "empty": "gid=1003 members=-"}
 
 
-def test_roles_from_the_local_fact_on_the_host(events):
-    raw = collect_facts(events)["localhost"]
-    raw = HostFacts(raw.host, {**raw.facts, "ansible_local": {"devbox": {"roles": ["common", "webapp"]}}},
-                    raw.outputs)
+def test_roles_from_the_record_on_the_host(events):
+    record = base64.b64encode(json.dumps({"revision": "abc", "roles": ["common", "webapp"]}).encode()).decode()
+    slurped = {"event": "runner_on_ok", "event_data": {"host": "localhost", "task_action": "ansible.builtin.slurp",
+               "res": {"content": record, "encoding": "base64", "source": "/etc/devbox/applied.json"}}}
+    raw = collect_facts([*events, slurped])["localhost"]
     assert build_profile(raw).roles == ("common", "webapp")
     assert build_profile(raw, roles=["common"]).roles == ("common",)  # devbox's own ledger wins for VMs
+    assert roles_from_ledger({"0": {}, "0/common": {}, "3/webapp": {}}) == ["common", "webapp"]
 
 
 # ---------------------------------------------------------------------------------------------- comparison
