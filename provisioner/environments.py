@@ -284,3 +284,87 @@ def _vault_skipping_loader_class():
 
 def _VaultSkippingLoader():
     return _vault_skipping_loader_class()()
+
+
+# --- vault passwords ------------------------------------------------------------------------------------
+
+VAULT_HEADER = b"$ANSIBLE_VAULT"
+# Where Ansible would find a vault password without being given one on the command line.
+VAULT_ENV_VARS = ("ANSIBLE_VAULT_PASSWORD_FILE", "ANSIBLE_VAULT_IDENTITY_LIST")
+VAULT_CFG_KEYS = ("vault_password_file", "vault_identity_list")
+
+
+def vault_labels(inventory: Path) -> dict[str, list[Path]]:
+    """Vault-encrypted files under ``inventory`` by vault id label ('default' for unlabelled 1.1 files)."""
+    inventory = Path(inventory)
+    files = [inventory] if inventory.is_file() else sorted(p for p in inventory.rglob("*") if p.is_file())
+    labels: dict[str, list[Path]] = {}
+    for path in files:
+        with open(path, "rb") as fh:
+            header = fh.readline().strip()
+        if header.startswith(VAULT_HEADER):
+            parts = header.decode(errors="replace").split(";")
+            labels.setdefault(parts[3] if len(parts) > 3 and parts[3] else "default", []).append(path)
+    return labels
+
+
+def vault_run_settings(env: Environment, password_file: Path | None,
+                       labels: Mapping[str, list[Path]]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(extra ansible-playbook arguments, extra environment) for one run against ``env``.
+
+    Only the password FILE's path is ever on a command line (ansible-runner records command lines in its
+    artifacts, and every user can read the process list). With several vault ids in the inventory the
+    environment must name its own, and ``vault_id_match`` keeps Ansible from trying that password on the
+    others' files.
+    """
+    if env.is_dev or not labels:
+        return (), {}
+    if password_file is None:
+        raise UsageError(f"environment '{env.name}' has vault-encrypted files but no vault password was given",
+                         "set vault_password_file in devbox.yml or answer the prompt")
+    if len(labels) > 1 and not env.vault_id:
+        raise UsageError(f"the inventory of '{env.name}' holds files of several vault ids "
+                         f"({', '.join(sorted(labels))}): devbox will not guess which password is whose",
+                         f"set `environments.{env.name}.vault_id` in devbox.yml")
+    label = env.vault_id or next(iter(labels))
+    # vault_id_match only where files carry the label: Ansible would otherwise refuse the unlabelled
+    # (format 1.1) files, which any id may decrypt
+    settings = {"ANSIBLE_VAULT_ID_MATCH": "True"} if env.vault_id and env.vault_id in labels else {}
+    return ("--vault-id", f"{label}@{password_file}"), settings
+
+
+def dev_vault_sources(environ: Mapping[str, str], cfg_files: Iterable[Path]) -> list[str]:
+    """Every place a development run would pick a vault password up from (it must get none)."""
+    import configparser
+
+    found = [f"environment variable {name}" for name in VAULT_ENV_VARS if environ.get(name)]
+    for path in cfg_files:
+        path = Path(path).expanduser()
+        if not path.is_file():
+            continue
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            parser.read(path)
+        except configparser.Error:
+            continue
+        for key in VAULT_CFG_KEYS:
+            if parser.has_option("defaults", key) and parser.get("defaults", key).strip():
+                found.append(f"{path}: [defaults] {key}")
+    return found
+
+
+def ansible_cfg_candidates(environ: Mapping[str, str], playbook_dir: Path) -> list[Path]:
+    """The ansible.cfg files a run from ``playbook_dir`` may read, in Ansible's order."""
+    paths = [Path(environ["ANSIBLE_CONFIG"])] if environ.get("ANSIBLE_CONFIG") else []
+    return paths + [Path(playbook_dir) / "ansible.cfg", Path("~/.ansible.cfg"), Path("/etc/ansible/ansible.cfg")]
+
+
+def ensure_dev_gets_no_vault_password(environ: Mapping[str, str], playbook_dir: Path) -> None:
+    """Development runs never get a vault password: refuse to start one that would."""
+    sources = dev_vault_sources(environ, ansible_cfg_candidates(environ, playbook_dir))
+    if sources:
+        lines = "\n".join(f"  - {s}" for s in sources)
+        raise SafetyError(f"a development run would be given a vault password:\n{lines}",
+                          "development runs use generated values, never real secrets: unset these for devbox "
+                          "and name the password file per environment in devbox.yml (environments.NAME."
+                          "vault_password_file)")

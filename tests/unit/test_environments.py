@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from provisioner.environments import (DEV, DEV_ENVIRONMENT, Environment, TargetHost, check_confirmation,
-                                      guard_against_production, normalize_address, parse_environments,
-                                      plan_run, production_overlap, read_target_hosts, select_environment,
-                                      validate_environments)
+                                      ensure_dev_gets_no_vault_password, guard_against_production,
+                                      normalize_address, parse_environments, plan_run, production_overlap,
+                                      read_target_hosts, select_environment, validate_environments,
+                                      vault_labels, vault_run_settings)
 from provisioner.errors import InventoryError, SafetyError, UsageError
 
 ENVS = Path(__file__).resolve().parents[1] / "data" / "envs"
@@ -234,3 +235,75 @@ def test_config_environments_resolve_next_to_devbox_yml(tmp_path):
     assert sorted(envs) == ["dev", "staging"]
     assert envs["staging"].inventory == tmp_path / "playbooks/inventories/staging"
     assert envs["staging"].known_hosts == tmp_path / "environments/staging.known_hosts"
+
+
+# --- vault passwords -------------------------------------------------------------------------------------
+
+def test_vault_labels_are_read_from_the_headers():
+    assert {k: [p.name for p in v] for k, v in vault_labels(ENVS / "staging").items()} == {"staging": ["vault.yml"]}
+    assert vault_labels(ENVS / "staging-leaky") == {}
+
+
+def test_dev_runs_get_no_vault_arguments_at_all():
+    assert vault_run_settings(DEV_ENVIRONMENT, Path("/pw"), {"default": [Path("x")]}) == ((), {})
+
+
+def test_a_labelled_vault_gets_its_id_and_only_its_id():
+    args, env = vault_run_settings(staging(), Path("/run/pw"), {"staging": [Path("v.yml")]})
+    assert args == ("--vault-id", "staging@/run/pw") and env == {"ANSIBLE_VAULT_ID_MATCH": "True"}
+
+
+def test_unlabelled_vault_files_are_not_locked_out_by_vault_id_match():
+    args, env = vault_run_settings(staging(), Path("/run/pw"), {"default": [Path("v.yml")]})
+    assert args == ("--vault-id", "staging@/run/pw") and env == {}
+
+
+def test_several_vault_ids_need_the_environment_to_name_its_own():
+    labels = {"staging": [Path("a")], "prod": [Path("b")]}
+    with pytest.raises(UsageError, match=r"several vault ids \(prod, staging\)"):
+        vault_run_settings(staging(vault_id=None), Path("/pw"), labels)
+    assert vault_run_settings(staging(), Path("/pw"), labels)[1] == {"ANSIBLE_VAULT_ID_MATCH": "True"}
+
+
+def test_vaults_without_a_password_are_a_usage_error():
+    with pytest.raises(UsageError, match="no vault password"):
+        vault_run_settings(staging(), None, {"staging": [Path("a")]})
+    assert vault_run_settings(staging(), None, {}) == ((), {})
+
+
+@pytest.mark.ansible
+@pytest.mark.parametrize("inventory, password, canary", [
+    (ENVS / "staging", ENVS / "staging-vault-password.txt", "CANARY-STAGING-4b8a2e60"),
+    # the reference service's staging inventory: unlabelled (1.1) files, `vault_id: staging` in devbox.yml
+    (ENVS.parents[2] / "playbooks" / "inventories" / "staging", ENVS.parent / "staging-vault-password.txt", None),
+])
+def test_the_settings_really_decrypt_the_environments_vault(inventory, password, canary, tmp_path):
+    import sys
+    from provisioner import process
+
+    args, env = vault_run_settings(staging(), password, vault_labels(inventory))
+    host = read_target_hosts(inventory)[0].name
+    bindir = Path(sys.executable).parent
+    result = process.run([str(bindir / "ansible-inventory"), "-i", str(inventory), "--host", host, *args],
+                         env={**env, "ANSIBLE_CONFIG": str(tmp_path / "none.cfg")}, timeout=120)
+    assert result.ok, result.tail()
+    import json
+    hostvars = json.loads(result.stdout)
+    assert "vault_db_password" in hostvars
+    if canary:
+        assert hostvars["vault_db_password"] == canary
+
+
+def test_dev_runs_refuse_every_place_a_vault_password_could_come_from(tmp_path):
+    cfg = tmp_path / "ansible.cfg"
+    cfg.write_text("[defaults]\nroles_path = roles\nvault_password_file = ~/.vault-pass\n")
+    environ = {"ANSIBLE_VAULT_IDENTITY_LIST": "prod@~/.prod-pass", "HOME": str(tmp_path)}
+    with pytest.raises(SafetyError) as err:
+        ensure_dev_gets_no_vault_password(environ, tmp_path)
+    assert "environment variable ANSIBLE_VAULT_IDENTITY_LIST" in str(err.value)
+    assert f"{cfg}: [defaults] vault_password_file" in str(err.value)
+
+
+def test_the_reference_playbooks_give_dev_runs_no_password(tmp_path):
+    # what devbox itself runs from: the project's playbook folder and a clean environment
+    ensure_dev_gets_no_vault_password({}, ENVS.parents[2] / "playbooks")
