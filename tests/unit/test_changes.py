@@ -1,0 +1,314 @@
+"""Incremental re-provisioning: digests (real ansible-core parsing), the plan, the subset playbook, the ledger."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from provisioner.changes import ChangesError, scan_project
+from provisioner.incremental import plan_incremental, render_playbook, subset_playbook
+from provisioner.ledger import completed_units, ledger_json, ledger_of, record_run, roles_completed
+
+FIXTURE = Path(__file__).resolve().parents[1] / "data" / "incremental" / "project"
+EXTRA = {"out_dir": "/nonexistent"}
+
+
+@pytest.fixture
+def project(tmp_path):
+    dest = tmp_path / "project"
+    shutil.copytree(FIXTURE, dest)
+    return dest
+
+
+def scan(project, **kw):
+    return scan_project(project / "playbooks" / "site.yml", project / "inventory", project_dir=project,
+                        extra_vars=kw.pop("extra_vars", EXTRA), **kw)
+
+
+def applied(digests):
+    """A ledger saying the whole run was applied on every VM."""
+    return record_run({}, digests, {vm: {u.key for u in digests.units_for(vm)} for vm in digests.vms})
+
+
+def edit(project, rel, text=None, append=None):
+    path = project / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if append is not None:
+        path.write_text(path.read_text() + append)
+    else:
+        path.write_text(text)
+
+
+def plan_after(project, change, **kw):
+    before = scan(project)
+    ledger = applied(before)
+    change(project)
+    after = scan(project)
+    return plan_incremental(ledger, after, **kw), after
+
+
+def selected(plan):
+    return {v.vm: sorted(plan.selected(v.vm)) for v in plan.vms if not v.nothing}
+
+
+def test_nothing_changed_selects_nothing(project):
+    plan, _ = plan_after(project, lambda p: None)
+    assert plan.nothing_to_do
+    assert selected(plan) == {}
+
+
+def test_first_run_is_everything_and_says_why(project):
+    plan = plan_incremental({}, scan(project))
+    assert all(v.everything for v in plan.vms)
+    assert plan.vm("db-1").reasons() == ["never provisioned by devbox"]
+    assert plan.run_whole_playbook
+
+
+def test_template_edit_reruns_that_role_on_its_vms_only(project):
+    plan, _ = plan_after(project, lambda p: edit(p, "playbooks/roles/webapp/templates/app.conf.j2", append="# x\n"))
+    # proxy comes along because webapp notifies its handler; the play's own tasks set host_dir for webapp
+    assert selected(plan) == {vm: ["web", "web/proxy", "web/webapp"] for vm in ("web-1", "web-2")}
+    web = plan.vm("web-1")
+    assert not web.everything
+    reasons = {c.unit: c.reasons for c in web.units}
+    assert reasons["web/webapp"] == ("role webapp: templates/app.conf.j2 changed",)
+    assert reasons["web/proxy"] == ("defines a handler that role webapp (play web) notifies",)
+    assert any("host_dir" in r or "runs with" in r for r in reasons["web"])
+
+
+def test_defaults_change_reruns_role(project):
+    plan, _ = plan_after(project, lambda p: edit(p, "playbooks/roles/db/defaults/main.yml", append="db_x: 2\n"))
+    assert selected(plan) == {"db-1": ["db", "db/db"]}
+    assert "role db: defaults/main.yml changed" in plan.vm("db-1").reasons()
+
+
+def test_group_vars_change_reruns_everything_on_that_group(project):
+    plan, _ = plan_after(project, lambda p: edit(p, "inventory/group_vars/web.yml", append="extra: 1\n"))
+    assert set(selected(plan)) == {"web-1", "web-2"}
+    assert plan.vm("web-1").everything and plan.vm("db-1").nothing
+    assert "inventory group_vars/web.yml changed" in plan.vm("web-2").reasons()
+
+
+def test_new_group_vars_file_counts(project):
+    plan, _ = plan_after(project, lambda p: edit(p, "inventory/group_vars/db/extra.yml", "db_more: 1\n"))
+    assert set(selected(plan)) == {"db-1"}
+    assert "inventory group_vars/db/extra.yml added" in plan.vm("db-1").reasons()
+
+
+def test_host_vars_change_is_that_vm_only(project):
+    plan, _ = plan_after(project, lambda p: edit(p, "inventory/host_vars/web-2.yml", "app_port: 9090\n"))
+    assert set(selected(plan)) == {"web-2"} and plan.vm("web-2").everything
+
+
+def test_connection_vars_are_not_a_change(project):
+    plan, _ = plan_after(project, lambda p: edit(
+        p, "inventory/zz-connection.yml", "all:\n  hosts:\n    web-1:\n      ansible_port: 2222\n"))
+    assert plan.nothing_to_do
+
+
+def test_change_in_dependency_reruns_dependent_role(project):
+    plan, _ = plan_after(project, lambda p: edit(p, "playbooks/roles/base/files/base.txt", "base file v2\n"))
+    assert selected(plan)["web-1"] == ["web", "web/proxy", "web/webapp"]
+    assert "role base: files/base.txt changed" in plan.vm("web-1").reasons()
+    assert "db-1" not in selected(plan)
+
+
+def test_new_role_added_to_play(project):
+    def add_role(p):
+        edit(p, "playbooks/roles/cache/tasks/main.yml",
+             "- ansible.builtin.copy:\n    content: cache\n    dest: \"{{ out_dir }}/{{ inventory_hostname }}/cache\"\n"
+             "    mode: '0644'\n")
+        site = p / "playbooks/site.yml"
+        site.write_text(site.read_text().replace("    - role: db\n", "    - role: db\n    - cache\n"))
+    plan, after = plan_after(project, add_role)
+    assert selected(plan) == {"db-1": ["db", "db/cache"]}
+    assert any("cache not applied yet" in r for r in plan.vm("db-1").reasons())
+
+
+def test_play_level_change_reruns_whole_play(project):
+    def change(p):
+        site = p / "playbooks/site.yml"
+        site.write_text(site.read_text().replace('host_dir: "{{ out_dir }}/{{ inventory_hostname }}"',
+                                                 'host_dir: "{{ out_dir }}/{{ inventory_hostname }}/"'))
+    plan, _ = plan_after(project, change)
+    assert selected(plan) == {vm: ["web", "web/proxy", "web/webapp"] for vm in ("web-1", "web-2")}
+    assert "play web changed" in plan.vm("web-1").reasons()
+
+
+def test_dynamic_include_role_runs_everything_for_its_vms(project):
+    def change(p):
+        edit(p, "playbooks/roles/db/tasks/main.yml",
+             append="\n- ansible.builtin.include_role:\n    name: \"{{ db_flavour | default('base') }}\"\n")
+    plan, _ = plan_after(project, change)
+    assert plan.vm("db-1").everything and plan.vm("web-1").nothing
+    assert any("cannot be sure" in r and "templated role name" in r for r in plan.vm("db-1").reasons())
+
+
+def test_static_include_role_is_followed(project):
+    edit(project, "playbooks/roles/db/tasks/main.yml",
+         append="\n- ansible.builtin.include_role:\n    name: base\n")
+    plan, _ = plan_after(project, lambda p: edit(p, "playbooks/roles/base/defaults/main.yml", "base_packages_marker: v2\n"))
+    assert "db/db" in plan.selected("db-1")
+    assert "role base: defaults/main.yml changed" in plan.vm("db-1").reasons()
+
+
+def test_handler_change_alone_does_not_rerun_the_notifier(project):
+    plan, _ = plan_after(project, lambda p: edit(p, "playbooks/roles/proxy/handlers/main.yml",
+                                                 append="  changed_when: false\n"))
+    assert selected(plan)["web-1"] == ["web", "web/proxy"]
+
+
+def test_fact_set_by_changed_role_reruns_its_readers(project):
+    edit(project, "playbooks/roles/common/tasks/main.yml",
+         append="\n- ansible.builtin.set_fact:\n    common_stamp: one\n")
+    edit(project, "playbooks/roles/proxy/tasks/main.yml",
+         append="\n- ansible.builtin.debug:\n    msg: \"{{ common_stamp }}\"\n")
+    plan, _ = plan_after(project, lambda p: edit(p, "playbooks/roles/common/tasks/main.yml",
+                                                 append="\n- ansible.builtin.debug:\n    msg: changed\n"))
+    web = {c.unit: c for c in plan.vm("web-1").units}
+    assert web["web/proxy"].dirty and "`common_stamp`" in web["web/proxy"].reasons[0]
+    # webapp neither reads common_stamp nor changed, and proxy notifies nothing: webapp does not run
+    assert "web/webapp" not in web
+    assert selected(plan)["db-1"] == ["common", "common/common"]
+
+
+def test_selected_role_pulls_the_role_that_sets_its_facts(project):
+    edit(project, "playbooks/roles/common/tasks/main.yml",
+         append="\n- ansible.builtin.set_fact:\n    common_stamp: one\n")
+    edit(project, "playbooks/roles/proxy/tasks/main.yml",
+         append="\n- ansible.builtin.debug:\n    msg: \"{{ common_stamp }}\"\n")
+    plan, _ = plan_after(project, lambda p: edit(p, "playbooks/roles/proxy/defaults/main.yml", "proxy_timeout: 31\n"))
+    web = {c.unit: c for c in plan.vm("web-1").units}
+    assert "common/common" in web and not web["common/common"].dirty
+    assert "db-1" not in selected(plan)
+
+
+def test_global_input_change_is_everything(project):
+    plan, _ = plan_after(project, lambda p: edit(p, "ansible.cfg", "[defaults]\nforks = 5\n"))
+    assert all(v.everything for v in plan.vms)
+    assert "project ansible.cfg added" in plan.vm("db-1").reasons()
+
+
+def test_extra_vars_change_is_everything(project):
+    before = scan(project)
+    after = scan(project, extra_vars={"out_dir": "/elsewhere"})
+    plan = plan_incremental(applied(before), after)
+    assert all(v.everything for v in plan.vms)
+
+
+def test_full_flag_selects_everything(project):
+    plan, _ = plan_after(project, lambda p: None, full=True)
+    assert all(v.everything and v.reasons() == ["--full"] for v in plan.vms)
+
+
+def test_subset_playbook_limits_hosts_and_roles(project):
+    plan, after = plan_after(project, lambda p: edit(p, "playbooks/roles/db/templates/db.conf.j2", append="#\n"))
+    subset = subset_playbook(plan, after)
+    assert [g.play for g in subset.plays] == ["db"]
+    (play,) = subset.data
+    assert play["hosts"] == ["db", "&~^(db\\-1)$"] and play["roles"] == [{"role": "db"}]
+    assert play["gather_facts"] is False and play["name"] == "db"
+    text = render_playbook(subset, "playbooks/site.yml")
+    assert yaml.safe_load(text)[0]["roles"] == [{"role": "db"}]
+
+
+def test_subset_playbook_hosts_pattern_resolves_with_real_inventory(project):
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+
+    plan, after = plan_after(project, lambda p: edit(p, "inventory/host_vars/web-2.yml", "app_port: 1\n"))
+    subset = subset_playbook(plan, after)
+    inventory = InventoryManager(loader=DataLoader(), sources=[str(project / "inventory")])
+    for generated, play in zip(subset.plays, subset.data):
+        assert [h.name for h in inventory.get_hosts(play["hosts"])] == ["web-2"]
+
+
+def test_different_selections_in_one_play_become_separate_plays(project):
+    def change(p):
+        edit(p, "inventory/host_vars/web-2.yml", "app_port: 1\n")
+        edit(p, "playbooks/roles/proxy/defaults/main.yml", "proxy_timeout: 31\n")
+    plan, after = plan_after(project, change)
+    subset = subset_playbook(plan, after)
+    web = [(g.vms, g.units) for g in subset.plays if g.play == "web"]
+    assert (("web-1",), ("web", "web/proxy")) in web
+    assert (("web-2",), ("web", "web/webapp", "web/proxy")) in web
+
+
+def test_broken_playbook_is_a_clear_error(project):
+    (project / "playbooks/site.yml").write_text("- hosts: all\n  roles: [nope_no_such_role]\n")
+    with pytest.raises(ChangesError, match="cannot parse playbook"):
+        scan(project)
+
+
+def test_digests_never_hold_values(project):
+    edit(project, "inventory/group_vars/db.yml", "db_name: app\ndb_password: s3cr3t-value\n")
+    digests = scan(project)
+    blob = repr(applied(digests))
+    assert "s3cr3t" not in blob and "db_password" not in blob
+
+
+# ---------------------------------------------------------------------------------------------- ledger
+
+def _events(*spec):
+    """Build runner events: ("play",), ("ok"|"failed"|"unreachable", host, role), ("handlers",), ("stats",)."""
+    out = []
+    for item in spec:
+        kind = item[0]
+        if kind == "play":
+            out.append({"event": "playbook_on_play_start", "event_data": {}})
+        elif kind == "stats":
+            out.append({"event": "playbook_on_stats", "event_data": {}})
+        elif kind == "handlers":
+            out.append({"event": "playbook_on_handler_task_start", "event_data": {}})
+        else:
+            out.append({"event": f"runner_on_{kind}", "event_data": {"host": item[1], "role": item[2]}})
+    return out
+
+
+def test_roles_completed_reads_runner_events():
+    events = _events(("play",), ("ok", "h", "a"), ("ok", "x", "a"), ("failed", "h", "b"), ("stats",))
+    (play,) = roles_completed(events, "h")
+    assert play.steps == [("a", False), ("b", True)] and play.ended and play.failed
+
+
+def test_failed_run_records_only_roles_that_finished(project):
+    digests = scan(project)
+    plan = plan_incremental({}, digests, full=True)
+    subset = subset_playbook(plan, digests)
+    events = _events(("play",), ("ok", "db-1", "common"), ("play",), ("play",), ("ok", "db-1", None),
+                     ("failed", "db-1", "db"), ("stats",))
+    done = completed_units(events, "db-1", subset, digests)
+    assert done == {"common", "common/common"}
+
+
+def test_interrupted_run_records_nothing_unfinished(project):
+    digests = scan(project)
+    subset = subset_playbook(plan_incremental({}, digests), digests)
+    # interrupted inside webapp's dependency (base): nothing of play web counts; play common had ended
+    events = _events(("play",), ("ok", "web-1", "common"), ("play",), ("ok", "web-1", None), ("ok", "web-1", "base"))
+    assert completed_units(events, "web-1", subset, digests) == {"common", "common/common"}
+
+
+def test_handler_failure_records_nothing_of_the_play(project):
+    digests = scan(project)
+    subset = subset_playbook(plan_incremental({}, digests), digests)
+    events = _events(("play",), ("ok", "web-1", "common"), ("play",), ("ok", "web-1", "webapp"),
+                     ("ok", "web-1", "proxy"), ("handlers",), ("failed", "web-1", "proxy"), ("stats",))
+    assert completed_units(events, "web-1", subset, digests) == {"common", "common/common"}
+
+
+def test_record_run_keeps_unfinished_units_stale(project):
+    before = scan(project)
+    ledger = applied(before)
+    edit(project, "inventory/group_vars/db.yml", "db_name: other\n")
+    after = scan(project)
+    plan = plan_incremental(ledger, after)
+    assert plan.vm("db-1").everything
+    # the run finished play common on db-1 but failed in role db
+    new = record_run(ledger, after, {"db-1": {"common", "common/common"}})
+    replan = plan_incremental(new, after)
+    assert sorted(replan.selected("db-1")) == ["db", "db/db"]
+    # round trip through the state file's JSON
+    assert ledger_of({"ledger": ledger_json(new)}) == new
