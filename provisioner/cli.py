@@ -100,6 +100,8 @@ def _print_topology(topology, source: str) -> None:
     from rich.table import Table
 
     console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(highlight=False, soft_wrap=True, width=160)   # logs and pipes: no 80-column wrap
     table = Table(title=f"{len(topology.machines)} development VMs {source}", title_justify="left")
     for column in ("VM", "address", "memory", "cpus", "groups", "stands for"):
         table.add_column(column, overflow="fold")
@@ -111,3 +113,227 @@ def _print_topology(topology, source: str) -> None:
         console.print(f"excluded: {e.host}: {e.reason}", markup=False)
     for w in topology.warnings:
         console.print(f"warning: {w}", markup=False, style="yellow")
+
+
+# --- base box and the test lab (issue 3) -----------------------------------------------------------------
+def _echo_progress(app) -> None:
+    """Progress lines on stderr for long steps (box build, lab), unless someone already wired progress."""
+    from .app import _no_progress
+    if getattr(app, "progress", None) is _no_progress:
+        app.progress = lambda subject, message: click.echo(f"{subject}: {message}", err=True)
+
+
+@main.group()
+def box():
+    """The libvirt base box, built from Debian packages alone."""
+
+
+@box.command("build")
+@click.option("--release", default="bookworm", show_default=True, help="Debian release of the box.")
+@click.option("--mirror", metavar="URL", help="Debian mirror (default: this machine's apt sources).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Also copy the box file here.")
+@click.option("--force", is_flag=True, help="Build again even if a box with the same inputs is cached.")
+@pass_app
+def box_build(app, release, mirror, output, force):
+    """Build the box (cached by a digest of its inputs) and add it to Vagrant when Vagrant lacks it."""
+    _echo_progress(app)
+    r = app.box_build(release=release, mirror=mirror, output=output, force=force)
+    how = "cached" if r.cached else f"built in {r.seconds:.0f} s"
+    click.echo(f"{r.name}: {r.path} ({r.size_bytes / 1e6:.0f} MB, {how}"
+               f"{', added to Vagrant' if r.added else ', already in Vagrant'})")
+
+
+@main.group()
+def lab():
+    """An isolated libvirt in a network namespace, for end-to-end tests on real VMs (needs root)."""
+
+
+_lab_name = click.option("--name", default=None, help="Lab name (network namespace); default: devbox-lab.")
+
+
+@lab.command("up")
+@_lab_name
+@pass_app
+def lab_up(app, name):
+    """Start the lab and print the environment for commands run in it."""
+    _echo_progress(app)
+    the_lab = app.lab(name)
+    r = the_lab.up()
+    click.echo(f"lab {r.name} up in {r.seconds:.1f} s; run commands in it with: "
+               f"devbox lab exec{' --name ' + name if name else ''} -- CMD")
+    for key, value in r.env.items():
+        click.echo(f"{key}={value}")
+
+
+@lab.command("down")
+@_lab_name
+@pass_app
+def lab_down(app, name):
+    """Stop everything the lab started and delete its namespace (also cleans up after a crashed run)."""
+    _echo_progress(app)
+    seconds = app.lab(name).down()
+    click.echo(f"lab down in {seconds:.1f} s")
+
+
+@lab.command("status")
+@_lab_name
+@pass_app
+def lab_status(app, name):
+    """Is the lab running: namespace, daemons, VMs."""
+    s = app.lab(name).status()
+    click.echo(f"lab {s.name}: namespace {'present' if s.namespace else 'absent'}")
+    for proc, ok in s.processes.items():
+        click.echo(f"  {proc}: {'running' if ok else 'not running'}")
+    click.echo(f"  VMs: {', '.join(s.domains) or 'none'}")
+    click.echo(f"  VAGRANT_HOME={s.vagrant_home}  DEVBOX_APT_PROXY={s.apt_proxy}")
+
+
+@lab.command("exec", context_settings={"ignore_unknown_options": True})
+@_lab_name
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@pass_app
+def lab_exec(app, name, command):
+    """Run COMMAND in a lab that is already up (see `lab run` for up + command + down)."""
+    sys.exit(app.lab(name).exec(list(command)))
+
+
+@lab.command("run", context_settings={"ignore_unknown_options": True})
+@_lab_name
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@pass_app
+def lab_run(app, name, command):
+    """Start the lab, run COMMAND in it, tear it down (always); exit with COMMAND's exit code."""
+    _echo_progress(app)
+    sys.exit(app.lab(name).run(list(command)))
+
+
+# --- VM lifecycle (issue 3) ----------------------------------------------------------------------------
+_names_argument = click.argument("names", nargs=-1)
+
+
+def _with_progress(app, title: str):
+    """Show the app's progress live while a command runs."""
+    from .ui import LiveProgress
+
+    display = LiveProgress(title)
+    app.progress = display
+    return display
+
+
+def _print_provision(result) -> None:
+    from .ui import console, host_summary_table
+
+    pb = result.playbook
+    mode = " (check mode: nothing changed)" if result.check else ""
+    console().print(host_summary_table(pb.hosts, f"provisioned in {pb.seconds:.0f}s from revision "
+                                                 f"{result.revision or 'outside git'}{mode}"))
+
+
+def _provision_failed(exc) -> None:
+    """Show the per-host table before the error message (the group prints the message)."""
+    from .ui import console, host_summary_table
+
+    console(stderr=True).print(host_summary_table(exc.result.playbook.hosts, "provisioning summary"))
+
+
+@main.command()
+@_names_argument
+@click.option("--no-provision", is_flag=True, help="Boot and wait for SSH only.")
+@pass_app
+def up(app, names, no_provision):
+    """Boot the VMs (all, or NAMES) and provision them in one Ansible run."""
+    from .lifecycle import ProvisionFailed
+
+    try:
+        with _with_progress(app, "devbox up"):
+            result = app.up(names, provision=not no_provision)
+    except ProvisionFailed as exc:
+        _provision_failed(exc)
+        raise
+    booted = ", ".join(result.booted) or "none"
+    click.echo(f"booted: {booted} ({result.boot_seconds:.0f}s); SSH ready after {result.ssh_seconds:.0f}s"
+               + (f"; already running: {', '.join(result.already_running)}" if result.already_running else ""))
+    if result.provision:
+        _print_provision(result.provision)
+
+
+@main.command()
+@_names_argument
+@click.option("--tags", "-t", help="Only run plays and tasks tagged with these values (Ansible --tags).")
+@click.option("--limit", "-l", help="Further limit the hosts (Ansible --limit pattern).")
+@click.option("--check", is_flag=True, help="Dry run (Ansible --check --diff): change nothing.")
+@pass_app
+def provision(app, names, tags, limit, check):
+    """Run the production playbook against the development VMs (all, or NAMES)."""
+    from .lifecycle import ProvisionFailed
+
+    try:
+        with _with_progress(app, "devbox provision"):
+            result = app.provision(names, tags=tags, limit=limit, check=check)
+    except ProvisionFailed as exc:
+        _provision_failed(exc)
+        raise
+    _print_provision(result)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print {\"machines\": [...]} as JSON.")
+@click.option("--refresh", is_flag=True, help="Ask vagrant for the current states (one call; slower).")
+@pass_app
+def status(app, as_json, refresh):
+    """Per VM: state, SSH reachability, when it was last provisioned and from which revision."""
+    result = app.status(refresh=refresh)
+    if as_json:
+        import json
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    from .ui import console, status_table
+    console().print(status_table(result.machines, result.refreshed))
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_app
+def ssh(app, name, command):
+    """Open a shell on VM NAME, or run `-- COMMAND` there (uses the cached connection, no vagrant)."""
+    import os
+    argv = app.ssh(name, command).argv
+    sys.stdout.flush()
+    os.execvp(argv[0], list(argv))  # become ssh: the terminal, signals and exit code are the user's
+
+
+@main.command()
+@_names_argument
+@pass_app
+def halt(app, names):
+    """Shut the VMs (all, or NAMES) down; `devbox up` starts them again."""
+    with _with_progress(app, "devbox halt"):
+        result = app.halt(names)
+    click.echo(f"halted: {', '.join(result.names)} ({result.seconds:.0f}s)")
+
+
+@main.command()
+@_names_argument
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+@pass_app
+def destroy(app, names, yes):
+    """Delete the VMs (all, or NAMES), their cached connection data and host keys."""
+    if not yes:
+        which = ", ".join(names) if names else "ALL development VMs of this project"
+        click.confirm(f"Destroy {which}?", abort=True, err=True)
+    with _with_progress(app, "devbox destroy"):
+        result = app.destroy(names)
+    click.echo(f"destroyed: {', '.join(result.names)} ({result.seconds:.0f}s)")
+
+
+@main.command()
+@pass_app
+def doctor(app):
+    """Check vagrant, its libvirt plugin and daemon, ansible-core, memory and the box; say what to fix."""
+    from .ui import console, doctor_table
+
+    result = app.doctor()
+    console().print(doctor_table(result.checks))
+    if not result.ok:
+        raise click.exceptions.Exit(1)

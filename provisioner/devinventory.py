@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from .inventory import VaultValue
-from .topology import MachineSpec, Topology, strip_connection_vars
+from .topology import MachineSpec, Topology, is_connection_var, strip_connection_vars
 
 INVENTORY_DIR = Path(".devbox/inventory")
 SECRETS_FILE = Path(".devbox/secrets.yml")
@@ -76,13 +76,20 @@ def build_dev_inventory(topology: Topology, extra_vars: Mapping[str, Any], vars_
                 continue
             data = _load_vars(raw, source)
             inline = {k for k, v in data.items() if _contains_vault(v)}
+            connection = {k for k in data if is_connection_var(k)} - inline
             vault_names |= inline
-            defined |= set(data) - inline
-            referenced |= _vault_refs(v for k, v in data.items() if k not in inline)
-            if inline:
-                kept = {k: v for k, v in data.items() if k not in inline}
-                text = (f"# Copied by devbox from {source.name}; vault-encrypted values removed "
-                        f"({', '.join(sorted(inline))}), see zz-devbox-secrets.yml\n") + (_dump(kept) if kept else "")
+            defined |= set(data) - inline - connection
+            referenced |= _vault_refs(v for k, v in data.items() if k not in inline | connection)
+            if inline or connection:
+                kept = {k: v for k, v in data.items() if k not in inline | connection}
+                notes = []
+                if inline:
+                    notes.append(f"# vault-encrypted values removed ({', '.join(sorted(inline))}): "
+                                 "development values are in zz-devbox-secrets.yml\n")
+                if connection:
+                    notes.append(f"# production connection settings removed ({', '.join(sorted(connection))})\n")
+                text = (f"# Copied by devbox from {source.name}, comments dropped.\n" + "".join(notes)
+                        + (_dump(kept) if kept else ""))
             else:
                 text = raw.decode("utf-8")
             files[INVENTORY_DIR / "group_vars" / target] = GeneratedFile(text)

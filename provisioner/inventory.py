@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -26,6 +27,8 @@ SCRIPT_EXTENSIONS = (".py", ".sh", ".rb", ".pl", ".js", ".php", ".exe")
 # Variables Ansible's loader adds to every host on its own; they describe the source, not the host.
 LOADER_VARS = frozenset({"inventory_file", "inventory_dir"})
 _PLUGIN_CONFIG = re.compile(r"^plugin\s*:", re.MULTILINE)
+_PYTHON_INTERNAL = re.compile(r"^(not enough values to unpack|too many values to unpack|list index out of range|"
+                              r"'\w+' object (has no attribute|is not))")
 _YAML_LOOKING = re.compile(r"^(---|[\w.-]+:\s*(#.*)?$)")
 OPT_IN_HINT = ("devbox never runs inventory code by default; if you trust it, set `allow_inventory_scripts: true` "
                "in devbox.yml or pass --allow-inventory-scripts")
@@ -60,6 +63,7 @@ class Inventory:
     source: Path
     hosts: Mapping[str, Host]    # in inventory order
     groups: Mapping[str, Group]  # in inventory order, including ``all`` and ``ungrouped``
+    warnings: tuple[str, ...] = ()   # what Ansible's loader warned about while reading
 
     @property
     def vars_dir(self) -> Path:
@@ -76,8 +80,9 @@ def load_inventory(path: str | os.PathLike, *, allow_scripts: bool = False) -> I
     from ansible.parsing.dataloader import DataLoader  # imported late: ansible's import costs ~0.3 s
 
     manager = _fail_closed_manager_class()(DataLoader(), str(source), allow_scripts=allow_scripts)
-    manager.parse_sources()
-    inventory = _to_model(source, manager._inventory)
+    with _ansible_warnings() as warnings:
+        manager.parse_sources()
+    inventory = _to_model(source, manager._inventory, warnings)
     if not inventory.hosts:
         raise InventoryError(str(path), "defines no hosts",
                              hint="point --inventory at the production inventory (a file or directory with hosts)")
@@ -194,6 +199,8 @@ def _cause_message(exc: BaseException) -> str:
         seen = seen.__cause__
     useful = [m for m in messages if m and not m.startswith("Failed to parse inventory")]
     message = (useful[-1] if useful else messages[0]).splitlines()[0]
+    if _PYTHON_INTERNAL.match(message):   # a crash inside the parser, not a message meant for people
+        message = "cannot parse this line"
     message = message.encode("ascii", "backslashreplace").decode()
     return message[:300]
 
@@ -219,7 +226,21 @@ def _looks_like_yaml(text: str) -> bool:
     return False
 
 
-def _to_model(source: Path, data) -> Inventory:
+@contextmanager
+def _ansible_warnings():
+    """Collect what Ansible's loader would print as warnings, so devbox reports them in its own output."""
+    from ansible.utils.display import Display
+
+    display = Display()   # a singleton: the plugins' module-level `display` is this object
+    collected: list[str] = []
+    display.warning = lambda msg, *args, **kwargs: collected.append(" ".join(str(msg).split()))
+    try:
+        yield collected
+    finally:
+        del display.warning
+
+
+def _to_model(source: Path, data, warnings: list[str]) -> Inventory:
     groups: dict[str, Group] = {}
     direct: dict[str, list[str]] = {}
     for name, group in data.groups.items():
@@ -234,7 +255,7 @@ def _to_model(source: Path, data) -> Inventory:
         ancestors = frozenset(g.name for g in host.groups) - {"all", "ungrouped"}
         host_vars = {k: v for k, v in plain(host.vars).items() if k not in LOADER_VARS}
         hosts[name] = Host(name=name, groups=tuple(direct.get(name, ())), all_groups=ancestors, vars=host_vars)
-    return Inventory(source=source, hosts=hosts, groups=groups)
+    return Inventory(source=source, hosts=hosts, groups=groups, warnings=tuple(dict.fromkeys(warnings)))
 
 
 def plain(value: Any) -> Any:

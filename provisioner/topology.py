@@ -102,7 +102,7 @@ class Topology:
 
 def derive_topology(inventory: Inventory, config: Config) -> Topology:
     ignored = set(config.ignore_groups) | set(MARKER_GROUPS)
-    warnings: list[str] = []
+    warnings: list[str] = [f"Ansible: {w}" for w in inventory.warnings]
     excluded: list[Excluded] = []
     classes: dict[frozenset[str], list[Host]] = {}
     ungrouped: list[str] = []
@@ -176,18 +176,18 @@ def _exclusion_reason(host: Host, config: Config) -> str | None:
 
 def _base_names(classes: Mapping[frozenset[str], list[Host]], inventory: Inventory,
                 ignored: set[str]) -> dict[frozenset[str], str]:
-    """A readable name per class: its most specific direct group; all direct groups when that collides."""
-    size = {name: len(g.hosts) for name, g in inventory.groups.items()}
+    """A readable name per class: its first direct group (inventory order); all of them when that collides."""
+    order = {name: i for i, name in enumerate(inventory.groups)}
     direct: dict[frozenset[str], list[str]] = {}
     for signature, hosts in classes.items():
         groups = {g for h in hosts for g in h.groups if g not in ignored} or set(signature)
-        direct[signature] = sorted(groups, key=lambda g: (size.get(g, 0), g))
+        direct[signature] = sorted(groups, key=lambda g: (order.get(g, len(order)), g))
     first = {sig: slug(groups[0]) if groups else "ungrouped" for sig, groups in direct.items()}
     taken = [first[sig] for sig in classes]
     names = {}
     for sig in classes:
         if taken.count(first[sig]) > 1 and len(direct[sig]) > 1:
-            names[sig] = slug("-".join(sorted(direct[sig])))
+            names[sig] = slug("-".join(direct[sig]))
         else:
             names[sig] = first[sig]
     return names
