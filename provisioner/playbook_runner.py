@@ -76,8 +76,11 @@ class PlaybookRunner(ABC):
     @abstractmethod
     def run(self, *, playbook: Path, inventory: Path, forks: int, limit: str | None = None,
             tags: str | None = None, check: bool = False, extravars: Mapping | None = None,
-            on_progress: HostProgress | None = None) -> PlaybookResult:
-        """Run ``playbook`` against ``inventory``; never raises for failed tasks (they are in the result)."""
+            on_progress: HostProgress | None = None,
+            on_event: Callable[[Mapping], None] | None = None) -> PlaybookResult:
+        """Run ``playbook`` against ``inventory``; never raises for failed tasks (they are in the result).
+
+        ``on_event`` receives every ansible-runner event as it arrives (e.g. parity reads the facts in them)."""
 
 
 # ----------------------------------------------------------------------------------------------- pure parts
@@ -133,8 +136,9 @@ def _parse_time(value: str | None) -> float | None:
 class _EventCollector:
     """Turns the runner's event stream into progress callbacks, per-host timings and failures."""
 
-    def __init__(self, on_progress: HostProgress | None):
+    def __init__(self, on_progress: HostProgress | None, on_event: Callable[[Mapping], None] | None = None):
         self.on_progress = on_progress
+        self.on_event = on_event
         self.failures: list[TaskFailure] = []
         self.first: dict[str, float] = {}
         self.last: dict[str, float] = {}
@@ -154,6 +158,8 @@ class _EventCollector:
         failure = failure_from_event(event)
         if failure:
             self.failures.append(failure)
+        if self.on_event:
+            self.on_event(event)
         return True  # keep the event in the artifacts too
 
     def durations(self) -> dict[str, float]:
@@ -221,7 +227,8 @@ class AnsibleRunnerPlaybookRunner(PlaybookRunner):
 
     def run(self, *, playbook: Path, inventory: Path, forks: int, limit: str | None = None,
             tags: str | None = None, check: bool = False, extravars: Mapping | None = None,
-            on_progress: HostProgress | None = None) -> PlaybookResult:
+            on_progress: HostProgress | None = None,
+            on_event: Callable[[Mapping], None] | None = None) -> PlaybookResult:
         import ansible_runner  # adapter-only dependency
 
         playbook = Path(playbook).resolve()
@@ -236,7 +243,7 @@ class AnsibleRunnerPlaybookRunner(PlaybookRunner):
         if not self.strict_host_keys:  # a pinned file is the team's; devbox only writes it on `devbox trust`
             self.known_hosts.touch(exist_ok=True)
         log_path = self.logs_dir / "ansible.log"
-        collector = _EventCollector(on_progress)
+        collector = _EventCollector(on_progress, on_event)
         extra = (*(("--check", "--diff") if check else ()), *self.extra_args)
         cmdline = " ".join(shlex.quote(a) for a in extra) or None
         argv = ("ansible-playbook", "-i", str(inventory), str(playbook),
