@@ -22,7 +22,7 @@ DEFAULT_MEMORY = 512
 DEFAULT_CPUS = 1
 MIN_MEMORY = 128
 # Keys other features own; validated by them, carried here untouched so this module does not reject them.
-EXTENSION_KEYS = ("environments", "smoke")
+EXTENSION_KEYS = ("environments", "smoke", "parity")
 GROUP_RULE_KEYS = ("count", "keep_distinct", "memory", "cpus", "exclude")
 
 
@@ -164,6 +164,9 @@ def parse_config(data: Any, path: Path | None) -> Config:
     if "environments" in data:
         from .environments import validate_environments  # the schema lives with the environment logic
         problems.extend(validate_environments(data["environments"]))
+    if "parity" in data:
+        from .parity import config_problems as parity_problems  # declared development differences
+        problems.extend(parity_problems(data["parity"]))
 
     if problems:
         raise ConfigError(str(path or CONFIG_NAME), problems)
