@@ -194,6 +194,7 @@ def _base_names(classes: Mapping[frozenset[str], list[Host]], inventory: Invento
 
 
 def _split_distinct(hosts: list[Host], variables: list[str]) -> list[tuple[str | None, list[Host]]]:
+    variables = [v for v in variables if any(v in h.vars for h in hosts)]   # a rule on a parent may not apply here
     if not variables:
         return [(None, hosts)]
     split: dict[str, list[Host]] = {}
@@ -322,6 +323,10 @@ def suggest_rules(inventory: Inventory) -> tuple[tuple[Suggestion, ...], tuple[S
                    for name in inventory.groups if name not in MARKER_GROUPS and _MARKER_NAME.match(name))
     rules: dict[str, Suggestion] = {}
     jump_hosts = _jump_targets(inventory)
+    members: dict[str, list[Host]] = {}
+    for host in inventory.hosts.values():
+        for group in host.all_groups:
+            members.setdefault(group, []).append(host)
     for name, group in inventory.groups.items():
         if name in MARKER_GROUPS or any(s.group == name for s in ignore):
             continue
@@ -332,10 +337,10 @@ def suggest_rules(inventory: Inventory) -> tuple[tuple[Suggestion, ...], tuple[S
             rules[name] = Suggestion(name, {"exclude": True},
                                      "production reaches other hosts through these (ProxyJump); VMs need no jump host")
             continue
-        hosts = [inventory.hosts[h] for h in group.hosts]
+        hosts = members.get(name, [])
         for var in sorted({k for h in hosts for k in h.vars if _ROLE_VAR.match(k)}):
             values = {str(h.vars.get(var)) for h in hosts}
-            if 2 <= len(values) <= 5:
+            if all(var in h.vars for h in hosts) and 2 <= len(values) <= 5:
                 rules[name] = Suggestion(name, {"keep_distinct": var},
                                          f"hosts differ in {var} ({', '.join(sorted(values))}): one VM per value")
                 break

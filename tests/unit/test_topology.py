@@ -1,0 +1,226 @@
+"""From production hosts to development VMs: collapse, rules, names, addresses, warnings."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from provisioner.config import load_config, parse_config
+from provisioner.errors import ConfigError
+from provisioner.inventory import load_inventory
+from provisioner.topology import Topology, derive_topology, is_connection_var, slug, suggest_rules
+
+REPO = Path(__file__).resolve().parents[2]
+INVENTORIES = REPO / "tests" / "data" / "inventories"
+GOOD = ["kubernetes/hosts.ini", "openstack/multinode", "replicaset/hosts.ini", "env-type/hosts.ini",
+        "yaml-nested/hosts.yml", "ipv6/hosts.ini", "odd-names/hosts.ini", "webapp/hosts.ini", "vaulted"]
+VALID_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+
+
+def plan(source, rules=None, tmp_path=None):
+    if isinstance(source, str) and "\n" in source:
+        path = tmp_path / "hosts.ini"
+        path.write_text(source)
+        source = path
+    return derive_topology(load_inventory(source), parse_config(rules or {}, None))
+
+
+def names(topology):
+    return [m.name for m in topology.machines]
+
+
+@pytest.mark.parametrize("source", GOOD)
+def test_every_host_exactly_once_and_names_valid(source):
+    inv = load_inventory(INVENTORIES / source)
+    topology = derive_topology(inv, parse_config({}, None))
+    accounted = [h for m in topology.machines for h in m.represents] + [e.host for e in topology.excluded]
+    assert sorted(accounted) == sorted(inv.hosts)
+    assert len(set(names(topology))) == len(topology.machines)
+    assert all(VALID_NAME.match(m.name) and m.hostname == m.name for m in topology.machines)
+    assert len({m.address for m in topology.machines}) == len(topology.machines)
+
+
+@pytest.mark.parametrize("source", GOOD)
+def test_deterministic(source):
+    first = derive_topology(load_inventory(INVENTORIES / source), parse_config({}, None))
+    second = derive_topology(load_inventory(INVENTORIES / source), parse_config({}, None))
+    assert first == second
+
+
+def test_same_role_groups_collapse_and_warn_about_differing_vars():
+    topology = plan(INVENTORIES / "kubernetes" / "hosts.ini")
+    assert names(topology) == ["kube-control-plane-1", "kube-node-1"]
+    cp = topology.machine("kube-control-plane-1")
+    assert cp.represents == ("node1", "node2", "node3")
+    assert cp.host_vars == {"ip": "10.10.0.1", "etcd_member_name": "etcd1"}   # node1's, ansible_host stripped
+    assert any("kube-control-plane-1" in w and "etcd_member_name, ip" in w for w in topology.warnings)
+
+
+def test_count_rule_on_a_parent_group_keeps_a_quorum():
+    topology = plan(INVENTORIES / "kubernetes" / "hosts.ini", {"groups": {"etcd": {"count": 3}}})
+    assert names(topology) == ["kube-control-plane-1", "kube-control-plane-2", "kube-control-plane-3", "kube-node-1"]
+    assert [m.represents for m in topology.machines[:3]] == [("node1",), ("node2",), ("node3",)]
+
+
+def test_count_splits_hosts_into_contiguous_runs_and_never_exceeds_them():
+    topology = plan(INVENTORIES / "webapp" / "hosts.ini", {"groups": {"web": {"count": 3}, "lb": {"count": 4}}})
+    web = [m for m in topology.machines if m.name.startswith("web-")]
+    assert [m.represents for m in web] == [("web1", "web2", "web3"), ("web4", "web5"), ("web6", "web7")]
+    assert [m.name for m in topology.machines if m.name.startswith("lb")] == ["lb-1"]   # one lb host, one VM
+
+
+def test_keep_distinct_and_sizes():
+    topology = plan(INVENTORIES / "webapp" / "hosts.ini",
+                    {"groups": {"db": {"keep_distinct": "pg_role", "memory": 2048, "cpus": 2}},
+                     "defaults": {"memory": 768}})
+    primary, replica = topology.machine("db-primary"), topology.machine("db-replica")
+    assert (primary.represents, replica.represents) == (("db1",), ("db2",))
+    assert (primary.memory, primary.cpus) == (2048, 2)
+    assert topology.machine("web-1").memory == 768
+    assert primary.host_vars == {"pg_role": "primary"}
+
+
+def test_exclude_rule_with_reason():
+    topology = plan(INVENTORIES / "webapp" / "hosts.ini", {"groups": {"bastion": {"exclude": True}}})
+    assert [(e.host, e.reason) for e in topology.excluded] == [("bastion1", "group bastion is excluded in devbox.yml")]
+    assert "bastion-1" not in names(topology)
+
+
+def test_environment_and_location_groups_ignored_by_rule():
+    topology = plan(INVENTORIES / "env-type" / "hosts.ini")
+    assert len(topology.machines) == 5   # every env x location x type combination
+    topology = plan(INVENTORIES / "env-type" / "hosts.ini", {"ignore_groups": ["production", "staging", "dc1", "dc2"]})
+    assert names(topology) == ["webservers-1", "dbservers-1"]
+    web = topology.machine("webservers-1")
+    # the VM joins every group of the hosts it stands for, ignored ones too, so their plays still reach it
+    assert web.groups == ("dc1", "dc2", "production", "staging", "webservers")
+    assert web.represents == ("web-prod-1", "web-prod-2", "web-prod-3", "web-stage-1")
+
+
+def test_local_and_windows_hosts_excluded_with_reason_and_warning():
+    topology = plan(INVENTORIES / "openstack" / "multinode")
+    assert [e.host for e in topology.excluded] == ["localhost"]
+    assert "ansible_connection=local" in topology.excluded[0].reason
+    topology = plan(INVENTORIES / "odd-names" / "hosts.ini")
+    assert [e.host for e in topology.excluded] == ["printer_A"]
+    assert "Windows" in topology.excluded[0].reason
+    assert any("printer_A" in w for w in topology.warnings)
+
+
+def test_hosts_in_no_group_warned():
+    topology = plan(INVENTORIES / "odd-names" / "hosts.ini")
+    assert any("no group" in w and "stray_Host" in w for w in topology.warnings)
+    assert topology.machine("ungrouped-1").represents == ("stray_Host",)
+
+
+def test_names_from_odd_group_names():
+    topology = plan(INVENTORIES / "odd-names" / "hosts.ini")
+    assert names(topology) == ["ungrouped-1", "web-servers-1", "db-primary-1", "monitoring-1", "everything-else-1"]
+
+
+def test_openstack_collapses_to_one_vm_per_node_type():
+    topology = plan(INVENTORIES / "openstack" / "multinode")
+    assert names(topology) == ["control-1", "network-1", "compute-1", "monitoring-1", "storage-1"]
+    assert len(topology.machine("compute-1").represents) == 20
+
+
+def test_connection_variables_never_reach_the_vms(tmp_path):
+    topology = plan("""[web]
+web1 ansible_host=10.1.1.1 ansible_port=2222 ansible_user=deploy ansible_ssh_common_args='-o ProxyJump=bastion' ansible_password=x ansible_become_password=y ansible_ssh_private_key_file=/k ansible_ssh_extra_args=-v keep_me=1
+[web:vars]
+ansible_ssh_common_args='-o ProxyJump=jump'
+ansible_user=deploy
+http_port=80
+""", tmp_path=tmp_path)
+    assert topology.machine("web-1").host_vars == {"keep_me": 1}
+    assert topology.group_tree["web"]["vars"] == {"http_port": 80}
+    assert "10.1.1.1" not in json.dumps(topology.to_state())
+
+
+def test_is_connection_var():
+    for name in ("ansible_host", "ansible_ssh_host", "ansible_ssh_common_args", "ansible_winrm_transport",
+                 "ansible_become_pass", "ansible_connection"):
+        assert is_connection_var(name)
+    for name in ("ansible_python_interpreter", "ansible_become_user", "http_port"):
+        assert not is_connection_var(name)
+
+
+def test_addresses_from_the_network_and_capacity(tmp_path):
+    topology = plan(INVENTORIES / "webapp" / "hosts.ini", {"network": "10.9.0.0/24"})
+    assert [m.address for m in topology.machines] == [f"10.9.0.{i}" for i in range(11, 16)]
+    hosts = "\n".join(f"[g{i}]\nh{i}" for i in range(10))
+    with pytest.raises(ConfigError, match="room for 4 VMs"):
+        plan(hosts, {"network": "10.9.0.0/28"}, tmp_path=tmp_path)
+
+
+def test_name_collisions_resolved_readably(tmp_path):
+    topology = plan("""[web]
+a
+b
+[monitored]
+b
+[web2]
+c
+""", tmp_path=tmp_path)
+    assert names(topology) == ["web-1", "web-monitored-1", "web2-1"]
+
+
+def test_long_names_truncated_to_a_valid_hostname(tmp_path):
+    group = "a" * 80
+    topology = plan(f"[{group}]\nh1\n", tmp_path=tmp_path)
+    assert all(VALID_NAME.match(n) and len(n) <= 63 for n in names(topology))
+
+
+def test_slug():
+    assert slug("Web_Servers") == "web-servers"
+    assert slug("9th_floor") == "vm-9th-floor"
+    assert slug("__") == "vm"
+
+
+def test_state_round_trip_keeps_everything():
+    topology = plan(INVENTORIES / "webapp" / "hosts.ini", {"groups": {"db": {"keep_distinct": "pg_role"}}})
+    again = Topology.from_state(json.loads(json.dumps(topology.to_state())))
+    assert again == topology
+
+
+def test_plan_json_schema_is_exactly_the_contract():
+    data = plan(INVENTORIES / "openstack" / "multinode").to_json()
+    assert set(data) == {"machines", "excluded", "warnings"}
+    assert all(set(m) == {"name", "hostname", "groups", "represents", "memory", "cpus", "address"}
+               for m in data["machines"])
+    assert all(set(e) == {"host", "reason"} for e in data["excluded"])
+
+
+def test_suggested_rules():
+    ignore, rules = suggest_rules(load_inventory(INVENTORIES / "webapp" / "hosts.ini"))
+    assert [s.group for s in ignore] == ["production"]
+    assert {s.group: dict(s.rule) for s in rules} == {"db": {"keep_distinct": "pg_role"}, "bastion": {"exclude": True}}
+    _, rules = suggest_rules(load_inventory(INVENTORIES / "kubernetes" / "hosts.ini"))
+    assert {s.group: dict(s.rule) for s in rules} == {"etcd": {"count": 3}}
+
+
+def test_jump_host_found_through_proxyjump(tmp_path):
+    path = tmp_path / "hosts.ini"
+    path.write_text("[gw]\njumpy ansible_host=198.51.100.1\n[app]\napp1\n[app:vars]\n"
+                    "ansible_ssh_common_args='-o ProxyJump=ops@198.51.100.1:22'\n")
+    _, rules = suggest_rules(load_inventory(path))
+    assert {s.group: dict(s.rule) for s in rules} == {"gw": {"exclude": True}}
+
+
+def test_reference_service_plan():
+    """The repository's own devbox.yml on the reference production inventory."""
+    config = load_config(REPO / "devbox.yml", required=True)
+    topology = derive_topology(load_inventory(config.inventory_path()), config)
+    roles = {m.name.rsplit("-", 1)[0] if m.name[-1].isdigit() else m.name for m in topology.machines}
+    assert roles == {"lb", "web", "cache", "db-primary", "db-replica"}
+    assert [e.host for e in topology.excluded] == ["bastion-01"]
+    assert "excluded in devbox.yml" in topology.excluded[0].reason
+
+
+def test_keep_distinct_on_a_parent_leaves_classes_without_the_variable_alone():
+    topology = plan(INVENTORIES / "yaml-nested" / "hosts.yml", {"groups": {"backend": {"keep_distinct": "pg_role"}}})
+    assert names(topology) == ["lb-1", "app-blue-1", "app-green-1", "db-primary", "db-replica", "queue-1"]
+    ignore, rules = suggest_rules(load_inventory(INVENTORIES / "yaml-nested" / "hosts.yml"))
+    assert {s.group: dict(s.rule) for s in rules} == {"db": {"keep_distinct": "pg_role"}}
