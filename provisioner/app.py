@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 from .planning import InitResult, PlanResult, RenderResult
 from .topology import Topology
@@ -23,11 +23,17 @@ def _no_progress(subject: str, message: str) -> None:
 class Devbox:
     project_dir: Path
     progress: Progress = field(default=_no_progress)
+    # adapters (VagrantDriver, PlaybookRunner, SshProbe); create() wires the real ones, tests pass fakes
+    vagrant: Any = None
+    playbooks: Any = None
+    ssh_probe: Any = None
 
     @classmethod
     def create(cls, project_dir: Path) -> "Devbox":
         """The real wiring, used by the CLI; tests build ``Devbox`` with fakes instead."""
-        return cls(project_dir=Path(project_dir).resolve())
+        from .lifecycle import real_adapters
+        project_dir = Path(project_dir).resolve()
+        return cls(project_dir=project_dir, **real_adapters(project_dir))
 
     # --- plan / init / render (issue 2) -------------------------------------------------------------------
     def plan(self, inventory: str | Path | None = None, config: str | Path | None = None, *,
@@ -53,3 +59,40 @@ class Devbox:
         """Write the Vagrantfile (validated by Vagrant), the dev inventory and plan.json for ``topology``."""
         from .planning import load_rules, render_project
         return render_project(self, topology, load_rules(self.project_dir, None))
+
+    # --- VM lifecycle (issue 3): the work is in lifecycle.py ------------------------------------------------
+    def config(self):
+        """devbox.yml of this project (defaults when there is none)."""
+        from .planning import load_rules
+        return load_rules(self.project_dir, None)
+
+    def up(self, names: Sequence[str] = (), *, provision: bool = True):
+        """Render if the plan changed, boot what is not running, wait for SSH, provision all in one run."""
+        from . import lifecycle
+        return lifecycle.up(self, names, provision_after=provision)
+
+    def provision(self, names: Sequence[str] = (), *, tags: str | None = None, limit: str | None = None,
+                  check: bool = False):
+        from . import lifecycle
+        return lifecycle.provision(self, names, tags=tags, limit=limit, check=check)
+
+    def status(self, *, refresh: bool = False):
+        from . import lifecycle
+        return lifecycle.status(self, refresh=refresh)
+
+    def ssh(self, name: str, command: Sequence[str] = ()):
+        from . import lifecycle
+        return lifecycle.ssh_command(self, name, command)
+
+    def halt(self, names: Sequence[str] = ()):
+        from . import lifecycle
+        return lifecycle.halt(self, names)
+
+    def destroy(self, names: Sequence[str] = ()):
+        """Destroys without asking: the CLI asks first (unless --yes)."""
+        from . import lifecycle
+        return lifecycle.destroy(self, names)
+
+    def doctor(self):
+        from . import doctor
+        return doctor.run_checks(self)

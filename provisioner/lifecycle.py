@@ -1,0 +1,437 @@
+"""VM lifecycle: up, provision, status, ssh, halt, destroy.
+
+Orchestration only: Vagrant, Ansible and SSH are reached through the adapters the app was built with, and
+everything devbox learns is written to ``.devbox/state.json`` only once it is known to be true, so an
+interrupted command (Ctrl-C) leaves state that the next ``up`` can converge from.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import yaml
+
+from . import process
+from .errors import DevboxError, UsageError
+from .fsutil import atomic_write
+from .lock import ProjectLock
+from .playbook_runner import PlaybookResult
+from .ssh_probe import SshTarget, known_hosts_name
+from .state import State, load_state, now_iso, save_state
+
+if TYPE_CHECKING:  # the app imports us, not the other way round at run time
+    from .app import Devbox
+    from .topology import Topology
+
+SSH_TIMEOUT = 300.0  # software-emulated guests answer SSH ~30 s after start; a loaded CI machine needs more
+STATUS_PROBE_TIMEOUT = 0.3  # a VM on a local bridge answers a TCP connect in milliseconds
+MIN_FORKS = 5  # Ansible's default; more when there are more VMs, so no VM waits for a fork
+
+
+@dataclass(frozen=True)
+class ProjectPaths:
+    root: Path
+
+    @property
+    def devbox(self) -> Path:
+        return self.root / ".devbox"
+
+    @property
+    def state(self) -> Path:
+        return self.devbox / "state.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.devbox / "lock"
+
+    @property
+    def logs(self) -> Path:
+        return self.devbox / "logs"
+
+    @property
+    def inventory(self) -> Path:
+        return self.devbox / "inventory"
+
+    @property
+    def connection_inventory(self) -> Path:
+        return self.inventory / "zz-connection.yml"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.devbox / "known_hosts"
+
+    @property
+    def runner(self) -> Path:
+        return self.devbox / "runner"
+
+    def console_log(self, name: str) -> str:
+        """The serial console log if the Vagrantfile sends one there, else the log of `vagrant up`."""
+        console = self.logs / f"console-{name}.log"
+        return str(console if console.exists() else self.logs / "vagrant-up.log")
+
+
+def real_adapters(project_dir: Path) -> dict:
+    """The real Vagrant, Ansible and SSH adapters for a project (no side effects until they are used)."""
+    from .playbook_runner import AnsibleRunnerPlaybookRunner
+    from .ssh_probe import ParamikoSshProbe
+    from .vagrant_driver import PythonVagrantDriver
+
+    paths = ProjectPaths(Path(project_dir))
+    return {"vagrant": PythonVagrantDriver(root=paths.root, logs_dir=paths.logs),
+            "playbooks": AnsibleRunnerPlaybookRunner(runner_dir=paths.runner, logs_dir=paths.logs,
+                                                     known_hosts=paths.known_hosts),
+            "ssh_probe": ParamikoSshProbe(known_hosts=paths.known_hosts)}
+
+
+# ------------------------------------------------------------------------------------------------- results
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    playbook: PlaybookResult
+    names: tuple[str, ...]
+    revision: str | None
+    check: bool
+
+
+@dataclass(frozen=True)
+class UpResult:
+    rendered: bool
+    booted: tuple[str, ...]
+    already_running: tuple[str, ...]
+    boot_seconds: float
+    ssh_seconds: float
+    provision: ProvisionResult | None
+
+
+@dataclass(frozen=True)
+class MachineStatus:
+    name: str
+    state: str  # provider state as last seen ("unknown" if never seen)
+    ssh: bool | None  # TCP answer on the cached SSH address; None: no cached address (never booted by devbox)
+    address: str | None  # user@host:port
+    last_provisioned: str | None
+    revision: str | None
+    seen_at: str | None
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "state": self.state, "ssh": self.ssh,
+                "last_provisioned": self.last_provisioned, "revision": self.revision}
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    machines: tuple[MachineStatus, ...]
+    refreshed: bool
+
+    def to_json(self) -> dict:
+        return {"machines": [m.to_json() for m in self.machines]}
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    """halt / destroy: which machines, how long."""
+
+    names: tuple[str, ...]
+    seconds: float
+    log_path: str | None
+
+
+@dataclass(frozen=True)
+class SshCommand:
+    argv: tuple[str, ...]
+
+
+class ProvisionFailed(DevboxError):
+    """The playbook ran and failed somewhere; carries the result so the CLI can still show the summary."""
+
+    def __init__(self, result: ProvisionResult):
+        pb = result.playbook
+        lines = [str(f) for f in pb.failures] or [f"ansible-playbook ended with status {pb.status} (rc {pb.rc})"]
+        super().__init__("provisioning failed:\n" + "\n".join("  " + l for l in lines) + f"\nfull log: {pb.log_path}",
+                         "fix the failing task and run `devbox provision` again (only failed work is redone)")
+        self.result = result
+
+
+class SshNotReady(DevboxError):
+    def __init__(self, errors: Sequence[str]):
+        super().__init__("VMs did not become reachable over SSH:\n" + "\n".join("  " + e for e in errors),
+                         "read the console log named above; `devbox up` again retries, `devbox destroy NAME` "
+                         "starts that VM from scratch")
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+def _select(topology: "Topology", names: Sequence[str]) -> list[str]:
+    """The machines a command acts on: all of the plan by default; unknown names are a usage error."""
+    planned = [m.name for m in topology.machines]
+    unknown = [n for n in names if n not in planned]
+    if unknown:
+        raise UsageError(f"no VM named {', '.join(unknown)} in the plan", f"VMs in the plan: {', '.join(planned)}")
+    return [n for n in planned if n in names] if names else planned
+
+
+def _lock(app: "Devbox", command: str) -> ProjectLock:
+    return ProjectLock(ProjectPaths(app.project_dir).lock, command)
+
+
+def ensure_rendered(app: "Devbox") -> tuple["Topology", bool]:
+    """The plan to act on; re-rendered when devbox.yml or the production inventory changed since last time."""
+    paths = ProjectPaths(app.project_dir)
+    try:
+        saved = app.load_topology()
+    except DevboxError:
+        saved = None
+    fresh = app.plan().topology
+    if saved is not None and saved.to_state() == fresh.to_state() and (paths.root / "Vagrantfile").exists():
+        return saved, False
+    app.progress("plan", "changed; rendering the Vagrantfile and the development inventory")
+    app.render(fresh)
+    return fresh, True
+
+
+def write_connection_inventory(paths: ProjectPaths, topology: "Topology", state: State) -> None:
+    """``.devbox/inventory/zz-connection.yml``: how Ansible reaches each VM, from the cached ssh-config.
+
+    A separate file (loaded after hosts.yml, hence ``zz-``) so the rendered inventory never holds data that
+    changes with every boot. Only planned machines appear, so it can never add a host to the inventory.
+    """
+    hosts = {}
+    for m in topology.machines:
+        ssh = state.machines.get(m.name) and state.machines[m.name].ssh
+        if ssh:
+            hosts[m.name] = {"ansible_host": ssh["host"], "ansible_port": ssh["port"], "ansible_user": ssh["user"],
+                             "ansible_ssh_private_key_file": ssh["identity_file"]}
+    text = "# Generated by devbox from `vagrant ssh-config`; rewritten on every up/provision.\n"
+    text += yaml.safe_dump({"all": {"hosts": hosts}}, default_flow_style=False, sort_keys=True)
+    atomic_write(paths.connection_inventory, text)
+
+
+def forget_host_keys(paths: ProjectPaths, host: str, port: int) -> None:
+    """Remove a VM's address from the project known_hosts, in both forms OpenSSH may have written."""
+    if not paths.known_hosts.exists():
+        return
+    for name in {host, known_hosts_name(host, port)}:
+        process.run(["ssh-keygen", "-f", str(paths.known_hosts), "-R", name],
+                    log_path=paths.logs / "known-hosts.log").check(what=f"removing {name} from {paths.known_hosts}")
+
+
+def playbook_revision(playbook_dir: Path, logs: Path) -> str | None:
+    """The git commit the playbooks are at, with ``-dirty`` for uncommitted changes; None outside git."""
+    head = process.run(["git", "-C", str(playbook_dir), "rev-parse", "--short=12", "HEAD"], log_path=logs / "git.log")
+    if not head.ok:
+        return None
+    dirty = process.run(["git", "-C", str(playbook_dir), "status", "--porcelain", "--", "."], log_path=logs / "git.log")
+    return head.stdout.strip() + ("-dirty" if dirty.ok and dirty.stdout.strip() else "")
+
+
+def _targets(paths: ProjectPaths, state: State, names: Sequence[str]) -> list[SshTarget]:
+    targets = []
+    for n in names:
+        ssh = state.machines.get(n) and state.machines[n].ssh
+        if ssh:
+            targets.append(SshTarget(name=n, host=ssh["host"], port=int(ssh["port"]), user=ssh["user"],
+                                     key_file=ssh["identity_file"], console_log=paths.console_log(n)))
+    return targets
+
+
+def _refresh_connections(app: "Devbox", state: State, names: Sequence[str], recreated: Sequence[str]) -> None:
+    """One `vagrant ssh-config` for ``names``; recreated VMs lose their old host keys (new VM, new key)."""
+    paths = ProjectPaths(app.project_dir)
+    configs = app.vagrant.ssh_config(names=list(names))
+    for name in names:
+        cfg = configs[name]
+        old = state.machine(name).ssh
+        if name in recreated or (old and (old["host"], old["port"]) != (cfg.host, cfg.port)):
+            forget_host_keys(paths, cfg.host, cfg.port)
+        state.machine(name).ssh = cfg.to_json()
+
+
+# ------------------------------------------------------------------------------------------------ commands
+
+def up(app: "Devbox", names: Sequence[str] = (), *, provision_after: bool = True) -> UpResult:
+    paths = ProjectPaths(app.project_dir)
+    with _lock(app, "devbox up"):
+        topology, rendered = ensure_rendered(app)
+        selected = _select(topology, names)
+        state = load_state(paths.state)
+        seen = app.vagrant.status()
+        for n, s in seen.items():
+            if n in selected:
+                state.record_seen(n, s.state)
+        save_state(paths.state, state)
+        running = [n for n in selected if seen.get(n) and seen[n].state == "running"]
+        to_boot = [n for n in selected if n not in running]
+        recreated = [n for n in to_boot if seen.get(n) is None or seen[n].state == "not_created"]
+
+        boot_started = time.monotonic()
+        if to_boot:
+            for n in to_boot:
+                app.progress(n, "booting")
+            app.vagrant.up(names=to_boot, parallel=True)
+            for n in to_boot:
+                state.record_seen(n, "running")
+                app.progress(n, "booted")
+        boot_seconds = time.monotonic() - boot_started
+
+        # Connection details change when a VM boots (new DHCP lease, new key for a new VM); cached ones of VMs
+        # that were already running stay valid, so a second `up` starts no `vagrant ssh-config` at all.
+        stale = [n for n in selected if n in to_boot or not state.machine(n).ssh]
+        if stale:
+            _refresh_connections(app, state, stale, recreated)
+        save_state(paths.state, state)
+        write_connection_inventory(paths, topology, state)
+
+        ssh_started = time.monotonic()
+        results = app.ssh_probe.wait_ready(targets=_targets(paths, state, selected), timeout=SSH_TIMEOUT,
+                                           on_ready=lambda n: app.progress(n, "SSH ready"))
+        errors = [r.error for r in results.values() if not r.ready]
+        if errors:
+            raise SshNotReady(errors)
+        ssh_seconds = time.monotonic() - ssh_started
+
+        prov = _provision_locked(app, topology, state, selected, names_given=bool(names)) if provision_after else None
+    return UpResult(rendered=rendered, booted=tuple(to_boot), already_running=tuple(running),
+                    boot_seconds=boot_seconds, ssh_seconds=ssh_seconds, provision=prov)
+
+
+def provision(app: "Devbox", names: Sequence[str] = (), *, tags: str | None = None, limit: str | None = None,
+              check: bool = False) -> ProvisionResult:
+    paths = ProjectPaths(app.project_dir)
+    with _lock(app, "devbox provision"):
+        topology = app.load_topology()
+        selected = _select(topology, names)
+        state = load_state(paths.state)
+        missing = [n for n in selected if not state.machine(n).ssh]
+        if missing:  # never booted by devbox (or destroyed since): ask Vagrant once for all of them
+            _refresh_connections(app, state, missing, recreated=())
+            save_state(paths.state, state)
+        write_connection_inventory(paths, topology, state)
+        return _provision_locked(app, topology, state, selected, names_given=bool(names), tags=tags,
+                                 limit=limit, check=check)
+
+
+def _ansible_limit(selected: Sequence[str], names_given: bool, limit: str | None) -> str | None:
+    if not names_given:
+        return limit
+    if limit is None:
+        return ",".join(selected)
+    if any(sep in limit for sep in ",:"):
+        raise UsageError("combine VM names with a single-pattern --limit only",
+                         "put the whole host pattern in --limit and leave out the VM names")
+    return ",".join(selected) + f",&{limit}"
+
+
+def _provision_locked(app: "Devbox", topology: "Topology", state: State, selected: Sequence[str], *,
+                      names_given: bool, tags: str | None = None, limit: str | None = None,
+                      check: bool = False) -> ProvisionResult:
+    paths = ProjectPaths(app.project_dir)
+    config = app.config()
+    playbook = (config.path.parent if config.path else paths.root) / config.playbook
+    revision = playbook_revision(playbook.parent, paths.logs)
+    for n in selected:
+        app.progress(n, "provisioning")
+    result = app.playbooks.run(playbook=playbook, inventory=paths.inventory,
+                               forks=max(MIN_FORKS, len(topology.machines)),
+                               limit=_ansible_limit(selected, names_given, limit), tags=tags, check=check,
+                               on_progress=lambda host, task: app.progress(host, f"provisioning: {task}"))
+    if not check:
+        # Only hosts that completed the play count as provisioned; a failed host keeps its previous record.
+        finished = now_iso()
+        fresh = load_state(paths.state)  # keep what others wrote (e.g. the incremental ledger) meanwhile
+        fresh.machines.update({n: state.machines[n] for n in selected if n in state.machines})
+        for h in result.hosts:
+            if h.succeeded and h.host in selected:
+                rec = fresh.machine(h.host)
+                rec.last_provisioned, rec.revision = finished, revision
+        save_state(paths.state, fresh)
+    for h in result.hosts:
+        app.progress(h.host, "provisioned" if h.succeeded else "provisioning failed")
+    outcome = ProvisionResult(playbook=result, names=tuple(selected), revision=revision, check=check)
+    if not result.ok:
+        raise ProvisionFailed(outcome)
+    return outcome
+
+
+def status(app: "Devbox", *, refresh: bool = False) -> StatusResult:
+    """From the cache plus a TCP probe per VM; ``refresh`` asks Vagrant once for the real states."""
+    paths = ProjectPaths(app.project_dir)
+    topology = app.load_topology()
+    names = [m.name for m in topology.machines]
+    if refresh:
+        with _lock(app, "devbox status --refresh"):
+            state = load_state(paths.state)
+            for n, s in app.vagrant.status().items():
+                if n in names:
+                    state.record_seen(n, s.state)
+            save_state(paths.state, state)
+    else:
+        state = load_state(paths.state)
+    probe_names = [n for n in names if state.machine(n).provider_state in (None, "running")]
+    reachable = app.ssh_probe.reachable(targets=_targets(paths, state, probe_names), timeout=STATUS_PROBE_TIMEOUT)
+    machines = []
+    for n in names:
+        rec = state.machine(n)
+        ssh = rec.ssh
+        machines.append(MachineStatus(
+            name=n, state=rec.provider_state or "unknown",
+            ssh=reachable.get(n, False) if ssh else None,
+            address=f"{ssh['user']}@{ssh['host']}:{ssh['port']}" if ssh else None,
+            last_provisioned=rec.last_provisioned, revision=rec.revision, seen_at=rec.seen_at))
+    return StatusResult(machines=tuple(machines), refreshed=refresh)
+
+
+def ssh_command(app: "Devbox", name: str, command: Sequence[str] = ()) -> SshCommand:
+    """The ``ssh`` argv for a VM from the cached connection (no `vagrant ssh` and its Ruby start-up)."""
+    paths = ProjectPaths(app.project_dir)
+    _select(app.load_topology(), [name])
+    state = load_state(paths.state)
+    if not state.machine(name).ssh:
+        with _lock(app, f"devbox ssh {name}"):
+            _refresh_connections(app, state, [name], recreated=())
+            save_state(paths.state, state)
+    ssh = state.machine(name).ssh
+    argv = ["ssh", "-i", ssh["identity_file"], "-p", str(ssh["port"]),
+            "-o", f"UserKnownHostsFile={paths.known_hosts}", "-o", "StrictHostKeyChecking=accept-new",
+            "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", f"{ssh['user']}@{ssh['host']}"]
+    if command:
+        argv += ["--", *command]
+    return SshCommand(tuple(argv))
+
+
+def halt(app: "Devbox", names: Sequence[str] = ()) -> ChangeResult:
+    paths = ProjectPaths(app.project_dir)
+    with _lock(app, "devbox halt"):
+        selected = _select(app.load_topology(), names)
+        for n in selected:
+            app.progress(n, "halting")
+        run = app.vagrant.halt(names=selected)
+        state = load_state(paths.state)
+        for n in selected:
+            state.record_seen(n, "poweroff")
+            app.progress(n, "halted")
+        save_state(paths.state, state)
+    return ChangeResult(tuple(selected), run.seconds, run.log_path)
+
+
+def destroy(app: "Devbox", names: Sequence[str] = ()) -> ChangeResult:
+    """Delete VMs (the CLI has asked the user) and everything cached about them, host keys included."""
+    paths = ProjectPaths(app.project_dir)
+    with _lock(app, "devbox destroy"):
+        topology = app.load_topology()
+        selected = _select(topology, names)
+        for n in selected:
+            app.progress(n, "destroying")
+        run = app.vagrant.destroy(names=selected)
+        state = load_state(paths.state)
+        for n in selected:
+            ssh = state.machine(n).ssh
+            if ssh:
+                forget_host_keys(paths, ssh["host"], int(ssh["port"]))
+            state.forget(n)
+            state.record_seen(n, "not_created")
+            app.progress(n, "destroyed")
+        save_state(paths.state, state)
+        write_connection_inventory(paths, topology, state)
+    return ChangeResult(tuple(selected), run.seconds, run.log_path)

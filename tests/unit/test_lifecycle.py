@@ -1,0 +1,370 @@
+"""up / provision / status / ssh / halt / destroy / doctor: our orchestration, with fake adapters.
+
+The project is real (a real `devbox init` from a small production inventory, with a git-tracked playbook); only
+Vagrant, Ansible and SSH are fakes, and they fail on any call a test did not allow, so the tests also pin
+which external commands each devbox command starts.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from fakes import FakePlaybookRunner, FakeSshProbe, FakeVagrant, UnexpectedCall, playbook_failed, playbook_ok
+from provisioner import doctor
+from provisioner.app import Devbox
+from provisioner.cli import main
+from provisioner.errors import LockHeld, UsageError
+from provisioner.lifecycle import ProjectPaths, ProvisionFailed, SshNotReady, forget_host_keys
+from provisioner.lock import ProjectLock
+from provisioner.state import load_state
+
+BOTH = ("web-1", "db-1")
+
+
+@pytest.fixture(scope="module")
+def template_project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("project")
+    (root / "prod").mkdir()
+    (root / "prod" / "hosts.ini").write_text("[web]\nweb01.example.com\nweb02.example.com\n\n[db]\ndb01.example.com\n")
+    (root / "playbooks").mkdir()
+    (root / "playbooks" / "site.yml").write_text("- hosts: all\n  tasks: []\n")
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "prod", "playbooks"], check=True)
+    subprocess.run(git + ["commit", "-qm", "playbooks"], check=True)
+    Devbox(project_dir=root).init(inventory=root / "prod" / "hosts.ini")
+    return root
+
+
+@pytest.fixture
+def project(template_project, tmp_path):
+    dest = tmp_path / "p"
+    shutil.copytree(template_project, dest, symlinks=True)
+    return dest
+
+
+class Recorder:
+    def __init__(self):
+        self.events: list[tuple[str, str]] = []
+
+    def __call__(self, subject, message):
+        self.events.append((subject, message))
+
+
+def make_app(project, vagrant, playbooks=None, probe=None):
+    return Devbox(project_dir=project, progress=Recorder(), vagrant=vagrant,
+                  playbooks=playbooks or FakePlaybookRunner(), ssh_probe=probe or FakeSshProbe())
+
+
+def head(project) -> str:
+    return subprocess.run(["git", "-C", str(project), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def booted_project(project):
+    """A project after a successful first `up` of both VMs."""
+    vagrant = FakeVagrant({n: "not_created" for n in BOTH}, allow=("status", "up", "ssh_config"))
+    make_app(project, vagrant, FakePlaybookRunner(playbook_ok(*BOTH)), FakeSshProbe(ready=BOTH)).up()
+    return project
+
+
+# ---------------------------------------------------------------------------------------------------- up
+
+def test_first_up_boots_all_in_one_call_then_one_ssh_config_one_ansible_run(project):
+    vagrant = FakeVagrant({n: "not_created" for n in BOTH}, allow=("status", "up", "ssh_config"))
+    runner = FakePlaybookRunner(playbook_ok(*BOTH))
+    app = make_app(project, vagrant, runner, FakeSshProbe(ready=BOTH))
+    result = app.up()
+    assert vagrant.calls == [("status", ()), ("up", BOTH), ("ssh_config", BOTH)]
+    assert result.booted == BOTH and not result.rendered and result.provision.playbook.ok
+    [run] = runner.calls
+    paths = ProjectPaths(project)
+    assert run["inventory"] == paths.inventory and run["limit"] is None and run["forks"] >= 2
+    assert run["playbook"] == project / "playbooks" / "site.yml"
+    conn = yaml.safe_load(paths.connection_inventory.read_text())["all"]["hosts"]
+    assert conn["web-1"] == {"ansible_host": "192.168.121.110", "ansible_port": 22, "ansible_user": "vagrant",
+                             "ansible_ssh_private_key_file": "/keys/web-1/private_key"}
+    state = load_state(paths.state)
+    for n in BOTH:
+        assert state.machines[n].provider_state == "running"
+        assert state.machines[n].revision == head(project) and state.machines[n].last_provisioned
+    events = app.progress.events
+    assert events.index(("web-1", "booting")) < events.index(("web-1", "SSH ready")) < \
+        events.index(("web-1", "provisioning: app : install packages"))
+
+
+def test_second_up_boots_nothing_and_asks_vagrant_only_for_states(project):
+    booted_project(project)
+    vagrant = FakeVagrant({n: "running" for n in BOTH}, allow=("status",))  # no up, no ssh-config
+    runner = FakePlaybookRunner(playbook_ok(*BOTH, changed=0))
+    result = make_app(project, vagrant, runner, FakeSshProbe(ready=BOTH)).up()
+    assert result.booted == () and result.already_running == BOTH
+    assert len(runner.calls) == 1
+
+
+def test_up_of_one_vm_limits_boot_and_ansible_to_it(project):
+    vagrant = FakeVagrant({n: "not_created" for n in BOTH}, allow=("status", "up", "ssh_config"))
+    runner = FakePlaybookRunner(playbook_ok("db-1"))
+    make_app(project, vagrant, runner, FakeSshProbe(ready=["db-1"])).up(["db-1"])
+    assert ("up", ("db-1",)) in vagrant.calls and ("ssh_config", ("db-1",)) in vagrant.calls
+    assert runner.calls[0]["limit"] == "db-1"
+    assert vagrant.machines["web-1"] == "not_created"
+
+
+def test_up_renders_again_when_the_production_inventory_changed(project):
+    booted_project(project)
+    with open(project / "prod" / "hosts.ini", "a") as fh:
+        fh.write("\n[cache]\ncache01.example.com\n")
+    machines = {"web-1": "running", "db-1": "running", "cache-1": "not_created"}
+    vagrant = FakeVagrant(machines, allow=("status", "up", "ssh_config"))
+    runner = FakePlaybookRunner(playbook_ok("web-1", "db-1", "cache-1"))
+    result = make_app(project, vagrant, runner, FakeSshProbe(ready=machines)).up()
+    assert result.rendered and result.booted == ("cache-1",)
+    assert "cache-1" in (project / "Vagrantfile").read_text()
+    assert "cache-1" in (project / ".devbox" / "inventory" / "hosts.yml").read_text()
+    assert ("ssh_config", ("cache-1",)) in vagrant.calls  # the running VMs kept their cached connection
+
+
+def test_ssh_timeout_names_vm_and_console_log_and_provisions_nothing(project):
+    vagrant = FakeVagrant({n: "not_created" for n in BOTH}, allow=("status", "up", "ssh_config"))
+    app = make_app(project, vagrant, FakePlaybookRunner(), FakeSshProbe(ready=["web-1"]))
+    with pytest.raises(SshNotReady) as err:
+        app.up()
+    message = str(err.value)
+    assert "db-1 did not answer SSH" in message and "web-1" not in message
+    assert str(ProjectPaths(project).logs / "vagrant-up.log") in message
+    state = load_state(ProjectPaths(project).state)
+    assert state.machines["db-1"].ssh and state.machines["db-1"].last_provisioned is None  # facts kept, nothing claimed
+
+
+def test_ctrl_c_during_boot_leaves_state_the_next_up_converges_from(project):
+    vagrant = FakeVagrant({n: "not_created" for n in BOTH}, allow=("status", "up"), fail={"up": KeyboardInterrupt()})
+    with pytest.raises(KeyboardInterrupt):
+        make_app(project, vagrant).up()
+    state = load_state(ProjectPaths(project).state)
+    assert {n: r.provider_state for n, r in state.machines.items()} == {n: "not_created" for n in BOTH}
+    assert not any(r.ssh for r in state.machines.values())
+    # the lock went with the interrupted command, and the next `up` boots and provisions everything
+    vagrant = FakeVagrant({"web-1": "running", "db-1": "not_created"}, allow=("status", "up", "ssh_config"))
+    result = make_app(project, vagrant, FakePlaybookRunner(playbook_ok(*BOTH)), FakeSshProbe(ready=BOTH)).up()
+    assert result.booted == ("db-1",) and result.provision.playbook.ok
+    assert ("ssh_config", BOTH) in vagrant.calls  # web-1 had no cached connection yet
+
+
+def test_recreated_vm_loses_its_old_host_key_before_the_probe(project):
+    booted_project(project)
+    paths = ProjectPaths(project)
+    # an entry for the address the recreated VM will get (the fake gives a new one per boot from scratch)
+    line = "192.168.121.210 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBbqkAA3ZEr+6jZzQFZt5S3zIu6w0zJS3S5Oq3Oe1Q1x\n"
+    paths.known_hosts.write_text(line)
+    vagrant = FakeVagrant({"web-1": "not_created", "db-1": "running"}, allow=("status", "up", "ssh_config"))
+    vagrant.boots["web-1"] = 1
+    make_app(project, vagrant, FakePlaybookRunner(playbook_ok(*BOTH)), FakeSshProbe(ready=BOTH)).up()
+    assert "192.168.121.210" not in paths.known_hosts.read_text()
+
+
+# ------------------------------------------------------------------------------------------- provision
+
+def test_provision_failure_names_host_task_message_and_log(project):
+    booted_project(project)
+    before = load_state(ProjectPaths(project).state).machines["db-1"].last_provisioned
+    time.sleep(1.1)  # provisioning times have one-second resolution
+    runner = FakePlaybookRunner(playbook_failed(["web-1"], "db-1", "postgresql : start", "port 5432 in use"))
+    with pytest.raises(ProvisionFailed) as err:
+        make_app(project, FakeVagrant({}), runner).provision()
+    message = str(err.value)
+    assert "db-1" in message and "postgresql : start" in message and "port 5432 in use" in message
+    assert "/fake/logs/ansible.log" in message
+    state = load_state(ProjectPaths(project).state)
+    assert state.machines["db-1"].last_provisioned == before  # the failed host keeps its previous record
+    assert state.machines["web-1"].last_provisioned > before
+
+
+def test_provision_options_reach_ansible_and_check_mode_records_nothing(project):
+    booted_project(project)
+    before = load_state(ProjectPaths(project).state).machines
+    runner = FakePlaybookRunner(playbook_ok("web-1"))
+    make_app(project, FakeVagrant({}), runner).provision(["web-1"], tags="nginx", limit="web", check=True)
+    assert runner.calls[0]["limit"] == "web-1,&web"
+    assert runner.calls[0]["tags"] == "nginx" and runner.calls[0]["check"] is True
+    assert load_state(ProjectPaths(project).state).machines == before
+    with pytest.raises(UsageError):
+        make_app(project, FakeVagrant({}), FakePlaybookRunner(playbook_ok("web-1"))).provision(
+            ["web-1"], limit="web,db")
+
+
+def test_provision_without_cached_connection_asks_vagrant_once(project):
+    vagrant = FakeVagrant({n: "running" for n in BOTH}, allow=("ssh_config",))
+    make_app(project, vagrant, FakePlaybookRunner(playbook_ok(*BOTH))).provision()
+    assert vagrant.calls == [("ssh_config", BOTH)]
+
+
+def test_dirty_playbooks_are_recorded_as_such(project):
+    booted_project(project)
+    with open(project / "playbooks" / "site.yml", "a") as fh:
+        fh.write("# local edit\n")
+    make_app(project, FakeVagrant({}), FakePlaybookRunner(playbook_ok(*BOTH))).provision()
+    assert load_state(ProjectPaths(project).state).machines["web-1"].revision == head(project) + "-dirty"
+
+
+# ---------------------------------------------------------------------------------------------- status
+
+def test_status_json_from_cache_without_vagrant(project):
+    booted_project(project)
+    app = make_app(project, FakeVagrant({}), probe=FakeSshProbe(reachable=["web-1"]))
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["-C", str(project), "status", "--json"], obj=app)
+    assert time.monotonic() - started < 1
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [set(m) for m in data["machines"]] == [{"name", "state", "ssh", "last_provisioned", "revision"}] * 2
+    web, db = data["machines"]
+    assert (web["name"], web["state"], web["ssh"], web["revision"]) == ("web-1", "running", True, head(project))
+    assert (db["name"], db["ssh"]) == ("db-1", False)
+
+
+def test_status_before_any_boot_and_refresh_asks_vagrant_once(project):
+    app = make_app(project, FakeVagrant({n: "not_created" for n in BOTH}, allow=("status",)),
+                   probe=FakeSshProbe(reachable=[]))
+    result = app.status()
+    assert [(m.state, m.ssh) for m in result.machines] == [("unknown", None)] * 2
+    assert app.vagrant.calls == []
+    refreshed = app.status(refresh=True)
+    assert [m.state for m in refreshed.machines] == ["not_created"] * 2 and app.vagrant.calls == [("status", ())]
+    out = CliRunner().invoke(main, ["status"], obj=app)
+    assert out.exit_code == 0 and "web-1" in out.output and "never" in out.output
+
+
+def test_status_does_not_probe_halted_vms(project):
+    booted_project(project)
+    make_app(project, FakeVagrant({n: "running" for n in BOTH}, allow=("halt",))).halt(["db-1"])
+    probe = FakeSshProbe(reachable=["web-1"])
+    result = make_app(project, FakeVagrant({}), probe=probe).status()
+    assert [t.name for t in probe.calls[0][1]] == ["web-1"]
+    assert [(m.name, m.state) for m in result.machines] == [("web-1", "running"), ("db-1", "poweroff")]
+
+
+# ------------------------------------------------------------------------------------------------- ssh
+
+def test_ssh_uses_cached_connection_and_project_known_hosts(project):
+    booted_project(project)
+    argv = make_app(project, FakeVagrant({})).ssh("web-1", ["uname", "-a"]).argv
+    kh = ProjectPaths(project).known_hosts
+    assert argv[0] == "ssh" and "vagrant@192.168.121.110" in argv
+    assert f"UserKnownHostsFile={kh}" in argv and "StrictHostKeyChecking=accept-new" in argv
+    assert "StrictHostKeyChecking=no" not in argv
+    assert argv[-3:] == ("--", "uname", "-a")
+
+
+def test_ssh_to_unknown_vm_is_a_usage_error(project):
+    result = CliRunner().invoke(main, ["ssh", "nope"], obj=make_app(project, FakeVagrant({})))
+    assert result.exit_code == 2 and "no VM named nope" in result.output
+
+
+# ------------------------------------------------------------------------------------------ halt/destroy
+
+def test_destroy_asks_and_does_nothing_on_no(project):
+    booted_project(project)
+    app = make_app(project, FakeVagrant({n: "running" for n in BOTH}))  # destroy not allowed: must not happen
+    result = CliRunner().invoke(main, ["destroy", "web-1"], obj=app, input="n\n")
+    assert result.exit_code == 1 and "Destroy web-1?" in result.output
+    assert app.vagrant.calls == []
+
+
+def test_destroy_drops_cached_connection_and_host_keys_of_that_vm_only(project):
+    booted_project(project)
+    paths = ProjectPaths(project)
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBbqkAA3ZEr+6jZzQFZt5S3zIu6w0zJS3S5Oq3Oe1Q1x"
+    paths.known_hosts.write_text(f"192.168.121.110 {key}\n192.168.121.111 {key}\n")
+    app = make_app(project, FakeVagrant({n: "running" for n in BOTH}, allow=("destroy",)))
+    result = CliRunner().invoke(main, ["destroy", "--yes", "web-1"], obj=app)
+    assert result.exit_code == 0, result.output
+    assert app.vagrant.calls == [("destroy", ("web-1",))]
+    assert paths.known_hosts.read_text().splitlines() == [f"192.168.121.111 {key}"]
+    state = load_state(paths.state)
+    assert state.machines["web-1"].ssh is None and state.machines["web-1"].provider_state == "not_created"
+    assert state.machines["web-1"].last_provisioned is None and state.machines["db-1"].ssh
+    conn = yaml.safe_load(paths.connection_inventory.read_text())["all"]["hosts"]
+    assert list(conn) == ["db-1"]
+
+
+def test_forget_host_keys_removes_both_forms_of_a_forwarded_port(tmp_path):
+    paths = ProjectPaths(tmp_path)
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBbqkAA3ZEr+6jZzQFZt5S3zIu6w0zJS3S5Oq3Oe1Q1x"
+    paths.known_hosts.parent.mkdir(parents=True)
+    paths.known_hosts.write_text(f"127.0.0.1 {key}\n[127.0.0.1]:2222 {key}\n[127.0.0.1]:2200 {key}\n")
+    forget_host_keys(paths, "127.0.0.1", 2222)
+    assert paths.known_hosts.read_text().splitlines() == [f"[127.0.0.1]:2200 {key}"]
+
+
+def test_halt_records_poweroff(project):
+    booted_project(project)
+    app = make_app(project, FakeVagrant({n: "running" for n in BOTH}, allow=("halt",)))
+    result = CliRunner().invoke(main, ["halt"], obj=app)
+    assert result.exit_code == 0 and app.vagrant.calls == [("halt", BOTH)]
+    assert {r.provider_state for r in load_state(ProjectPaths(project).state).machines.values()} == {"poweroff"}
+
+
+# ------------------------------------------------------------------------------------------ lock, errors
+
+def test_second_command_fails_fast_naming_the_lock_holder(project):
+    app = make_app(project, FakeVagrant({n: "running" for n in BOTH}))  # nothing may be called
+    with ProjectLock(ProjectPaths(project).lock, "devbox up"):
+        result = CliRunner().invoke(main, ["halt"], obj=app)
+        assert result.exit_code == 1 and "devbox up" in result.output and "pid" in result.output
+        with pytest.raises(LockHeld):
+            app.provision()
+    assert app.vagrant.calls == []
+
+
+def test_unexpected_adapter_calls_fail_loudly(project):
+    with pytest.raises(UnexpectedCall):
+        make_app(project, FakeVagrant({n: "not_created" for n in BOTH})).up()
+
+
+def test_provision_failure_on_the_cli_shows_table_then_error(project):
+    booted_project(project)
+    runner = FakePlaybookRunner(playbook_failed(["web-1"], "db-1", "app : migrate", "relation missing"))
+    result = CliRunner().invoke(main, ["provision"], obj=make_app(project, FakeVagrant({}), runner))
+    assert result.exit_code == 1
+    assert "db-1" in result.output and "app : migrate" in result.output and "relation missing" in result.output
+    assert "Traceback" not in result.output
+
+
+# ---------------------------------------------------------------------------------------------- doctor
+
+def test_memory_check_against_planned_vms(project):
+    app = make_app(project, FakeVagrant({}))
+    plenty = doctor.check_memory(app, "MemTotal: 24000000 kB\nMemAvailable: 20000000 kB\n")
+    short = doctor.check_memory(app, "MemAvailable: 1000000 kB\n")
+    assert plenty.status == "ok" and short.status == "fail" and "count:" in short.hint
+    assert "2 VMs need about 1536 MiB" in short.detail
+
+
+@pytest.mark.vagrant
+def test_doctor_checks_real_tools(project):
+    app = make_app(project, FakeVagrant({}))
+    assert doctor.check_vagrant(app).status == "ok"
+    assert doctor.check_provider_plugin(app, "libvirt").status == "ok"
+    missing = doctor.check_box(app, "no-such/box", "libvirt")
+    assert missing.status == "fail" and "devbox box build" in missing.hint
+    assert doctor.check_libvirtd(app, "test:///default").status == "ok"
+    down = doctor.check_libvirtd(app, "qemu:///system?socket=/nonexistent/sock")
+    assert down.status == "fail" and "start libvirtd" in down.hint
+    assert doctor.check_ansible().status == "ok"
+
+
+def test_box_list_parsing():
+    sample = ("1,,box-name,devbox/bookworm\n1,,box-provider,libvirt\n1,,box-version,0\n"
+              "1,,box-name,other\n1,,box-provider,virtualbox\n1,,box-version,0\n")
+    rows = doctor.parse_box_list(sample)
+    assert rows == [("devbox/bookworm", "libvirt"), ("other", "virtualbox")]
+    empty = (Path(__file__).resolve().parent.parent / "data" / "vagrant" / "box-list-empty.txt").read_text()
+    assert doctor.parse_box_list(empty) == []
