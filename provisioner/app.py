@@ -96,3 +96,14 @@ class Devbox:
     def doctor(self):
         from . import doctor
         return doctor.run_checks(self)
+
+    # --- parity (issue 7): the work is in parity_flow.py ------------------------------------------------------
+    def parity(self, against: str | None, *, yes: bool = False, confirm=None):
+        """Compare the VMs with an environment or a baseline file; returns a ``parity.ParityReport``."""
+        from . import parity_flow
+        return parity_flow.compare(self, against, yes=yes, confirm=confirm)
+
+    def parity_export(self, env: str, *, yes: bool = False, confirm=None) -> str:
+        """A baseline (JSON text) of ``env``'s hosts, to compare with later without access to them."""
+        from . import parity_flow
+        return parity_flow.export(self, env, yes=yes, confirm=confirm)

@@ -337,3 +337,9 @@ def doctor(app):
     console().print(doctor_table(result.checks))
     if not result.ok:
         raise click.exceptions.Exit(1)
+
+
+# --- parity (issue 7): the command lives with its report rendering ----------------------------------------
+from .parity_cli import parity as _parity  # noqa: E402 - registered after `main` exists
+
+main.add_command(_parity)
