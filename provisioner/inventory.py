@@ -241,18 +241,21 @@ def _ansible_warnings():
 
 
 def _to_model(source: Path, data, warnings: list[str]) -> Inventory:
+    # Ansible 2.19 tags names and values with their origin (str subclasses); devbox keeps plain values only.
     groups: dict[str, Group] = {}
     direct: dict[str, list[str]] = {}
-    for name, group in data.groups.items():
-        hosts = tuple(h.name for h in group.hosts)
-        groups[name] = Group(name=name, children=tuple(c.name for c in group.child_groups),
+    for group in data.groups.values():
+        name = str(group.name)
+        hosts = tuple(str(h.name) for h in group.hosts)
+        groups[name] = Group(name=name, children=tuple(str(c.name) for c in group.child_groups),
                              hosts=hosts, vars=plain(group.vars))
         if name not in ("all", "ungrouped"):
             for h in hosts:
                 direct.setdefault(h, []).append(name)
     hosts: dict[str, Host] = {}
-    for name, host in data.hosts.items():
-        ancestors = frozenset(g.name for g in host.groups) - {"all", "ungrouped"}
+    for host in data.hosts.values():
+        name = str(host.name)
+        ancestors = frozenset(str(g.name) for g in host.groups) - {"all", "ungrouped"}
         host_vars = {k: v for k, v in plain(host.vars).items() if k not in LOADER_VARS}
         hosts[name] = Host(name=name, groups=tuple(direct.get(name, ())), all_groups=ancestors, vars=host_vars)
     return Inventory(source=source, hosts=hosts, groups=groups, warnings=tuple(dict.fromkeys(warnings)))

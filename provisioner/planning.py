@@ -27,6 +27,7 @@ from .topology import FIRST_HOST_OCTET, Topology, derive_topology, suggest_rules
 PLAN_FILE = Path(".devbox/plan.json")
 CONFIG_TEMPLATE = DEFAULT_TEMPLATE.parent / "templates" / "devbox.yml.j2"
 VALIDATE_TIMEOUT = 120
+PROVIDER_UNUSABLE = "isn't usable on this system"
 
 
 @dataclass(frozen=True)
@@ -174,8 +175,13 @@ def vagrant_validator() -> Callable[[Path], None]:
     def validate(project_dir: Path) -> None:
         # A throwaway dotfile folder: validating must not leave a `.vagrant/` behind in the project.
         with tempfile.TemporaryDirectory(prefix="devbox-validate-") as dotfile:
-            result = process.run(["vagrant", "validate"], cwd=project_dir, timeout=VALIDATE_TIMEOUT,
-                                 env={"VAGRANT_DOTFILE_PATH": dotfile})
+            env = {"VAGRANT_DOTFILE_PATH": dotfile}
+            result = process.run(["vagrant", "validate"], cwd=project_dir, timeout=VALIDATE_TIMEOUT, env=env)
+            if not result.ok and PROVIDER_UNUSABLE in result.stdout + result.stderr:
+                # The provider is not installed on this machine (e.g. VirtualBox on a libvirt host): the
+                # file can still be checked, without the provider's own settings.
+                result = process.run(["vagrant", "validate", "--ignore-provider"], cwd=project_dir,
+                                     timeout=VALIDATE_TIMEOUT, env=env)
         if not result.ok:
             raise RenderError(f"vagrant rejected the rendered Vagrantfile (`vagrant validate` exited with "
                               f"{result.returncode}):\n" + "\n".join("  " + l for l in result.tail().splitlines()),

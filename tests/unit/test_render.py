@@ -1,0 +1,165 @@
+"""Rendering Vagrantfile.j2: golden output, strictness, and installing only what Vagrant accepts."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from provisioner.config import parse_config
+from provisioner.errors import RenderError
+from provisioner.inventory import load_inventory
+from provisioner.planning import vagrant_validator
+from provisioner.render import (DEFAULT_TEMPLATE, install_vagrantfile, render_template, render_vagrantfile,
+                                ruby_string, template_for, write_if_changed)
+from provisioner.topology import derive_topology
+
+REPO = Path(__file__).resolve().parents[2]
+INVENTORIES = REPO / "tests" / "data" / "inventories"
+GOLDEN = REPO / "tests" / "data" / "golden"
+RULES = {"groups": {"db": {"keep_distinct": "pg_role", "memory": 1024, "cpus": 2}, "bastion": {"exclude": True}},
+         "box": "devbox/debian12"}
+
+
+def webapp(rules=None):
+    config = parse_config({**RULES, **(rules or {})}, None)
+    return derive_topology(load_inventory(INVENTORIES / "webapp" / "hosts.ini"), config), config
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("DEVBOX_UPDATE_GOLDEN"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert text == path.read_text(), f"rendered output differs from {path}; DEVBOX_UPDATE_GOLDEN=1 rewrites it"
+
+
+def test_golden_vagrantfile_libvirt():
+    topology, config = webapp()
+    check_golden("webapp.Vagrantfile", render_vagrantfile(topology, config, DEFAULT_TEMPLATE))
+
+
+def test_golden_vagrantfile_remote_libvirt_uri():
+    topology, config = webapp({"libvirt": {"uri": "qemu+ssh://ops@hypervisor.example/system"}})
+    check_golden("webapp-remote-libvirt.Vagrantfile", render_vagrantfile(topology, config, DEFAULT_TEMPLATE))
+
+
+def test_rendered_vagrantfile_has_no_provisioner_and_no_shared_folder():
+    topology, config = webapp()
+    text = render_vagrantfile(topology, config, DEFAULT_TEMPLATE)
+    assert ".provision" not in text
+    assert 'synced_folder ".", "/vagrant", disabled: true' in text
+    assert "insert_key" not in text
+    assert text.count("config.vm.define") == len(topology.machines)
+    assert "10.20." not in text and "203.0.113" not in text   # no production address
+
+
+def test_virtualbox_provider_selected():
+    topology, config = webapp({"provider": "virtualbox"})
+    text = render_vagrantfile(topology, config, DEFAULT_TEMPLATE)
+    assert "ENV[\"VAGRANT_DEFAULT_PROVIDER\"] = 'virtualbox'" in text
+    assert "virtualbox.memory = 1024" in text
+
+
+def test_missing_variable_names_it_and_the_line(tmp_path):
+    template = tmp_path / "Vagrantfile.j2"
+    template.write_text("Vagrant.configure('2') do |config|\n  config.vm.box = {{ box }}\n  x = {{ disk_size }}\nend\n")
+    with pytest.raises(RenderError) as info:
+        render_template(template, {"box": "b"})
+    assert "disk_size" in str(info.value) and f"{template}:3" in str(info.value)
+
+
+def test_missing_attribute_is_an_error_not_an_empty_string(tmp_path):
+    template = tmp_path / "t.j2"
+    template.write_text("{% for m in machines %}{{ m.disk }}{% endfor %}")
+    with pytest.raises(RenderError, match="disk"):
+        render_template(template, {"machines": [{"name": "a"}]})
+
+
+def test_template_syntax_error(tmp_path):
+    template = tmp_path / "t.j2"
+    template.write_text("line one\n{% if %}\n")
+    with pytest.raises(RenderError, match=r"t.j2:2: template syntax error"):
+        render_template(template, {})
+
+
+def test_no_html_escaping_and_trailing_newline_kept(tmp_path):
+    template = tmp_path / "t.j2"
+    template.write_text("a = {{ value }}\n")
+    assert render_template(template, {"value": "<&>\"'"}) == "a = <&>\"'\n"
+
+
+def test_ruby_string_cannot_interpolate_or_break_out():
+    assert ruby_string("#{`rm -rf /`}") == "'#{`rm -rf /`}'"
+    assert ruby_string("it's \\") == "'it\\'s \\\\'"
+
+
+def test_project_template_overrides_the_shipped_one(tmp_path):
+    assert template_for(tmp_path) == DEFAULT_TEMPLATE
+    (tmp_path / "Vagrantfile.j2").write_text("custom\n")
+    assert template_for(tmp_path) == tmp_path / "Vagrantfile.j2"
+
+
+def test_write_if_changed_leaves_identical_files_alone(tmp_path):
+    path = tmp_path / "f"
+    assert write_if_changed(path, "x\n") is True
+    os.utime(path, (1, 1))
+    assert write_if_changed(path, "x\n") is False
+    assert path.stat().st_mtime == 1
+    assert write_if_changed(path, "x\n", mode=0o600) is True and (path.stat().st_mode & 0o777) == 0o600
+
+
+def rejecting(project_dir):
+    raise RenderError("vagrant said no")
+
+
+def test_rejected_vagrantfile_restores_the_previous_one(tmp_path):
+    (tmp_path / "Vagrantfile").write_text("old\n")
+    with pytest.raises(RenderError, match="vagrant said no"):
+        install_vagrantfile(tmp_path, "new\n", rejecting)
+    assert (tmp_path / "Vagrantfile").read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["Vagrantfile"]   # no temp file left behind
+
+
+def test_rejected_first_vagrantfile_leaves_none(tmp_path):
+    with pytest.raises(RenderError):
+        install_vagrantfile(tmp_path, "new\n", rejecting)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_accepted_vagrantfile_installed(tmp_path):
+    seen = []
+    assert install_vagrantfile(tmp_path, "new\n", lambda d: seen.append((d / "Vagrantfile").read_text())) is True
+    assert seen == ["new\n"]
+
+
+# --- the real Vagrant ---------------------------------------------------------------------------------
+needs_vagrant = pytest.mark.skipif(shutil.which("vagrant") is None, reason="vagrant is not installed")
+
+
+@pytest.mark.vagrant
+@pytest.mark.parametrize("rules", [{}, {"libvirt": {"uri": "qemu+ssh://ops@hypervisor.example/system"}},
+                                   {"provider": "virtualbox"}], ids=["libvirt", "libvirt-remote", "virtualbox"])
+def test_vagrant_validate_accepts_the_rendered_vagrantfile(tmp_path, rules):
+    if shutil.which("vagrant") is None:
+        pytest.fail("vagrant is required for the vagrant tier (scripts/setup installs it)")
+    topology, config = webapp(rules)
+    install_vagrantfile(tmp_path, render_vagrantfile(topology, config, DEFAULT_TEMPLATE), vagrant_validator())
+    assert (tmp_path / "Vagrantfile").exists()
+    assert not (tmp_path / ".vagrant").exists()   # validation leaves nothing in the project
+
+
+@pytest.mark.vagrant
+def test_vagrant_validate_rejects_a_bad_template_and_the_old_file_stays(tmp_path):
+    if shutil.which("vagrant") is None:
+        pytest.fail("vagrant is required for the vagrant tier (scripts/setup installs it)")
+    topology, config = webapp()
+    good = render_vagrantfile(topology, config, DEFAULT_TEMPLATE)
+    install_vagrantfile(tmp_path, good, vagrant_validator())
+    bad = good.replace("libvirt.cpus = 2", "libvirt.cpus = 2\n      libvirt.no_such_setting = 1", 1)
+    assert bad != good
+    with pytest.raises(RenderError) as info:
+        install_vagrantfile(tmp_path, bad, vagrant_validator())
+    assert "no_such_setting" in str(info.value)   # Vagrant's own message reaches the user
+    assert (tmp_path / "Vagrantfile").read_text() == good
