@@ -4,6 +4,7 @@ The checks that start a program run in parallel: each `vagrant` call costs about
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -138,7 +139,8 @@ def check_box(app: "Devbox", box: str, provider: str) -> Check:
 
 def run_checks(app: "Devbox") -> DoctorResult:
     config = app.config()
-    uri = config.libvirt_uri or DEFAULT_LIBVIRT_URI
+    # the same precedence as virsh and vagrant-libvirt: devbox.yml, then LIBVIRT_DEFAULT_URI, then the local system
+    uri = config.libvirt_uri or os.environ.get("LIBVIRT_DEFAULT_URI") or DEFAULT_LIBVIRT_URI
     jobs: list[Callable[[], Check]] = [
         lambda: check_vagrant(app),
         lambda: check_provider_plugin(app, config.provider),

@@ -243,7 +243,10 @@ def _refresh_connections(app: "Devbox", state: State, names: Sequence[str], recr
     for name in names:
         cfg = configs[name]
         old = state.machine(name).ssh
-        if name in recreated or (old and (old["host"], old["port"]) != (cfg.host, cfg.port)):
+        moved = bool(old) and (old["host"], int(old["port"])) != (cfg.host, cfg.port)
+        if moved:  # the old address may go to another VM next: its key must not linger
+            forget_host_keys(paths, old["host"], int(old["port"]))
+        if name in recreated or moved:  # a key recorded for the new address belonged to some earlier VM
             forget_host_keys(paths, cfg.host, cfg.port)
         state.machine(name).ssh = cfg.to_json()
 

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -257,7 +258,7 @@ class AnsibleRunnerPlaybookRunner(PlaybookRunner):
                 project_dir=str(playbook.parent),
                 artifact_dir=str(self.runner_dir / "artifacts"),
                 rotate_artifacts=self.keep_artifacts,
-                ident=time.strftime("%Y%m%dT%H%M%S"),
+                ident=f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}",  # unique within a second too
                 playbook=str(playbook),
                 inventory=str(inventory),
                 envvars={**ansible_env(known_hosts=self.known_hosts, log_path=log_path,

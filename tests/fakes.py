@@ -96,7 +96,7 @@ class FakePlaybookRunner(PlaybookRunner):
         self.calls: list[dict] = []
 
     def run(self, *, playbook, inventory, forks, limit=None, tags=None, check=False, extravars=None,
-            on_progress=None):
+            on_progress=None, on_event=None):
         call = dict(playbook=playbook, inventory=inventory, forks=forks, limit=limit, tags=tags, check=check,
                     extravars=extravars)
         self.calls.append(call)

@@ -1,0 +1,122 @@
+"""The whole VM lifecycle on two real VMs, through the real CLI:
+init -> up -> provision -> status -> ssh -> (a failing task) -> halt -> up -> destroy.
+
+Also checks the Vagrant parsers on this run's real `vagrant status --machine-readable` / `vagrant ssh-config`
+output (saved under the project's `captures/`; set DEVBOX_CAPTURE_DIR to keep them, e.g. for tests/data).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from provisioner.vagrant_driver import parse_ssh_config, parse_status
+
+pytestmark = pytest.mark.lab
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "e2e-lifecycle"
+VMS = ("web-1", "db-1")
+
+
+def capture(project, name: str, *args: str) -> str:
+    result = subprocess.run(["vagrant", *args], cwd=project.path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for folder in filter(None, (project.path / "captures", os.environ.get("DEVBOX_CAPTURE_DIR"))):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / name).write_text(result.stdout)
+    return result.stdout
+
+
+def status_json(project) -> dict:
+    return {m["name"]: m for m in json.loads(project.devbox("status", "--json").stdout)["machines"]}
+
+
+def git_head(path: Path) -> str:
+    return subprocess.run(["git", "-C", str(path), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def test_lifecycle_on_two_vms(devbox_project, timings):
+    p = devbox_project
+    for item in ("prod", "playbooks", "devbox.yml"):
+        p.copy_in(DATA / item)
+    git = ["git", "-C", str(p.path), "-c", "user.name=e2e", "-c", "user.email=e2e@example.com"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "prod", "playbooks", "devbox.yml"], check=True)
+    subprocess.run(git + ["commit", "-qm", "fixture"], check=True)
+    revision = git_head(p.path)
+
+    with timings.measure("devbox init"):
+        p.devbox("init")
+    with timings.measure("devbox doctor"):
+        doctor = p.devbox("doctor")
+    assert "FAIL" not in doctor.stdout, doctor.stdout
+
+    with timings.measure("devbox up (2 VMs, fresh)"):
+        up = p.devbox("up")
+    assert "booted: web-1, db-1" in up.stdout, up.stdout
+
+    status_text = capture(p, "status-running.txt", "status", "--machine-readable")
+    assert {n: s.state for n, s in parse_status(status_text).items()} == {n: "running" for n in VMS}
+    configs = parse_ssh_config(capture(p, "ssh-config-running.txt", "ssh-config"))
+    assert set(configs) == set(VMS) and all(Path(c.identity_file).is_file() for c in configs.values())
+    # the connection devbox cached is the one Vagrant reports, and Ansible got it through zz-connection.yml
+    conn = yaml.safe_load((p.path / ".devbox" / "inventory" / "zz-connection.yml").read_text())["all"]["hosts"]
+    assert {n: conn[n]["ansible_host"] for n in VMS} == {n: configs[n].host for n in VMS}
+    known_hosts = (p.path / ".devbox" / "known_hosts").read_text()
+    assert all(configs[n].host in known_hosts for n in VMS)  # accept-new recorded both keys
+
+    with timings.measure("devbox provision (nothing to change)"):
+        again = p.devbox("provision")
+    assert "web-1" in again.stdout and "db-1" in again.stdout
+
+    with timings.measure("devbox status --json (x5)"):
+        started = time.monotonic()
+        for _ in range(5):
+            machines = status_json(p)
+        per_call = (time.monotonic() - started) / 5
+    print(f"[timing] devbox status --json: {per_call:.2f} s per call")
+    assert per_call < 2.0  # well under a second of devbox's own work; the rest is Python start-up on a busy CI box
+    for n in VMS:
+        m = machines[n]
+        assert (m["state"], m["ssh"], m["revision"]) == ("running", True, revision), m
+        assert m["last_provisioned"]
+
+    with timings.measure("devbox ssh web-1 -- cat"):
+        marker = p.devbox("ssh", "web-1", "--", "cat", "/etc/devbox-marker", "/etc/devbox-web").stdout
+    assert marker.splitlines() == ["web-1 in web", "web"]
+    db_marker = p.devbox("ssh", "db-1", "--", "cat", "/etc/devbox-marker").stdout
+    assert db_marker.strip() == "db-1 in db"
+
+    with timings.measure("devbox provision --tags breakage (fails)"):
+        broken = p.devbox("provision", "--tags", "breakage", check=False)
+    output = broken.stdout + broken.stderr
+    assert broken.returncode == 1, output
+    assert "web-1" in output and "broken on purpose" in output and "ansible.log" in output, output
+    assert "Traceback" not in output
+
+    with timings.measure("devbox halt"):
+        p.devbox("halt")
+    halted = capture(p, "status-halted.txt", "status", "--machine-readable")
+    assert {n: s.state for n, s in parse_status(halted).items()} == {n: "poweroff" for n in VMS}
+    assert {n: m["state"] for n, m in status_json(p).items()} == {n: "poweroff" for n in VMS}
+
+    with timings.measure("devbox up (after halt)"):
+        p.devbox("up")
+    after = json.loads(p.devbox("status", "--json", "--refresh").stdout)["machines"]
+    assert [(m["state"], m["ssh"]) for m in after] == [("running", True)] * 2
+
+    with timings.measure("devbox destroy --yes"):
+        p.devbox("destroy", "--yes")
+    gone = {m["name"]: m for m in json.loads(p.devbox("status", "--json", "--refresh").stdout)["machines"]}
+    assert {n: (m["state"], m["ssh"], m["last_provisioned"]) for n, m in gone.items()} == {
+        n: ("not_created", None, None) for n in VMS}
+    known_hosts = (p.path / ".devbox" / "known_hosts").read_text()
+    assert not any(configs[n].host in known_hosts for n in VMS), known_hosts
+    assert yaml.safe_load((p.path / ".devbox" / "inventory" / "zz-connection.yml").read_text())["all"]["hosts"] == {}
