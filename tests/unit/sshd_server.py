@@ -25,6 +25,7 @@ class Sshd:
 
     def __init__(self, root: Path, port: int):
         self.root, self.port, self.proc = root, port, None
+        root.mkdir(parents=True, exist_ok=True)
         self.client_key = root / "client_key"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.client_key)], check=True)
         (root / "authorized_keys").write_text((root / "client_key.pub").read_text())
@@ -46,7 +47,7 @@ class Sshd:
             *[f"HostKey {k}" for k in self._keys()],
             f"PidFile {self.root}/sshd.pid", f"AuthorizedKeysFile {self.root}/authorized_keys",
             "StrictModes no", "UsePAM no", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-            "PermitRootLogin prohibit-password", "", ""]))
+            "PermitRootLogin prohibit-password", "Subsystem sftp internal-sftp", "", ""]))
         # sshd insists on its privilege-separation folder (the Debian service creates it at start)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=open(self.root / "sshd.log", "a"))

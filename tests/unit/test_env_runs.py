@@ -1,0 +1,183 @@
+"""A staging run end to end against a REAL sshd on loopback, with real ansible-runner runs over SSH.
+
+"staging" here is two inventory hosts reached at 127.0.0.1:<port>, with its own vault (canary value, test-only
+password). The project also has a production inventory (with its own vault) that must never be touched.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from provisioner.env_runs import EnvironmentRuns, private_secret_file, real_runner
+from provisioner.environments import DEV_ENVIRONMENT
+from provisioner.errors import SafetyError, UsageError
+from sshd_server import Sshd, free_port  # tests/unit/sshd_server.py
+
+ENVS = Path(__file__).resolve().parents[1] / "data" / "envs"
+STAGING_PASSWORD = (ENVS / "staging-vault-password.txt").read_text().strip()
+CANARIES = ("CANARY-STAGING-4b8a2e60", "CANARY-PROD-7f3e9c1d", "CANARY-PROD-TOKEN-91ac55e2", STAGING_PASSWORD,
+            (ENVS / "production-vault-password.txt").read_text().strip())
+
+SITE = """\
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: the staging secret decrypts (never shown)
+      ansible.builtin.assert:
+        that: vault_db_password | length > 10
+      no_log: true
+    - name: deploy
+      ansible.builtin.copy:
+        dest: "{{ out_dir }}/{{ inventory_hostname }}.txt"
+        content: "release for {{ inventory_hostname }}\\n"
+"""
+
+pytestmark = pytest.mark.ansible
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    server = Sshd(tmp_path / "sshd", free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def project(tmp_path, sshd):
+    root = tmp_path / "project"
+    shutil.copytree(ENVS / "production", root / "inventories" / "production")
+    staging = root / "inventories" / "staging"
+    (staging / "group_vars" / "all").mkdir(parents=True)
+    shutil.copy(ENVS / "staging" / "group_vars" / "all" / "vault.yml", staging / "group_vars" / "all" / "vault.yml")
+    host = {"ansible_host": "127.0.0.1", "ansible_port": sshd.port, "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(sshd.client_key), "ansible_python_interpreter": sys.executable,
+            "ansible_become": False, "out_dir": str(tmp_path / "deployed")}
+    (staging / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"web": {"hosts": {"web-s1": host}},
+                                                                           "db": {"hosts": {"db-s1": host}}}}}))
+    (root / "playbooks").mkdir()
+    (root / "playbooks" / "site.yml").write_text(SITE)
+    (root / "devbox.yml").write_text(yaml.safe_dump({
+        "inventory": "inventories/production", "playbook": "playbooks/site.yml",
+        "environments": {"staging": {"inventory": "inventories/staging", "vault_id": "staging"}}}))
+    (tmp_path / "deployed").mkdir()
+    return root
+
+
+class CountingFactory:
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, settings):
+        self.calls += 1
+        return real_runner(settings)
+
+
+def runs(project, factory=None):
+    # the stamp goes to a file of the test, not this machine's /etc
+    return EnvironmentRuns(project, runner_factory=factory or real_runner,
+                           applied_path=str(project.parent / "host-etc" / "applied.json"))
+
+
+def ask_password(env):
+    assert env.name == "staging"
+    return STAGING_PASSWORD
+
+
+def files_written(root: Path):
+    return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
+
+
+def test_unknown_host_key_stops_the_run_before_any_ansible(project, tmp_path):
+    factory = CountingFactory()
+    r = runs(project, factory)
+    plan = r.plan("staging", env_explicit=True, yes=True)
+    with pytest.raises(SafetyError, match="not trusted; nothing was run") as err:
+        r.provision(plan, confirm=lambda *a: pytest.fail("no confirmation before trust"), ask_password=ask_password)
+    assert "web-s1" in str(err.value) and "db-s1" in str(err.value)
+    assert factory.calls == 0 and not list((tmp_path / "deployed").iterdir())
+
+
+def test_staging_run_confirms_applies_stamps_and_reports(project, tmp_path, sshd):
+    r = runs(project)
+    env, checks = r.scan_keys("staging")
+    assert {c.status for c in checks} == {"unknown"} and len(checks) == 2
+    recorded = r.record_keys(env, checks)
+    assert env.known_hosts == project / "environments" / "staging.known_hosts" and env.known_hosts.exists()
+    assert len(recorded) == 2
+
+    plan = r.plan("staging", env_explicit=True, yes=False)
+    assert plan.check_first and plan.ask_confirmation
+    assert sorted(h.name for h in plan.hosts) == ["db-s1", "web-s1"]
+
+    # a wrong answer: the check ran (and showed the change), nothing was applied
+    shown = []
+    with pytest.raises(SafetyError, match="nothing was applied"):
+        r.provision(plan, confirm=lambda p, check: shown.append(check) or "yes", ask_password=ask_password)
+    assert shown[0].ok and all(h.changed == 1 for h in shown[0].hosts)
+    assert not list((tmp_path / "deployed").iterdir())
+
+    # the right answer
+    result = r.provision(plan, confirm=lambda p, check: "staging", ask_password=ask_password)
+    assert result.ok and sorted(result.stamped) == ["db-s1", "web-s1"]
+    assert sorted(p.name for p in (tmp_path / "deployed").iterdir()) == ["db-s1.txt", "web-s1.txt"]
+    stamp = json.loads((tmp_path / "host-etc" / "applied.json").read_text())
+    assert stamp["environment"] == "staging" and stamp["playbook"] == "playbooks/site.yml"
+    assert stamp["revision"] == "unversioned"  # the test project is not a git checkout
+
+    revisions = r.revisions("staging", ask_password=ask_password)
+    assert {h.host: h.revision for h in revisions} == {"web-s1": "unversioned", "db-s1": "unversioned"}
+
+    # the prompted password existed only as a temp file during the runs, and no secret reached any file
+    leftovers = [p for p in Path("/dev/shm").glob("devbox-vault-*")] if Path("/dev/shm").exists() else []
+    assert leftovers == []
+    for path in files_written(project):
+        text = path.read_bytes()
+        for canary in CANARIES:
+            assert canary.encode() not in text, f"{canary} leaked into {path}"
+
+    # the host is rebuilt (or impersonated): the next run stops before any task
+    sshd.restart(new_keys=True)
+    with pytest.raises(SafetyError, match="changed"):
+        r.provision(plan, confirm=lambda *a: "staging", ask_password=ask_password)
+
+
+def test_yes_with_explicit_env_skips_the_prompt_and_no_check_first_skips_the_check(project, tmp_path):
+    r = runs(project)
+    env, checks = r.scan_keys("staging")
+    r.record_keys(env, checks)
+    plan = r.plan("staging", env_explicit=True, yes=True, no_check_first=True)
+    assert not plan.ask_confirmation and not plan.check_first
+    result = r.provision(plan, confirm=lambda *a: pytest.fail("--yes --env staging asks nothing"),
+                         ask_password=ask_password)
+    assert result.ok and result.check is None
+
+
+def test_a_staging_inventory_pointing_at_production_is_refused(project):
+    hosts = project / "inventories" / "staging" / "hosts.yml"
+    data = yaml.safe_load(hosts.read_text())
+    data["all"]["children"]["db"]["hosts"]["db-s1"]["ansible_host"] = "10.20.0.11"  # production web1
+    hosts.write_text(yaml.safe_dump(data))
+    with pytest.raises(SafetyError, match=r"db-s1 \(10.20.0.11\) is production host web1"):
+        runs(project).plan("staging", env_explicit=True, yes=True)
+
+
+def test_dev_and_unknown_environments_are_not_run_here(project):
+    with pytest.raises(UsageError, match="without --env"):
+        runs(project).plan(None, env_explicit=False)
+    with pytest.raises(UsageError, match="unknown environment 'qa'"):
+        runs(project).plan("qa", env_explicit=True)
+
+
+def test_a_prompted_secret_lives_in_a_private_file_only_while_used():
+    with private_secret_file("s3cret") as path:
+        assert path.read_text() == "s3cret\n"
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
+        assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+    assert not path.exists() and not path.parent.exists()
