@@ -8,7 +8,9 @@ their output to log files under ``.devbox/logs/``. python-vagrant swallows failu
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -198,13 +200,17 @@ class PythonVagrantDriver(VagrantDriver):
             fh.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} $ {' '.join(argv)}\n")
             start_offset = fh.tell()
         started = time.monotonic()
-        try:
-            v._call_vagrant_command(args)
-        except subprocess.CalledProcessError as exc:
-            raise CommandFailed(argv, exc.returncode, _tail_since(log_path, start_offset), log_path=str(log_path),
-                                what=what, hint=hint) from None
-        except RuntimeError as exc:  # python-vagrant's "vagrant not found"
-            raise DevboxError(f"cannot run vagrant: {exc}", "install vagrant (run `devbox doctor`)") from None
+        with _sigint_after_child() as interrupted:
+            try:
+                v._call_vagrant_command(args)
+            except subprocess.CalledProcessError as exc:
+                if not interrupted():
+                    raise CommandFailed(argv, exc.returncode, _tail_since(log_path, start_offset),
+                                        log_path=str(log_path), what=what, hint=hint) from None
+            except RuntimeError as exc:  # python-vagrant's "vagrant not found"
+                raise DevboxError(f"cannot run vagrant: {exc}", "install vagrant (run `devbox doctor`)") from None
+        if interrupted():
+            raise KeyboardInterrupt
         return VagrantRun(tuple(argv), time.monotonic() - started, str(log_path))
 
     def up(self, *, names: Sequence[str], parallel: bool = True) -> VagrantRun:
@@ -245,6 +251,27 @@ class PythonVagrantDriver(VagrantDriver):
 
     def validate(self) -> None:
         self._read(["validate"], "Vagrant rejected the Vagrantfile")
+
+
+class _sigint_after_child:
+    """Ctrl-C reaches vagrant too (same process group), and vagrant cleans up before it exits (a half-created
+    domain is destroyed, its lock released). Python's subprocess would kill it 0.25 s after our own
+    KeyboardInterrupt, so the first Ctrl-C is held until vagrant has exited; a second one interrupts at once."""
+
+    def __enter__(self):
+        self.flag = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return lambda: self.flag
+
+    def _handler(self, signum, frame):
+        self.flag = True
+        signal.signal(signal.SIGINT, self.previous)
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def _tail_since(path: Path, offset: int, lines: int = process.TAIL_LINES) -> str:

@@ -128,3 +128,26 @@ def test_real_validate(driver, project):
 def test_real_status_without_vagrantfile_fails(tmp_path):
     with pytest.raises(CommandFailed):
         PythonVagrantDriver(root=tmp_path, logs_dir=tmp_path / "logs").status()
+
+
+def test_ctrl_c_waits_for_vagrant_to_clean_up_then_interrupts(tmp_path, monkeypatch):
+    """Our own signal handling, with a stand-in `vagrant` on PATH that takes a second to 'clean up'."""
+    import os
+    import signal
+    import threading
+    import time
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "vagrant"
+    fake.write_text(f"#!/bin/sh\necho booting\nsleep 1\necho cleaned up > {tmp_path}/cleaned\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    driver = PythonVagrantDriver(root=tmp_path, logs_dir=tmp_path / "logs")
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        driver.up(names=["web-1"])
+    assert time.monotonic() - started >= 0.9  # vagrant was not killed at the first Ctrl-C
+    assert (tmp_path / "cleaned").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # our handler is gone again
