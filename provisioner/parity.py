@@ -397,9 +397,24 @@ class ParityReport:
         return [d for d in self.differences if d.expected]
 
     @property
+    def unmatched(self) -> list[str]:
+        """Machines with no reference host to compare with."""
+        return [p.machine for p in self.pairs if not p.references]
+
+    @property
     def ok(self) -> bool:
         """No drift, and every host answered (parity that could not be measured is not parity)."""
-        return not self.drift and not self.unreachable and all(p.references for p in self.pairs)
+        return not self.drift and not self.unreachable and not self.unmatched
+
+    def verdict(self) -> str:
+        if self.ok:
+            return f"no drift: development matches {self.against}"
+        parts = [f"{len(self.drift)} difference(s) are drift"] if self.drift else []
+        if self.unreachable:
+            parts.append(f"{len(self.unreachable)} host(s) could not be measured")
+        if self.unmatched:
+            parts.append(f"no counterpart in {self.against} for {', '.join(self.unmatched)}")
+        return "; ".join(parts)
 
 
 def build_report(*, against: str, machines: Sequence[Machine], dev: Mapping[str, HostProfile],

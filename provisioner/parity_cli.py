@@ -56,10 +56,7 @@ def print_report(report: ParityReport, console=None) -> None:
         console.print(f"no machine stands for {host}", markup=False)
     for note in report.notes:
         console.print(f"note: {note}", markup=False, style="dim")
-    if report.ok:
-        console.print(f"no drift: development matches {report.against}", style="green", markup=False)
-    else:
-        console.print(f"{len(report.drift)} difference(s) are drift", style="red", markup=False)
+    console.print(report.verdict(), style="green" if report.ok else "red", markup=False)
 
 
 def _confirm(plan, _check=None) -> str:

@@ -14,6 +14,7 @@ def report_dict(report: ParityReport) -> dict:
     return {
         "against": report.against,
         "ok": report.ok,
+        "verdict": report.verdict(),
         "summary": {"machines": len(report.pairs), "drift": len(report.drift), "expected": len(report.expected),
                     "unreachable": len(report.unreachable)},
         "pairs": [{"machine": p.machine, "references": list(p.references), "paired_by": p.how}
@@ -53,10 +54,7 @@ def _diff_rows(diffs: list[Difference], with_reason: bool) -> list[list[str]]:
 
 
 def report_html(report: ParityReport) -> str:
-    verdict = ("<p class=ok>No drift: development matches " + escape(report.against) + ".</p>" if report.ok else
-               f"<p class=bad>{len(report.drift)} difference(s) are drift"
-               + (f"; {len(report.unreachable)} host(s) could not be measured" if report.unreachable else "")
-               + ".</p>")
+    verdict = f'<p class={"ok" if report.ok else "bad"}>{escape(report.verdict())}</p>'
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>devbox parity against {escape(report.against)}</title>", f"<style>{_STYLE}</style></head><body>",

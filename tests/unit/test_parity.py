@@ -228,7 +228,7 @@ def _report(real, *, drift: bool, expected: bool = False):
 def test_json_report_separates_drift_and_expected(real):
     report = _report(real, drift=True, expected=True)
     doc = json.loads(report_json(report))
-    assert doc["ok"] is False
+    assert doc["ok"] is False and doc["verdict"] == "1 difference(s) are drift"
     assert doc["summary"] == {"machines": 1, "drift": 1, "expected": 1, "unreachable": 0}
     assert doc["drift"] == [{"machine": "web-1", "reference_host": "web-s1", "fact": "package:rsync",
                              "kind": "package", "item": "rsync", "development": real.packages["rsync"],
@@ -259,6 +259,8 @@ def test_unmeasured_host_or_unpaired_machine_is_not_ok(real):
                           ref={"web-s1": as_host(real, "web-s1", group_names=("web",))}, managed=MANAGED)
     assert not report.drift and not report.ok
     assert any("cache-1: no host in staging" in n for n in report.notes)
+    assert report.verdict() == "no counterpart in staging for cache-1"
+    assert "no counterpart in staging for cache-1" in report_html(report)
 
 
 def test_baseline_round_trip_compares_without_the_environment(real):
@@ -292,3 +294,13 @@ def test_config_section_problems_are_all_reported():
     assert any("parity.baseline: unknown key" in p for p in problems)
     assert any("parity.expected[0].reason: required" in p for p in problems)
     assert any("parity.expected[1]: must be a mapping" in p for p in problems)
+
+
+def test_the_parity_core_imports_no_adapter_and_no_click():
+    import subprocess
+    import sys
+    code = ("import sys, provisioner.parity, provisioner.parity_scan, provisioner.parity_report; "
+            "print(sorted(m for m in ('click', 'ansible_runner', 'vagrant', 'paramiko', 'ansible', 'rich', "
+            "'provisioner.playbook_runner') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
