@@ -101,7 +101,7 @@ def init_project(app, inventory: str | Path | None, force: bool, allow_scripts: 
     inv = read_inventory(existing, inventory, allow_scripts, app.progress)
     config_text = None
     if force or existing.path is None:
-        config_text = config_file_text(inv, project_dir, existing)
+        config_text = config_file_text(inv, project_dir, Config())   # --force starts over from the inventory
         rules = parse_config(yaml.safe_load(config_text), config_path)
     else:
         rules = existing

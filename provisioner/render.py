@@ -110,7 +110,8 @@ def install_vagrantfile(project_dir: Path, text: str, validate: Validator | None
     """Write ``Vagrantfile`` atomically and validate it; on rejection the previous file is put back."""
     path = Path(project_dir) / "Vagrantfile"
     previous = path.read_bytes() if path.exists() else None
-    previous_mode = (path.stat().st_mode & 0o777) if previous is not None else 0o644
+    previous_stat = path.stat() if previous is not None else None
+    previous_mode = (previous_stat.st_mode & 0o777) if previous_stat else 0o644
     changed = write_if_changed(path, text, mode=previous_mode)
     if validate is None:
         return changed
@@ -122,5 +123,7 @@ def install_vagrantfile(project_dir: Path, text: str, validate: Validator | None
                 os.unlink(path)
             else:
                 atomic_write(path, previous, mode=previous_mode)
+                # the same times too, so tools that watch the file see no change at all
+                os.utime(path, ns=(previous_stat.st_atime_ns, previous_stat.st_mtime_ns))
         raise
     return changed

@@ -1,0 +1,216 @@
+"""`devbox plan` and `devbox init` through the real CLI (click's CliRunner), on the corpus."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from provisioner.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+INVENTORIES = REPO / "tests" / "data" / "inventories"
+BAD = INVENTORIES / "bad"
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+@pytest.fixture
+def no_vagrant(monkeypatch):
+    """Most CLI tests need no Vagrant: leave it off PATH (a real code path: validation is then skipped)."""
+    monkeypatch.setenv("PATH", VENV_BIN)
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert "Traceback" not in result.output
+    return result
+
+
+def snapshot(project: Path) -> dict[str, tuple[bytes, int, float]]:
+    return {p.relative_to(project).as_posix(): (p.read_bytes(), p.stat().st_mode, p.stat().st_mtime_ns)
+            for p in sorted(project.rglob("*")) if p.is_file()}
+
+
+def test_plan_json_contract(tmp_path):
+    result = run("-C", tmp_path, "plan", "--inventory", INVENTORIES / "openstack" / "multinode", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data) == {"machines", "excluded", "warnings"}
+    for machine in data["machines"]:
+        assert set(machine) == {"name", "hostname", "groups", "represents", "memory", "cpus", "address"}
+        assert isinstance(machine["memory"], int) and isinstance(machine["cpus"], int)
+    hosts = [h for m in data["machines"] for h in m["represents"]] + [e["host"] for e in data["excluded"]]
+    assert len(hosts) == len(set(hosts)) == 30
+    assert data["excluded"] == [{"host": "localhost",
+                                 "reason": "ansible_connection=local: it runs on the control node, so it needs no VM"}]
+    assert list(tmp_path.iterdir()) == []   # plan writes nothing
+
+
+def test_plan_table(tmp_path):
+    result = run("-C", tmp_path, "plan", "-i", INVENTORIES / "odd-names" / "hosts.ini")
+    assert result.exit_code == 0, result.output
+    for text in ("web-servers-1", "WEB_01", "excluded: printer_A", "warning: hosts in no group"):
+        assert text in result.output
+
+
+def test_plan_with_rules_file(tmp_path):
+    rules = tmp_path / "rules.yml"
+    rules.write_text("groups: {db: {keep_distinct: pg_role}, bastion: {exclude: true}}\n")
+    result = run("plan", "-i", INVENTORIES / "webapp" / "hosts.ini", "--config", rules, "--json")
+    assert [m["name"] for m in json.loads(result.stdout)["machines"]] == ["lb-1", "web-1", "db-primary", "db-replica",
+                                                                          "cache-1"]
+
+
+def test_plan_needs_an_inventory(tmp_path):
+    result = run("-C", tmp_path, "plan")
+    assert result.exit_code == 2
+    assert "no production inventory given" in result.stderr and "--inventory" in result.stderr
+
+
+def test_invalid_rules_reported_at_once(tmp_path):
+    (tmp_path / "devbox.yml").write_text("provider: docker\ndefaults: {cpus: 0}\n")
+    result = run("-C", tmp_path, "plan", "-i", INVENTORIES / "webapp" / "hosts.ini")
+    assert result.exit_code == 1
+    assert "`provider` must be one of" in result.stderr and "`defaults.cpus`" in result.stderr
+
+
+def test_reference_service_plan_from_the_repository():
+    result = run("-C", REPO, "plan", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert sorted(m["name"] for m in data["machines"]) == ["cache-1", "db-primary", "db-replica", "lb-1", "web-1"]
+    assert [e["host"] for e in data["excluded"]] == ["bastion-01"]
+
+
+def test_init_writes_project_and_second_run_changes_nothing(tmp_path, no_vagrant):
+    result = run("-C", tmp_path, "init", "-i", INVENTORIES / "vaulted")
+    assert result.exit_code == 0, result.output
+    files = snapshot(tmp_path)
+    assert {"devbox.yml", "Vagrantfile", ".devbox/plan.json", ".devbox/secrets.yml", ".devbox/inventory/hosts.yml",
+            ".devbox/inventory/group_vars/all/zz-devbox-secrets.yml"} <= set(files)
+    assert stat.S_IMODE(files[".devbox/secrets.yml"][1]) == 0o600
+    assert stat.S_IMODE(files[".devbox/inventory/group_vars/all/zz-devbox-secrets.yml"][1]) == 0o600
+    assert "not validated" in result.stderr
+    config = yaml.safe_load(files["devbox.yml"][0])
+    assert config["inventory"] == os.path.relpath(INVENTORIES / "vaulted", tmp_path)
+    assert config["groups"] == {"db": {"keep_distinct": "pg_role"}}
+    assert b"# " in files["devbox.yml"][0]   # commented for the team
+    assert "CANARY" not in "".join(c.decode() for c, _, _ in files.values())
+
+    again = run("-C", tmp_path, "init")   # inventory from devbox.yml now
+    assert again.exit_code == 0, again.output
+    assert "nothing changed" in again.output
+    assert snapshot(tmp_path) == files   # byte-identical, same modes, not even touched
+
+
+def test_init_keeps_the_teams_devbox_yml_unless_forced(tmp_path, no_vagrant):
+    assert run("-C", tmp_path, "init", "-i", INVENTORIES / "webapp" / "hosts.ini").exit_code == 0
+    config = tmp_path / "devbox.yml"
+    edited = config.read_text().replace("defaults:\n  memory: 512", "defaults:\n  memory: 1024")
+    assert edited != config.read_text()
+    config.write_text(edited)
+    result = run("-C", tmp_path, "init")
+    assert result.exit_code == 0 and config.read_text() == edited
+    assert json.loads((tmp_path / ".devbox/plan.json").read_text())["machines"][0]["memory"] == 1024
+    assert "libvirt.memory = 1024" in (tmp_path / "Vagrantfile").read_text()
+
+    result = run("-C", tmp_path, "init", "--force")
+    assert result.exit_code == 0
+    assert "memory: 512" in config.read_text()
+    assert "wrote devbox.yml" in result.output
+
+
+def test_init_relative_inventory_from_another_cwd(tmp_path, no_vagrant, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copytree(INVENTORIES / "kubernetes", tmp_path / "inv")
+    monkeypatch.chdir(tmp_path)
+    result = run("-C", "project", "init", "-i", "inv/hosts.ini")
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((project / "devbox.yml").read_text())["inventory"] == "../inv/hosts.ini"
+    monkeypatch.chdir("/")
+    assert run("-C", project, "init").exit_code == 0
+
+
+def test_removed_production_vars_file_disappears_from_the_copy(tmp_path, no_vagrant):
+    prod = tmp_path / "prod"
+    shutil.copytree(INVENTORIES / "vaulted", prod)
+    project = tmp_path / "project"
+    assert run("-C", project, "init", "-i", prod).exit_code == 0
+    assert (project / ".devbox/inventory/group_vars/web.yml").exists()
+    (prod / "group_vars" / "web.yml").unlink()
+    result = run("-C", project, "init")
+    assert result.exit_code == 0
+    assert not (project / ".devbox/inventory/group_vars/web.yml").exists()
+
+
+BAD_INPUTS = sorted(p.name for p in BAD.iterdir())
+
+
+@pytest.mark.parametrize("name", BAD_INPUTS)
+@pytest.mark.parametrize("command", ["plan", "init"])
+def test_bad_inventory_exit_1_one_message_nothing_written(tmp_path, no_vagrant, monkeypatch, name, command):
+    canary = tmp_path / "script-ran"
+    monkeypatch.setenv("DEVBOX_SCRIPT_CANARY", str(canary))
+    project = tmp_path / "project"
+    project.mkdir()
+    result = run("-C", project, command, "-i", BAD / name)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"error: inventory ")
+    assert name in result.stderr.splitlines()[0]
+    assert "hint: " in result.stderr
+    assert "Traceback" not in result.stderr and "[WARNING]" not in result.stderr
+    assert list(project.iterdir()) == []
+    assert not canary.exists()
+
+
+def test_script_opt_in(tmp_path, no_vagrant, monkeypatch):
+    monkeypatch.setenv("DEVBOX_SCRIPT_CANARY", str(tmp_path / "ran"))
+    result = run("-C", tmp_path, "plan", "-i", BAD / "inventory-script.sh", "--allow-inventory-scripts", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["machines"][0]["represents"] == ["web1"]
+
+
+def test_broken_group_vars_file_leaves_nothing(tmp_path, no_vagrant):
+    prod = tmp_path / "prod"
+    shutil.copytree(INVENTORIES / "vaulted", prod)
+    (prod / "group_vars" / "web.yml").write_text("web_port: [\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    result = run("-C", project, "init", "-i", prod)
+    assert result.exit_code == 1 and "web.yml" in result.stderr
+    assert list(project.iterdir()) == []
+
+
+def test_missing_template_variable_leaves_nothing(tmp_path, no_vagrant):
+    (tmp_path / "Vagrantfile.j2").write_text("Vagrant.configure('2') do |c|\n  c.vm.box = {{ box_url }}\nend\n")
+    result = run("-C", tmp_path, "init", "-i", INVENTORIES / "webapp" / "hosts.ini")
+    assert result.exit_code == 1
+    assert "box_url" in result.stderr and "Vagrantfile.j2:2" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Vagrantfile.j2"]
+
+
+@pytest.mark.vagrant
+def test_init_with_real_vagrant_and_a_template_vagrant_rejects(tmp_path):
+    if shutil.which("vagrant") is None:
+        pytest.fail("vagrant is required for the vagrant tier (scripts/setup installs it)")
+    result = run("-C", tmp_path, "init", "-i", INVENTORIES / "webapp" / "hosts.ini")
+    assert result.exit_code == 0, result.output
+    assert "not validated" not in result.output
+    before = snapshot(tmp_path)
+    # The team's own template with a setting the libvirt provider does not have: Vagrant says no.
+    template = (REPO / "Vagrantfile.j2").read_text().replace(
+        "      libvirt.cpus = {{ machine.cpus }}\n", "      libvirt.cpus = {{ machine.cpus }}\n      libvirt.cpu_count = 2\n")
+    (tmp_path / "Vagrantfile.j2").write_text(template)
+    result = run("-C", tmp_path, "init", "--force")
+    assert result.exit_code == 1
+    assert "vagrant rejected the rendered Vagrantfile" in result.stderr and "cpu_count" in result.stderr
+    after = snapshot(tmp_path)
+    after.pop("Vagrantfile.j2")
+    assert after == before   # previous Vagrantfile back, devbox.yml not rewritten, nothing else touched
