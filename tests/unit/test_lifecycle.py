@@ -368,3 +368,13 @@ def test_box_list_parsing():
     assert rows == [("devbox/bookworm", "libvirt"), ("other", "virtualbox")]
     empty = (Path(__file__).resolve().parent.parent / "data" / "vagrant" / "box-list-empty.txt").read_text()
     assert doctor.parse_box_list(empty) == []
+
+
+def test_ssh_cli_passes_the_command_after_double_dash(project, monkeypatch):
+    booted_project(project)
+    seen = {}
+    monkeypatch.setattr("os.execvp", lambda file, argv: seen.update(file=file, argv=argv))
+    result = CliRunner().invoke(main, ["ssh", "db-1", "--", "ls", "-la", "/etc"], obj=make_app(project, FakeVagrant({})))
+    assert result.exit_code == 0, result.output
+    assert seen["file"] == "ssh" and seen["argv"][-4:] == ["--", "ls", "-la", "/etc"]
+    assert "vagrant@192.168.121.111" in seen["argv"]
