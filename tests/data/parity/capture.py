@@ -1,6 +1,7 @@
-"""Regenerate the canned fact events in this folder from a real run on localhost.
+"""Regenerate the canned fact events in this folder from a real run.
 
-    .venv/bin/python tests/data/parity/capture.py
+    .venv/bin/python tests/data/parity/capture.py                      # localhost -> localhost-events.json
+    .venv/bin/python tests/data/parity/capture.py INVENTORY OUT.json   # e.g. a lab VM booted with systemd
 
 Runs provisioner/data/parity_facts.yml through ansible-runner against ``localhost`` (local connection) and
 keeps, for every task result event, only what devbox reads (event name, host, task, action, res).
@@ -36,20 +37,24 @@ def _keep(event: dict) -> dict:
     return {"event": event["event"], "event_data": data}
 
 
-def main() -> int:
+LOCALHOST = "localhost ansible_connection=local ansible_python_interpreter=/usr/bin/python3"
+
+
+def main(argv: list[str]) -> int:
+    inventory, out = (argv[0], Path(argv[1])) if len(argv) == 2 else (LOCALHOST, HERE / "localhost-events.json")
     # the venv's ansible-playbook first on PATH, as devbox itself runs it
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     with tempfile.TemporaryDirectory() as tmp:
         result = ansible_runner.run(
-            private_data_dir=tmp, playbook=str(PLAYBOOK), inventory="localhost ansible_connection=local ansible_python_interpreter=/usr/bin/python3",
+            private_data_dir=tmp, playbook=str(PLAYBOOK), inventory=inventory,
             extravars={"parity_users": ["root", "nobody", "no-such-user"],
                        "parity_groups": ["root", "adm", "no-such-group"]},
             quiet=True)
         events = [_keep(e) for e in result.events if e.get("event") in KEEP]
-    (HERE / "localhost-events.json").write_text(json.dumps(events, indent=1, sort_keys=True) + "\n")
+    out.write_text(json.dumps(events, indent=1, sort_keys=True) + "\n")
     print(f"status={result.status} rc={result.rc} events={len(events)}")
     return 0 if result.rc == 0 else 1
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))
