@@ -201,8 +201,8 @@ def fact_view(profile: HostProfile, managed: Managed, *, other: HostProfile) -> 
     """The facts compared between ``profile`` and ``other``, keyed like ``package:nginx`` or ``kernel``."""
     packages = set(managed.packages)
     if managed.unresolved:
-        # some package names could not be worked out statically: compare every package the reference host
-        # has installed that the playbooks mention anywhere
+        # some package names could not be worked out statically: compare every package installed on either
+        # host whose name the playbooks mention anywhere (a superset of "installed on the reference")
         packages |= {p for p in (*profile.packages, *other.packages) if p in managed.mentioned}
     services = {_service_name(s) for s in managed.services}
     services |= {s for s in (*profile.services, *other.services) if s in packages}
