@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .planning import InitResult, PlanResult, RenderResult
+from .planning import (InitResult, PlanResult, RenderResult, derive, init_project, load_plan, load_rules,
+                       render_project)
 from .topology import Topology
 
 Progress = Callable[[str, str], None]  # (subject, message), e.g. ("web-1", "SSH ready")
@@ -39,7 +40,6 @@ class Devbox:
     def plan(self, inventory: str | Path | None = None, config: str | Path | None = None, *,
              allow_inventory_scripts: bool = False) -> PlanResult:
         """Read the production inventory and derive the VMs; writes nothing."""
-        from .planning import load_rules, derive
         rules = load_rules(self.project_dir, config)
         topology, source = derive(self.project_dir, rules, inventory, allow_inventory_scripts, self.progress)
         return PlanResult(topology=topology, inventory=source, config=rules.path)
@@ -47,17 +47,14 @@ class Devbox:
     def init(self, inventory: str | Path | None = None, force: bool = False, *,
              allow_inventory_scripts: bool = False) -> InitResult:
         """Write devbox.yml (if absent or ``force``), the Vagrantfile, the dev inventory and plan.json."""
-        from .planning import init_project
         return init_project(self, inventory, force, allow_inventory_scripts)
 
     def load_topology(self) -> Topology:
         """The plan written by the last init/render (``.devbox/plan.json``), without reading production."""
-        from .planning import load_plan
         return load_plan(self.project_dir)
 
     def render(self, topology: Topology) -> RenderResult:
         """Write the Vagrantfile (validated by Vagrant), the dev inventory and plan.json for ``topology``."""
-        from .planning import load_rules, render_project
         return render_project(self, topology, load_rules(self.project_dir, None))
 
     # --- VM lifecycle (issue 3): the work is in lifecycle.py ------------------------------------------------
@@ -96,6 +93,26 @@ class Devbox:
     def doctor(self):
         from . import doctor
         return doctor.run_checks(self)
+
+    # --- base box and the test lab (issue 3): the work is in box.py and lab.py ------------------------------
+    def box_build(self, release: str = "bookworm", mirror: str | None = None, output: Path | None = None, *,
+                  force: bool = False):
+        """Build (or find in the cache) the libvirt base box for ``release`` and add it to Vagrant if needed."""
+        from . import box
+        builder = box.BoxBuilder(box.spec_for(release, mirror), progress=self.progress)
+        return builder.build(output=output, force=force)
+
+    def lab(self, name: str | None = None):
+        """The network-namespace lab that end-to-end tests run in (see lab.py)."""
+        from . import box, lab
+        paths = lab.LabPaths(name or lab.DEFAULT_NAME)
+
+        def ensure_box() -> None:  # a cache hit (and no `vagrant box add`) once the box exists
+            builder = box.BoxBuilder(box.spec_for(box.DEFAULT_RELEASE), progress=self.progress,
+                                     vagrant_env={"VAGRANT_HOME": str(paths.vagrant_home)})
+            builder.build()
+
+        return lab.Lab(paths.name, paths=paths, progress=self.progress, prepare=ensure_box)
 
     # --- parity (issue 7): the work is in parity_flow.py ------------------------------------------------------
     def parity(self, against: str | None, *, yes: bool = False, confirm=None):

@@ -90,13 +90,15 @@ def load_inventory(path: str | os.PathLike, *, allow_scripts: bool = False) -> I
 
 
 def classify_source(path: Path) -> str:
-    """``script``, ``plugin``, ``toml``, ``binary`` or ``static``, decided from the file alone, running nothing."""
+    """``script``, ``plugin``, ``toml``, ``binary``, ``vault`` or ``static``, from the file alone, running nothing."""
     with open(path, "rb") as fh:
         head = fh.read(65536)
     if head.startswith(b"#!") or path.suffix.lower() in SCRIPT_EXTENSIONS:
         return "script"
     if b"\x00" in head:
         return "binary"
+    if head.lstrip().startswith(b"$ANSIBLE_VAULT"):
+        return "vault"
     if path.suffix.lower() == ".toml":
         return "toml"
     if path.suffix.lower() in YAML_EXTENSIONS + ("",) and _PLUGIN_CONFIG.search(head.decode("utf-8", "replace")):
@@ -136,6 +138,10 @@ def _fail_closed_manager_class():
             if kind == "binary":
                 raise InventoryError(source, "is a binary file, not an INI or YAML inventory",
                                      hint="point --inventory at the inventory file or directory")
+            if kind == "vault":
+                raise InventoryError(source, "is vault-encrypted as a whole; devbox reads inventories without "
+                                     "decrypting anything", hint="keep hosts and groups in plain text and move "
+                                     "secrets to vault-encrypted group_vars files")
             if kind == "toml":
                 raise InventoryError(source, "TOML inventories are not supported",
                                      hint="convert it to YAML (ansible-inventory -i FILE --list -y)")

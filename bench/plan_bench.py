@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""`devbox plan` against `ansible-inventory --list` on generated inventories of 100, 1,000 and 10,000 hosts.
+
+Both commands run end to end as a user would run them (process start-up included), on the same INI file,
+from the same virtualenv. Each is run several times and the best time is kept (the least disturbed run).
+
+    .venv/bin/python bench/plan_bench.py [--sizes 100 1000 10000] [--repeat 3] [--format INI|yaml]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+TIERS = [("lb", 0.02), ("web", 0.40), ("app", 0.25), ("db", 0.08), ("cache", 0.10), ("mq", 0.10), ("search", 0.05)]
+
+
+def generate_ini(hosts: int) -> str:
+    """A production-like inventory: tiers, two data centres, an environment group, per-host variables."""
+    lines, per_tier = [], {}
+    remaining = hosts
+    for i, (tier, share) in enumerate(TIERS):
+        count = remaining if i == len(TIERS) - 1 else max(1, int(hosts * share))
+        count = min(count, remaining - (len(TIERS) - 1 - i))
+        per_tier[tier] = count
+        remaining -= count
+    names_by_dc: dict[str, list[str]] = {"dc1": [], "dc2": []}
+    for tier, count in per_tier.items():
+        lines.append(f"[{tier}]")
+        for n in range(1, count + 1):
+            name = f"{tier}-{n:05d}"
+            extra = f" pg_role={'primary' if n == 1 else 'replica'}" if tier == "db" else ""
+            lines.append(f"{name} ansible_host=10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256} "
+                         f"rack=r{n % 40:02d}{extra}")
+            names_by_dc["dc1" if n % 2 else "dc2"].append(name)
+        lines.append("")
+    for dc, names in names_by_dc.items():
+        lines.append(f"[{dc}]")
+        lines.extend(names)
+        lines.append("")
+    lines += ["[production:children]", *per_tier, "", "[production:vars]", "ansible_user=deploy",
+              "ansible_ssh_common_args='-o ProxyJump=deploy@bastion.example.com'", ""]
+    return "\n".join(lines)
+
+
+RULES = """ignore_groups: [production, dc1, dc2]
+groups:
+  db: {keep_distinct: pg_role}
+network: 10.200.0.0/16
+"""
+
+
+def best_time(argv: list[str], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(argv)} failed:\n{proc.stderr[-2000:]}")
+        best = min(best, elapsed)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    devbox, ansible_inventory = BIN / "devbox", BIN / "ansible-inventory"
+    for tool in (devbox, ansible_inventory):
+        if not tool.exists():
+            raise SystemExit(f"{tool} not found: run this with the project's virtualenv python")
+    work = Path(tempfile.mkdtemp(prefix="devbox-plan-bench-"))
+    try:
+        rules = work / "devbox.yml"
+        rules.write_text(RULES)
+        rows = []
+        for size in args.sizes:
+            inventory = work / f"hosts-{size}.ini"
+            inventory.write_text(generate_ini(size))
+            t_devbox = best_time([str(devbox), "-C", str(work), "plan", "--json", "-i", str(inventory),
+                                  "--config", str(rules)], args.repeat)
+            t_ansible = best_time([str(ansible_inventory), "--list", "-i", str(inventory)], args.repeat)
+            rows.append((size, t_devbox, t_ansible))
+            print(f"  {size} hosts done", file=sys.stderr)
+        print("| hosts | devbox plan --json (s) | ansible-inventory --list (s) | devbox / ansible-inventory |")
+        print("|---:|---:|---:|---:|")
+        for size, t_devbox, t_ansible in rows:
+            print(f"| {size:,} | {t_devbox:.2f} | {t_ansible:.2f} | {t_devbox / t_ansible:.2f} |")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
