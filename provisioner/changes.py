@@ -42,6 +42,8 @@ CONNECTION_VARS = frozenset({
     "ansible_host", "ansible_port", "ansible_user", "ansible_ssh_host", "ansible_ssh_port", "ansible_ssh_user",
     "ansible_ssh_private_key_file", "ansible_private_key_file", "ansible_ssh_common_args",
     "ansible_ssh_extra_args", "ansible_ssh_pass", "ansible_password",
+    # set by the inventory parser: where the inventory is, not what it says
+    "inventory_file", "inventory_dir",
 })
 # Magic variables whose value depends on which hosts are in the play: a unit reading them must run on all of them.
 PLAY_HOSTS_MAGIC = frozenset({"play_hosts", "ansible_play_hosts", "ansible_play_hosts_all", "ansible_play_batch"})
@@ -49,8 +51,7 @@ PLAY_HOSTS_MAGIC = frozenset({"play_hosts", "ansible_play_hosts", "ansible_play_
 _ROLE_SKIP = frozenset({"molecule", "tests", "__pycache__"})
 # Folders next to the playbook that Ansible searches (plugins, shared templates/files...): global inputs.
 _PLAYBOOK_GLOBAL_DIRS = ("library", "module_utils", "filter_plugins", "lookup_plugins", "callback_plugins",
-                         "action_plugins", "test_plugins", "vars_plugins", "templates", "files", "tasks",
-                         "collections")
+                         "action_plugins", "test_plugins", "vars_plugins", "templates", "files", "tasks")
 _GLOBAL_FILES = ("ansible.cfg", "requirements.yml", "requirements.yaml", "collections/requirements.yml",
                  "roles/requirements.yml")
 _VAR_EXTS = ("", ".yml", ".yaml", ".json")

@@ -1,0 +1,111 @@
+"""Incremental provisioning around one Ansible run: plan before it, record the ledger after it.
+
+``prepare(...)`` reads the ledger from ``.devbox/state.json``, digests the project (``changes.scan_project``),
+plans (``incremental.plan_incremental``) and, when only part of the run is needed, writes the subset playbook to
+``.devbox/incremental/`` (see ``write_subset``). ``record(...)`` turns the run's events into the new ledger.
+No Ansible run happens here: the caller runs ``IncrementalRun.playbook`` through its PlaybookRunner.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from .changes import ProjectDigests, scan_project
+from .fsutil import atomic_write
+from .incremental import (GeneratedPlay, IncrementalPlan, SubsetPlaybook, VmPlan, plan_incremental,
+                          render_playbook, subset_playbook)
+from .ledger import LEDGER_KEY, completed_units, forget, ledger_json, ledger_of, record_run
+from .state import load_state, save_state
+
+SUBSET_DIR = "incremental"
+
+
+@dataclass(frozen=True)
+class IncrementalRun:
+    digests: ProjectDigests
+    plan: IncrementalPlan
+    subset: SubsetPlaybook
+    playbook: Path          # what to run: the project's playbook, or the generated subset
+    names: tuple[str, ...]  # VMs the run may touch
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return all(self.plan.vm(n).nothing for n in self.names)
+
+    @property
+    def vms_to_run(self) -> tuple[str, ...]:
+        return tuple(n for n in self.names if not self.plan.vm(n).nothing)
+
+
+def _only(plan: IncrementalPlan, names: Sequence[str]) -> IncrementalPlan:
+    """The plan for ``names`` only (the other VMs run nothing)."""
+    keep = set(names)
+    return IncrementalPlan(vms=tuple(v if v.vm in keep else VmPlan(vm=v.vm, everything=False, units=())
+                                     for v in plan.vms),
+                           gather_facts_for=plan.gather_facts_for, subset_blockers=plan.subset_blockers)
+
+
+def prepare(*, devbox_dir: Path, playbook: Path, inventory: Path, project_dir: Path, names: Sequence[str] = (),
+            full: bool = False, extra_vars: Mapping | None = None, extra_files: Iterable[Path] = (),
+            write: bool = True) -> IncrementalRun:
+    digests = scan_project(playbook, inventory, project_dir=project_dir, extra_vars=extra_vars,
+                           extra_files=extra_files)
+    ledger = ledger_of(load_state(devbox_dir / "state.json").other)
+    plan = plan_incremental(ledger, digests, full=full)
+    names = tuple(n for n in (names or digests.vms) if n in digests.vms)
+    if set(names) != set(digests.vms):
+        plan = _only(plan, names)
+    subset = subset_playbook(plan, digests)
+    to_run = Path(playbook).resolve()
+    if subset.data and write:
+        to_run = write_subset(subset, to_run, devbox_dir / SUBSET_DIR)
+    elif subset.data:
+        to_run = devbox_dir / SUBSET_DIR / to_run.name
+    elif set(names) != set(digests.vms):
+        # The playbook runs as it is, but only on the VMs asked for: record only those.
+        subset = SubsetPlaybook(plays=tuple(GeneratedPlay(play=g.play, vms=tuple(v for v in g.vms if v in names),
+                                                          units=g.units) for g in subset.plays))
+    return IncrementalRun(digests=digests, plan=plan, subset=subset, playbook=to_run, names=names)
+
+
+def write_subset(subset: SubsetPlaybook, playbook: Path, dest: Path) -> Path:
+    """Write the subset playbook into ``dest``, next to symlinks to every entry of the playbook's folder.
+
+    Ansible resolves ``roles/``, playbook-level ``group_vars``/``host_vars``, ``templates/``, ``files/``,
+    relative ``vars_files`` and the folder's ``ansible.cfg`` against the playbook's own folder; the symlinks make
+    all of them resolve exactly as for the real playbook, without writing anything into the project's tree.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    for entry in dest.iterdir():
+        if entry.is_symlink():
+            entry.unlink()
+    for entry in playbook.parent.iterdir():
+        if entry.name not in (playbook.name, ".devbox", ".git") and not (dest / entry.name).exists():
+            os.symlink(entry, dest / entry.name)
+    target = dest / playbook.name
+    atomic_write(target, render_playbook(subset, playbook.name))
+    return target
+
+
+def record(*, devbox_dir: Path, run: IncrementalRun, events: Sequence[Mapping]) -> dict:
+    """Store in the ledger what the run finished on each VM; returns the new ledger."""
+    state_path = devbox_dir / "state.json"
+    state = load_state(state_path)  # fresh: others may have written the file during the run
+    completed = {vm: completed_units(events, vm, run.subset, run.digests) for vm in run.names}
+    ledger = record_run(ledger_of(state.other), run.digests, completed)
+    state.other[LEDGER_KEY] = ledger_json(ledger)
+    save_state(state_path, state)
+    return ledger
+
+
+def forget_vms(*, devbox_dir: Path, names: Iterable[str]) -> None:
+    """VMs destroyed or created again: nothing is applied on them any more."""
+    state_path = devbox_dir / "state.json"
+    state = load_state(state_path)
+    ledger = ledger_of(state.other)
+    gone = [n for n in names if n in ledger]
+    if gone:
+        state.other[LEDGER_KEY] = ledger_json(forget(ledger, gone))
+        save_state(state_path, state)

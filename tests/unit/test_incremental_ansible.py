@@ -1,0 +1,158 @@
+"""Real ansible-runner runs on localhost: after an incremental run, a full run changes nothing.
+
+Three fake inventory hosts (web-1, web-2, db-1) all use the local connection and write under the project's
+``out/<host>/``. For each kind of change: apply the whole playbook, record the ledger, change one thing, run what
+devbox plans (the generated subset playbook), record, then run the whole playbook again and require changed=0 on
+every host: nothing that should have run was skipped. A control proves the check can fail.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from provisioner.reprovision import prepare, record
+
+pytestmark = pytest.mark.ansible
+
+FIXTURE = Path(__file__).resolve().parents[1] / "data" / "incremental" / "project"
+
+
+def run_playbook(project: Path, playbook: Path, tmp: Path) -> tuple[dict, list[dict]]:
+    import ansible_runner
+
+    (tmp / "runner").mkdir(exist_ok=True)
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_RETRY_FILES_ENABLED": "0"}
+    runner = ansible_runner.run(private_data_dir=str(tmp / "runner"), project_dir=str(playbook.parent),
+                                playbook=str(playbook), inventory=str(project / "inventory"), envvars=env,
+                                quiet=True, suppress_env_files=True, rotate_artifacts=1)
+    events = list(runner.events)
+    assert runner.status == "successful", runner.stdout.read()[-3000:]
+    return runner.stats, events
+
+
+def incremental(project: Path, tmp: Path, **kw):
+    devbox = project / ".devbox"
+    run = prepare(devbox_dir=devbox, playbook=project / "playbooks" / "site.yml", inventory=project / "inventory",
+                  project_dir=project, **kw)
+    if run.nothing_to_do:
+        return run, None
+    stats, events = run_playbook(project, run.playbook, tmp)
+    record(devbox_dir=devbox, run=run, events=events)
+    return run, stats
+
+
+def changed(stats: dict) -> dict[str, int]:
+    return {h: n for h, n in (stats.get("changed") or {}).items() if n}
+
+
+@pytest.fixture(scope="module")
+def applied_project(tmp_path_factory):
+    """The fixture project after a first devbox run (everything, recorded in the ledger)."""
+    root = tmp_path_factory.mktemp("applied")
+    project = root / "project"
+    shutil.copytree(FIXTURE, project)
+    run, stats = incremental(project, root)
+    assert run.plan.run_whole_playbook and run.playbook == (project / "playbooks" / "site.yml").resolve()
+    assert set(changed(stats)) == {"web-1", "web-2", "db-1"}
+    return project
+
+
+@pytest.fixture
+def project(applied_project, tmp_path):
+    dest = tmp_path / "project"
+    shutil.copytree(applied_project, dest, symlinks=True)
+    return dest
+
+
+def append(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text((path.read_text() if path.exists() else "") + text)
+
+
+def add_role_to_db_play(p: Path) -> None:
+    append(p / "playbooks/roles/cache/tasks/main.yml",
+           "- name: cache marker\n  ansible.builtin.copy:\n    content: \"{{ db_name }} cache\\n\"\n"
+           "    dest: \"{{ out_dir }}/{{ inventory_hostname }}/cache\"\n    mode: \"0644\"\n")
+    site = p / "playbooks/site.yml"
+    site.write_text(site.read_text().replace("    - role: db\n", "    - role: db\n    - cache\n"))
+
+
+CHANGES = {
+    # change kind: (edit, VMs the incremental run must touch)
+    "template edit": (lambda p: append(p / "playbooks/roles/webapp/templates/app.conf.j2", "# tuned\n"),
+                      {"web-1", "web-2"}),
+    "defaults change": (lambda p: (p / "playbooks/roles/proxy/defaults/main.yml").write_text("proxy_timeout: 45\n"),
+                        {"web-1", "web-2"}),
+    "group_vars change": (lambda p: (p / "inventory/group_vars/db.yml").write_text("db_name: other\n"), {"db-1"}),
+    "change in a dependency": (lambda p: (p / "playbooks/roles/base/files/base.txt").write_text("base file v2\n"),
+                               {"web-1", "web-2"}),
+    "new role in a play": (add_role_to_db_play, {"db-1"}),
+    "play pre_tasks change": (lambda p: (p / "playbooks/site.yml").write_text(
+        (p / "playbooks/site.yml").read_text().replace("where this host writes", "where this host writes to")),
+        {"web-1", "web-2"}),
+    "host_vars change": (lambda p: append(p / "inventory/host_vars/web-2.yml", "app_port: 9090\n"), {"web-2"}),
+    "fact from an earlier role": (lambda p: (
+        append(p / "playbooks/roles/common/defaults/main.yml", "common_banner: v2\n"),
+        append(p / "playbooks/roles/common/tasks/main.yml",
+               "\n- name: banner fact\n  ansible.builtin.set_fact:\n    motd_banner: \"{{ common_banner }}\"\n"),
+        append(p / "playbooks/roles/proxy/tasks/main.yml",
+               "\n- name: banner\n  ansible.builtin.copy:\n    content: \"{{ motd_banner }}\\n\"\n"
+               "    dest: \"{{ host_dir }}/banner\"\n    mode: \"0644\"\n")), {"web-1", "web-2", "db-1"}),
+}
+
+
+@pytest.mark.parametrize("kind", list(CHANGES))
+def test_full_run_after_incremental_run_changes_nothing(project, tmp_path, kind):
+    edit, touched = CHANGES[kind]
+    edit(project)
+    run, stats = incremental(project, tmp_path)
+    assert set(run.vms_to_run) == touched, run.plan.to_json()
+    if touched:
+        assert not run.plan.run_whole_playbook or kind == "fact from an earlier role"
+        assert set((stats.get("processed") or {})) == touched  # no other VM was connected to
+    full_stats, _ = run_playbook(project, project / "playbooks" / "site.yml", tmp_path)
+    assert changed(full_stats) == {}, f"{kind}: the incremental run skipped work: {run.plan.to_json()}"
+    # and the ledger now says there is nothing left to do
+    again = prepare(devbox_dir=project / ".devbox", playbook=project / "playbooks" / "site.yml",
+                    inventory=project / "inventory", project_dir=project, write=False)
+    assert again.nothing_to_do, again.plan.to_json()
+
+
+def test_handler_in_another_role_is_found_and_runs(project, tmp_path):
+    append(project / "playbooks/roles/webapp/templates/app.conf.j2", "# reload me\n")
+    (project / "out/web-1/proxy.reloaded").unlink()
+    run, stats = incremental(project, tmp_path)
+    assert "web/proxy" in run.plan.selected("web-1")
+    assert (project / "out/web-1/proxy.reloaded").read_text() == "reloaded\n"
+
+
+def test_control_skipping_the_changed_role_is_caught(project, tmp_path):
+    """The check above can fail: run a plan that leaves out the edited role, and the full run reports changes."""
+    append(project / "playbooks/roles/db/templates/db.conf.j2", "# tuned\n")
+    (project / "playbooks/roles/db/tasks/main.yml").write_text("[]\n")  # the subset runs a role doing nothing
+    run, _ = incremental(project, tmp_path)
+    assert run.vms_to_run == ("db-1",)
+    shutil.copytree(FIXTURE / "playbooks/roles/db/tasks", project / "playbooks/roles/db/tasks", dirs_exist_ok=True)
+    full_stats, _ = run_playbook(project, project / "playbooks" / "site.yml", tmp_path)
+    assert changed(full_stats) == {"db-1": 1}
+
+
+def test_failed_run_leaves_the_failed_role_to_run_again(project, tmp_path):
+    append(project / "playbooks/roles/db/templates/db.conf.j2", "{{ no_such_variable }}\n")
+    devbox = project / ".devbox"
+    run = prepare(devbox_dir=devbox, playbook=project / "playbooks" / "site.yml", inventory=project / "inventory",
+                  project_dir=project)
+    import ansible_runner
+    (tmp_path / "r").mkdir()
+    runner = ansible_runner.run(private_data_dir=str(tmp_path / "r"), project_dir=str(run.playbook.parent),
+                                playbook=str(run.playbook), inventory=str(project / "inventory"), quiet=True,
+                                envvars={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
+    assert runner.status == "failed"
+    record(devbox_dir=devbox, run=run, events=list(runner.events))
+    again = prepare(devbox_dir=devbox, playbook=project / "playbooks" / "site.yml", inventory=project / "inventory",
+                    project_dir=project, write=False)
+    assert "db/db" in again.plan.selected("db-1")
