@@ -215,6 +215,10 @@ class SystemRunner(ABC):
     def cmdline(self, pid: int) -> str:
         """The process's command line ('' if gone): checked before killing a PID read from an old file."""
 
+    @abstractmethod
+    def namespace_exists(self, name: str) -> bool:
+        """True if the named network namespace exists (``ip netns add`` made it)."""
+
 
 class RealSystem(SystemRunner):
     def run(self, argv, *, timeout=None, log_path=None):
@@ -254,6 +258,9 @@ class RealSystem(SystemRunner):
             return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             return ""
+
+    def namespace_exists(self, name):
+        return Path("/run/netns", name).exists()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -299,8 +306,9 @@ class LabUpResult:
 class Lab:
     def __init__(self, name: str = DEFAULT_NAME, *, system: SystemRunner | None = None,
                  progress: Progress | None = None, paths: LabPaths | None = None,
-                 mirror_hosts: Sequence[str] | None = None):
+                 mirror_hosts: Sequence[str] | None = None, prepare: Callable[[], None] | None = None):
         self.name = name
+        self._prepare = prepare  # e.g. make sure the base box is in the lab's VAGRANT_HOME
         self.paths = paths or LabPaths(name)
         self.system = system or RealSystem()
         self.progress = progress or (lambda subject, message: None)
@@ -339,6 +347,8 @@ class Lab:
     def up(self) -> LabUpResult:
         started = time.monotonic()
         self._require_root()
+        if self._prepare:
+            self._prepare()
         self._clear_stale()
         paths = self.paths
         paths.logs.mkdir(parents=True, exist_ok=True)
@@ -495,7 +505,7 @@ class Lab:
         shutil.rmtree(self.paths.dir, ignore_errors=True)
 
     def _namespace_exists(self) -> bool:
-        return Path("/run/netns", self.name).exists()
+        return self.system.namespace_exists(self.name)
 
     def down(self) -> float:
         """Tear everything down, in the order that leaves nothing behind. Never raises for a missing piece."""
@@ -589,6 +599,10 @@ class Lab:
         return LabStatus(self.name, self._namespace_exists(), procs, self.paths.vagrant_home,
                          self.env()["DEVBOX_APT_PROXY"], domains)
 
+    def exec(self, argv: Sequence[str], *, cwd: str | None = None) -> int:
+        """Run ``argv`` in a lab that is up, attached to this terminal; its exit code."""
+        return subprocess.call(self.command_argv(list(argv), cwd=cwd))
+
     def run(self, argv: Sequence[str], *, cwd: str | None = None) -> int:
         """Up, run ``argv`` in the lab, down (always, also on failure, Ctrl-C or SIGTERM); its exit code."""
         if not argv:
@@ -601,10 +615,13 @@ class Lab:
         old_term = signal.signal(signal.SIGTERM, on_term)
         old_hup = signal.signal(signal.SIGHUP, on_term)
         try:
-            self.up()
-            self.progress("lab", f"running: {' '.join(argv)}")
+            up = self.up()
+            self.progress("lab", f"up in {up.seconds:.1f} s; running: {' '.join(argv)}")
+            started = time.monotonic()
             child = subprocess.Popen(self.command_argv(list(argv), cwd=cwd or os.getcwd()))
-            return child.wait()
+            returncode = child.wait()
+            self.progress("lab", f"command exited with {returncode} after {time.monotonic() - started:.0f} s")
+            return returncode if returncode >= 0 else 128 - returncode  # killed by a signal: shell convention
         except KeyboardInterrupt:
             if child and child.poll() is None:
                 child.send_signal(signal.SIGTERM)
@@ -619,7 +636,7 @@ class Lab:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             try:
                 self.progress("lab", "tearing down")
-                self.down()
+                self.progress("lab", f"down in {self.down():.1f} s")
             finally:
                 signal.signal(signal.SIGINT, signal.default_int_handler)
                 signal.signal(signal.SIGTERM, old_term)

@@ -14,6 +14,11 @@ rm -f /root/devbox-vagrant.pub
 # Network: systemd-networkd with DHCP on every interface; Vagrant adds its own files for static addresses.
 systemctl enable systemd-networkd.service ssh-host-keys.service ssh.service
 rm -f /etc/ssh/ssh_host_*
+# network-online.target waits for one configured link, not all: a private network without DHCP must not
+# hold up boot for two minutes.
+mkdir -p /etc/systemd/system/systemd-networkd-wait-online.service.d
+printf '[Service]\nExecStart=\nExecStart=/lib/systemd/systemd-networkd-wait-online --any --timeout=30\n' \
+  > /etc/systemd/system/systemd-networkd-wait-online.service.d/devbox.conf
 
 echo devbox > /etc/hostname
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tdevbox\n::1\tlocalhost ip6-localhost ip6-loopback\n' > /etc/hosts
