@@ -2,9 +2,10 @@
 """`devbox plan` against `ansible-inventory --list` on generated inventories of 100, 1,000 and 10,000 hosts.
 
 Both commands run end to end as a user would run them (process start-up included), on the same INI file,
-from the same virtualenv. Each is run several times and the best time is kept (the least disturbed run).
+from the same virtualenv. The two are run alternately several times and each keeps its best time (the least
+disturbed run), so both see the same machine load.
 
-    .venv/bin/python bench/plan_bench.py [--sizes 100 1000 10000] [--repeat 3] [--format INI|yaml]
+    .venv/bin/python bench/plan_bench.py [--sizes 100 1000 10000] [--repeat 5]
 """
 from __future__ import annotations
 
@@ -55,22 +56,28 @@ network: 10.200.0.0/16
 """
 
 
-def best_time(argv: list[str], repeat: int) -> float:
-    best = float("inf")
+def run_once(argv: list[str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{proc.stderr[-2000:]}")
+    return elapsed
+
+
+def best_times(commands: list[list[str]], repeat: int) -> list[float]:
+    """Best of ``repeat`` runs per command, the commands interleaved so both see the same machine load."""
+    best = [float("inf")] * len(commands)
     for _ in range(repeat):
-        start = time.perf_counter()
-        proc = subprocess.run(argv, capture_output=True, text=True)
-        elapsed = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(argv)} failed:\n{proc.stderr[-2000:]}")
-        best = min(best, elapsed)
+        for i, argv in enumerate(commands):
+            best[i] = min(best[i], run_once(argv))
     return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     devbox, ansible_inventory = BIN / "devbox", BIN / "ansible-inventory"
     for tool in (devbox, ansible_inventory):
@@ -84,9 +91,9 @@ def main() -> None:
         for size in args.sizes:
             inventory = work / f"hosts-{size}.ini"
             inventory.write_text(generate_ini(size))
-            t_devbox = best_time([str(devbox), "-C", str(work), "plan", "--json", "-i", str(inventory),
-                                  "--config", str(rules)], args.repeat)
-            t_ansible = best_time([str(ansible_inventory), "--list", "-i", str(inventory)], args.repeat)
+            t_devbox, t_ansible = best_times(
+                [[str(devbox), "-C", str(work), "plan", "--json", "-i", str(inventory), "--config", str(rules)],
+                 [str(ansible_inventory), "--list", "-i", str(inventory)]], args.repeat)
             rows.append((size, t_devbox, t_ansible))
             print(f"  {size} hosts done", file=sys.stderr)
         print("| hosts | devbox plan --json (s) | ansible-inventory --list (s) | devbox / ansible-inventory |")
