@@ -111,7 +111,7 @@ def derive_topology(inventory: Inventory, config: Config) -> Topology:
         reason = _exclusion_reason(host, config)
         if reason:
             excluded.append(Excluded(host.name, reason))
-            if "ansible_connection" in reason:
+            if reason.startswith("ansible_connection"):
                 warnings.append(f"{host.name} is excluded: {reason}")
             continue
         if not host.groups:
@@ -158,6 +158,8 @@ def derive_topology(inventory: Inventory, config: Config) -> Topology:
         machines.append(MachineSpec(name=name, hostname=name, groups=tuple(groups),
                                     represents=tuple(h.name for h in hosts), memory=memory, cpus=cpus,
                                     address=address, host_vars=strip_connection_vars(first.vars)))
+    if not machines:
+        warnings.append("no VMs: every host is excluded (see the reasons); check the `exclude` rules in devbox.yml")
     return Topology(machines=tuple(machines), excluded=tuple(excluded), warnings=tuple(warnings),
                     group_tree=_group_tree(inventory))
 
@@ -168,6 +170,8 @@ def _exclusion_reason(host: Host, config: Config) -> str | None:
         return "ansible_connection=local: it runs on the control node, so it needs no VM"
     if connection in ("winrm", "psrp") or str(host.vars.get("ansible_shell_type", "")).lower() == "powershell":
         return f"ansible_connection={connection or 'winrm'}: a Windows host, and devbox builds Linux VMs only"
+    if connection.rsplit(".", 1)[-1] in ("network_cli", "netconf", "httpapi"):
+        return f"ansible_connection={connection}: a network device, not a host a Linux VM can stand for"
     for group in sorted(host.all_groups):
         if config.rule(group).exclude:
             return f"group {group} is excluded in devbox.yml"

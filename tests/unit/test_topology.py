@@ -224,3 +224,11 @@ def test_keep_distinct_on_a_parent_leaves_classes_without_the_variable_alone():
     assert names(topology) == ["lb-1", "app-blue-1", "app-green-1", "db-primary", "db-replica", "queue-1"]
     ignore, rules = suggest_rules(load_inventory(INVENTORIES / "yaml-nested" / "hosts.yml"))
     assert {s.group: dict(s.rule) for s in rules} == {"db": {"keep_distinct": "pg_role"}}
+
+
+def test_network_devices_excluded_and_an_empty_plan_warned(tmp_path):
+    topology = plan("[switches]\nsw1 ansible_connection=ansible.netcommon.network_cli\n[jump]\nj1\n",
+                    {"groups": {"jump": {"exclude": True}}}, tmp_path=tmp_path)
+    assert topology.machines == ()
+    assert "network device" in topology.excluded[0].reason
+    assert any(w.startswith("no VMs") for w in topology.warnings)
