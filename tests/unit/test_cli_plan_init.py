@@ -214,3 +214,16 @@ def test_init_with_real_vagrant_and_a_template_vagrant_rejects(tmp_path):
     after = snapshot(tmp_path)
     after.pop("Vagrantfile.j2")
     assert after == before   # previous Vagrantfile back, devbox.yml not rewritten, nothing else touched
+
+
+def test_reference_service_init_keeps_production_out_of_the_project(tmp_path, no_vagrant):
+    rules = (REPO / "devbox.yml").read_text()
+    production = REPO / "playbooks" / "inventories" / "production"
+    (tmp_path / "devbox.yml").write_text(
+        "\n".join(f"inventory: {production}" if line.startswith("inventory:") else line for line in rules.splitlines()))
+    result = run("-C", tmp_path, "init")
+    assert result.exit_code == 0, result.output
+    assert "vault_db_password" in result.output and "group_vars/all/vault.yml" in result.output
+    generated = "\n".join(p.read_text() for p in (tmp_path / ".devbox").rglob("*") if p.is_file())
+    for production_only in ("203.0.113.", "10.20.", "$ANSIBLE_VAULT", "ansible_user:", "ansible_ssh_common_args:"):
+        assert production_only not in generated
