@@ -21,13 +21,30 @@ from typing import Callable, Iterator
 from .config import load_config
 from .environments import (Environment, RunPlan, check_confirmation, environments_of, guard_against_production,
                            plan_run, read_target_hosts, select_environment, vault_labels, vault_run_settings)
-from .errors import DevboxError, UsageError
+from .errors import UsageError
 from .playbook_runner import AnsibleRunnerPlaybookRunner, PlaybookResult, PlaybookRunner
 from .stamp import (APPLIED_PATH, HostRevision, Revision, collect_fetched, make_stamp, playbook_revision,
-                    read_extravars, stamp_extravars, write_stamp_playbooks)
+                    plays_roles, read_extravars, stamp_extravars, write_stamp_playbooks)
 from .trust import HostKeyCheck, check_hosts, record, require_trusted, scan_host
 
-Confirm = Callable[[RunPlan, "PlaybookResult | None"], "str | None"]  # shows hosts + diff, returns the typed name
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    """One task check mode says would change a host, with its diff (shown in the terminal, never written)."""
+
+    host: str
+    task: str
+    diff: str = ""
+
+
+@dataclass(frozen=True)
+class CheckPreview:
+    result: PlaybookResult
+    changes: tuple[PlannedChange, ...]
+
+
+Confirm = Callable[[RunPlan, "CheckPreview | None"], "str | None"]  # shows hosts + diff, returns the typed name
 AskPassword = Callable[[Environment], str]
 
 
@@ -54,7 +71,7 @@ HostKeyChecker = Callable[[list, Path], list[HostKeyCheck]]
 class EnvProvisionResult:
     plan: RunPlan
     revision: Revision
-    check: PlaybookResult | None
+    check: CheckPreview | None
     apply: PlaybookResult
     stamped: tuple[str, ...]
 
@@ -70,6 +87,7 @@ class EnvironmentRuns:
     runner_factory: Callable[[RunnerSettings], PlaybookRunner] = real_runner
     host_key_checker: HostKeyChecker = check_hosts
     applied_path: str = APPLIED_PATH  # where each host keeps its revision stamp
+    dev_runner: PlaybookRunner | None = None  # the app's runner for the development VMs (status --env dev)
 
     # --- what and where ---------------------------------------------------------------------------------
     def config(self):
@@ -121,6 +139,8 @@ class EnvironmentRuns:
         require_trusted(env.name, self.host_key_checker(list(plan.hosts), env.known_hosts), env.known_hosts)
         playbook = self.playbook()
         revision = playbook_revision(playbook)
+        if not plan.check_first:  # nothing to show first: confirm before asking for any password
+            check_confirmation(plan, confirm(plan, None) if plan.ask_confirmation else None)
         with self._vault_password(env, ask_password) as (args, vault_env):
             runner = self.runner_factory(RunnerSettings(
                 environment=env, runner_dir=self.state_dir(env) / "runner", logs_dir=self.state_dir(env) / "logs",
@@ -129,49 +149,49 @@ class EnvironmentRuns:
             check = None
             if plan.check_first:
                 self.progress(env.name, "check mode: what would change")
-                check = runner.run(playbook=playbook, check=True, **common)
-            check_confirmation(plan, confirm(plan, check) if plan.ask_confirmation else None)
+                changes: list[PlannedChange] = []
+                result = runner.run(playbook=playbook, check=True, **common,
+                                    on_event=lambda event: _collect_change(event, changes))
+                check = CheckPreview(result, tuple(changes))
+                check_confirmation(plan, confirm(plan, check) if plan.ask_confirmation else None)
             self.progress(env.name, f"applying {playbook.name} at {revision.describe()}")
-            applied = runner.run(playbook=playbook, **common, on_progress=self.progress)
-            stamped = self._stamp(runner, env, applied, revision, playbook, limit=limit, tags=tags)
+            record_play, _ = write_stamp_playbooks(self.project_dir / ".devbox" / "stamp")
+            stamp = make_stamp(environment=env.name, playbook=os.path.relpath(playbook, self.project_dir),
+                               revision=revision, limit=limit, tags=tags)
+            applied = runner.run(playbook=playbook, **common, on_progress=self.progress, after=(record_play,),
+                                 extravars=stamp_extravars(stamp, plays=plays_roles(playbook),
+                                                           path=self.applied_path))
+        # the stamp play ran last in the same run: a host that succeeded has its record
+        stamped = tuple(h.host for h in applied.hosts if h.succeeded)
         return EnvProvisionResult(plan, revision, check, applied, stamped)
-
-    def _stamp(self, runner: PlaybookRunner, env: Environment, applied: PlaybookResult, revision: Revision,
-               playbook: Path, *, limit: str | None, tags: str | None) -> tuple[str, ...]:
-        succeeded = tuple(h.host for h in applied.hosts if h.succeeded)
-        if not succeeded:
-            return ()
-        record_play, _ = write_stamp_playbooks(self.project_dir / ".devbox" / "stamp")
-        stamp = make_stamp(environment=env.name, playbook=os.path.relpath(playbook, self.project_dir),
-                           revision=revision, limit=limit, tags=tags)
-        result = runner.run(playbook=record_play, inventory=env.inventory, forks=len(succeeded),
-                            limit=",".join(succeeded), extravars=stamp_extravars(stamp, path=self.applied_path))
-        if not result.ok:
-            raise DevboxError(f"the playbook was applied to {env.name}, but recording its revision failed on: "
-                              + ", ".join(str(f) for f in result.failures),
-                              f"see {result.log_path}; `devbox status --env {env.name}` shows what is recorded")
-        return succeeded
 
     # --- status -------------------------------------------------------------------------------------------
     def revisions(self, name: str | None, *, ask_password: AskPassword | None = None) -> list[HostRevision]:
         """What each host of the environment last had applied by devbox, read back in one run."""
         env = self.environment(name)
-        if env.is_dev:
-            raise UsageError("development revisions are shown by `devbox status` without --env")
-        hosts = read_target_hosts(env.inventory)
-        require_trusted(env.name, self.host_key_checker(list(hosts), env.known_hosts), env.known_hosts)
         _, read_play = write_stamp_playbooks(self.project_dir / ".devbox" / "stamp")
         fetch_dir = self.state_dir(env) / "applied"
         fetch_dir.mkdir(parents=True, exist_ok=True)
         for old in fetch_dir.glob("*.json"):
             old.unlink()
-        # reading group_vars may need the vault even though nothing secret is used
-        with self._vault_password(env, ask_password) as (args, vault_env):
-            runner = self.runner_factory(RunnerSettings(
-                environment=env, runner_dir=self.state_dir(env) / "runner", logs_dir=self.state_dir(env) / "logs",
-                known_hosts=env.known_hosts, extra_env=vault_env, extra_args=args))
-            result = runner.run(playbook=read_play, inventory=env.inventory, forks=max(1, len(hosts)),
-                                extravars=read_extravars(fetch_dir, path=self.applied_path))
+        if env.is_dev:
+            inventory = self.project_dir / ".devbox" / "inventory"
+            if self.dev_runner is None or not inventory.exists():
+                raise UsageError("no development VMs yet", "run `devbox up` first")
+            hosts = read_target_hosts(inventory)
+            result = self.dev_runner.run(playbook=read_play, inventory=inventory, forks=max(1, len(hosts)),
+                                         extravars=read_extravars(fetch_dir, path=self.applied_path))
+        else:
+            hosts = read_target_hosts(env.inventory)
+            require_trusted(env.name, self.host_key_checker(list(hosts), env.known_hosts), env.known_hosts)
+            # reading group_vars may need the vault even though nothing secret is used
+            with self._vault_password(env, ask_password) as (args, vault_env):
+                runner = self.runner_factory(RunnerSettings(
+                    environment=env, runner_dir=self.state_dir(env) / "runner",
+                    logs_dir=self.state_dir(env) / "logs", known_hosts=env.known_hosts, extra_env=vault_env,
+                    extra_args=args))
+                result = runner.run(playbook=read_play, inventory=env.inventory, forks=max(1, len(hosts)),
+                                    extravars=read_extravars(fetch_dir, path=self.applied_path))
         unreachable = {f.host: ("unreachable" if f.unreachable else f.message.splitlines()[0])
                        for f in result.failures}
         return collect_fetched(fetch_dir, [h.name for h in hosts], unreachable)
@@ -195,6 +215,33 @@ class EnvironmentRuns:
             raise UsageError(f"'{env.name}' needs its vault password", "set vault_password_file in devbox.yml")
         with private_secret_file(ask_password(env)) as path:
             yield vault_run_settings(env, path, labels)
+
+
+def _collect_change(event: dict, changes: list[PlannedChange]) -> None:
+    data = event.get("event_data") or {}
+    res = data.get("res") or {}
+    if event.get("event") != "runner_on_ok" or not res.get("changed"):
+        return
+    task = f"{data['role']} : {data.get('task')}" if data.get("role") else str(data.get("task"))
+    changes.append(PlannedChange(str(data.get("host")), task, diff_text(res.get("diff"))))
+
+
+def diff_text(diff) -> str:
+    """Ansible's structured diff (before/after or prepared) as unified diff text."""
+    import difflib
+
+    parts = []
+    for d in diff if isinstance(diff, list) else [diff] if isinstance(diff, dict) else []:
+        if not isinstance(d, dict):
+            continue
+        if d.get("prepared"):
+            parts.append(str(d["prepared"]).rstrip())
+        elif "before" in d or "after" in d:
+            before, after = str(d.get("before") or ""), str(d.get("after") or "")
+            parts.extend(difflib.unified_diff(before.splitlines(), after.splitlines(),
+                                              str(d.get("before_header") or "before"),
+                                              str(d.get("after_header") or "after"), lineterm=""))
+    return "\n".join(parts)
 
 
 @contextmanager

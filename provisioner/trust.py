@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512")
 _ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
 
 TRUSTED, UNKNOWN, CHANGED, UNREACHABLE = "trusted", "unknown", "changed", "unreachable"
+_QUIET_CHANNEL = "devbox.trust.handshake"
+logging.getLogger(_QUIET_CHANNEL).setLevel(logging.CRITICAL)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,8 @@ def fetch_host_key(address: str, port: int, key_types: Sequence[str], *, timeout
     """The host key the server presents when the client accepts only ``key_types``. No authentication."""
     sock = socket.create_connection((address, port), timeout=timeout)
     transport = paramiko.Transport(sock)
+    # a server without a key of the asked type is an expected answer (the caller reports it), not a log error
+    transport.set_log_channel(_QUIET_CHANNEL)
     try:
         transport.get_security_options().key_types = tuple(key_types)
         transport.start_client(timeout=timeout)

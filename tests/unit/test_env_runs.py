@@ -120,7 +120,10 @@ def test_staging_run_confirms_applies_stamps_and_reports(project, tmp_path, sshd
     shown = []
     with pytest.raises(SafetyError, match="nothing was applied"):
         r.provision(plan, confirm=lambda p, check: shown.append(check) or "yes", ask_password=ask_password)
-    assert shown[0].ok and all(h.changed == 1 for h in shown[0].hosts)
+    assert shown[0].result.ok and all(h.changed == 1 for h in shown[0].result.hosts)
+    deploy = {c.host: c for c in shown[0].changes}
+    assert sorted(deploy) == ["db-s1", "web-s1"] and deploy["web-s1"].task == "deploy"
+    assert "+release for web-s1" in deploy["web-s1"].diff
     assert not list((tmp_path / "deployed").iterdir())
 
     # the right answer
@@ -181,3 +184,49 @@ def test_a_prompted_secret_lives_in_a_private_file_only_while_used():
         assert oct(path.stat().st_mode & 0o777) == "0o600"
         assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
     assert not path.exists() and not path.parent.exists()
+
+
+# --- through the command line ----------------------------------------------------------------------------
+
+def cli(project, args, input=None, env=None):
+    from click.testing import CliRunner
+
+    from provisioner.app import Devbox
+    from provisioner.cli import main
+
+    app = Devbox(project_dir=project)
+    app.environment_runs = lambda: runs(project)  # the stamp goes to the test's file, not /etc
+    return CliRunner().invoke(main, ["-C", str(project), *args], obj=app, input=input, env=env)
+
+
+def test_cli_trust_then_provision_with_typed_name_then_status(project, tmp_path):
+    refused = cli(project, ["trust", "--env", "staging"], input="n\n")
+    assert refused.exit_code == 1 and not (project / "environments" / "staging.known_hosts").exists()
+    trusted = cli(project, ["trust", "--env", "staging"], input="y\n")
+    assert trusted.exit_code == 0, trusted.output
+    assert "SHA256:" in trusted.output and "recorded db-s1, web-s1" in trusted.output
+    assert "already pinned" in cli(project, ["trust", "--env", "staging"]).output
+
+    # DEVBOX_ENV is not "explicit": --yes does not skip the prompt, and an empty answer applies nothing
+    implicit = cli(project, ["provision", "--yes", "--no-check-first"], input="\n", env={"DEVBOX_ENV": "staging"})
+    assert implicit.exit_code == 1 and "nothing was applied" in implicit.output, implicit.output
+    assert "Type the environment name (staging)" in implicit.output
+    assert not list((tmp_path / "deployed").iterdir())
+
+    applied = cli(project, ["provision", "--env", "staging", "--no-check-first"],
+                  input=f"staging\n{STAGING_PASSWORD}\n")
+    assert applied.exit_code == 0, applied.output
+    assert "web-s1" in applied.output and "revision recorded on 2 hosts" in applied.output
+
+    status = cli(project, ["status", "--env", "staging", "--json"], input=f"{STAGING_PASSWORD}\n")
+    assert status.exit_code == 0, status.output
+    report = json.loads(status.output[status.output.index("{"):])
+    assert {h["host"]: h["revision"] for h in report["hosts"]} == {"web-s1": "unversioned", "db-s1": "unversioned"}
+    assert report["hosts"][0]["applied"]["environment"] == "staging"
+
+
+def test_cli_refuses_production_and_names_with_env(project):
+    result = cli(project, ["provision", "--env", "production", "--yes"])
+    assert result.exit_code == 2 and "unknown environment 'production'" in result.output
+    result = cli(project, ["provision", "web-s1", "--env", "staging"])
+    assert result.exit_code == 2 and "--limit" in result.output

@@ -11,7 +11,8 @@ import pytest
 
 from provisioner.playbook_runner import AnsibleRunnerPlaybookRunner
 from provisioner.stamp import (APPLIED_PATH, HostRevision, Revision, collect_fetched, make_stamp,
-                               playbook_revision, read_extravars, stamp_extravars, write_stamp_playbooks)
+                               playbook_revision, plays_roles, read_extravars, stamp_extravars,
+                               write_stamp_playbooks)
 
 
 def git(repo: Path, *args: str) -> str:
@@ -72,37 +73,60 @@ def test_collect_reports_missing_unreadable_and_unreachable(tmp_path):
     assert got[3].revision == "? (unreachable)"
 
 
+SITE = """\
+- hosts: all
+  gather_facts: false
+  roles: [common]
+- hosts: db
+  gather_facts: false
+  roles: [{role: postgresql}]
+  tasks:
+    - ansible.builtin.fail: {msg: broken on purpose}
+      when: inventory_hostname == "db-2"
+"""
+
+
+def test_plays_roles_follows_imports_and_skips_templated_patterns(tmp_path):
+    (tmp_path / "site.yml").write_text("- import_playbook: inner.yml\n- hosts: '{{ target }}'\n  roles: [x]\n"
+                                       "- hosts: [web, lb]\n  roles: [nginx]\n")
+    (tmp_path / "inner.yml").write_text(SITE)
+    assert plays_roles(tmp_path / "site.yml") == [{"hosts": "all", "roles": ["common"]},
+                                                  {"hosts": "db", "roles": ["postgresql"]},
+                                                  {"hosts": "web,lb", "roles": ["nginx"]}]
+    assert plays_roles(tmp_path / "missing.yml") == []
+
+
 @pytest.mark.ansible
-def test_record_then_read_back_on_localhost(tmp_path):
+def test_stamp_follows_the_playbook_and_skips_failed_hosts_then_reads_back(tmp_path):
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
     inventory = tmp_path / "hosts.yml"
-    inventory.write_text("all:\n  hosts:\n    web-1: {ansible_connection: local, ansible_python_interpreter: "
-                         f"{sys.executable}}}\n    db-1: {{ansible_connection: local, ansible_python_interpreter: "
-                         f"{sys.executable}}}\n")
+    inventory.write_text(json.dumps({"all": {"children": {"web": {"hosts": {"web-1": local}},
+                                                          "db": {"hosts": {"db-1": local, "db-2": local}}}}}))
+    site = tmp_path / "playbooks" / "site.yml"
+    for role in ("common", "postgresql"):
+        (site.parent / "roles" / role / "tasks").mkdir(parents=True)
+        (site.parent / "roles" / role / "tasks" / "main.yml").write_text("- ansible.builtin.debug: {msg: hi}\n")
+    site.write_text(SITE)
     record, read = write_stamp_playbooks(tmp_path / ".devbox" / "stamp")
     runner = AnsibleRunnerPlaybookRunner(runner_dir=tmp_path / ".devbox" / "runner",
                                          logs_dir=tmp_path / ".devbox" / "logs",
                                          known_hosts=tmp_path / ".devbox" / "known_hosts")
-    applied = tmp_path / "etc-devbox" / "applied.json"  # stands in for /etc/devbox on a real host
+    # each inventory name stands for a host of its own: its own "/etc/devbox"
+    applied = str(tmp_path / "hosts" / "{{ inventory_hostname }}" / "applied.json")
     stamp = make_stamp(environment="dev", playbook="playbooks/site.yml", revision=Revision("b" * 40, False))
-    result = runner.run(playbook=record, inventory=inventory, forks=2, limit="web-1",
-                        extravars=stamp_extravars(stamp, become=False, path=str(applied)))
-    assert result.ok, result.failures
-    assert json.loads(applied.read_text()) == stamp
+    result = runner.run(playbook=site, inventory=inventory, forks=3, after=(record,),
+                        extravars=stamp_extravars(stamp, plays=plays_roles(site), become=False, path=applied))
+    assert not result.ok and [f.host for f in result.failures] == ["db-2"]
+    written = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "hosts").glob("*/applied.json")}
+    assert sorted(written) == ["db-1", "web-1"]  # the failed host keeps no record of a run it did not finish
+    assert written["web-1"] == {**stamp, "roles": ["common"]}
+    assert written["db-1"]["roles"] == ["common", "postgresql"]
 
     fetched = tmp_path / ".devbox" / "stamp" / "fetched"
-    result = runner.run(playbook=read, inventory=inventory, forks=2,
-                        extravars=read_extravars(fetched, path=str(applied)))
-    assert result.ok, result.failures
-    # both inventory names are this machine, so both read the one file; the limit decided who was written
-    got = {h.host: h.revision for h in collect_fetched(fetched, ["web-1", "db-1"])}
-    assert got == {"web-1": "b" * 12, "db-1": "b" * 12}
-    applied.unlink()
-    for f in fetched.iterdir():
-        f.unlink()
-    result = runner.run(playbook=read, inventory=inventory, forks=2,
-                        extravars=read_extravars(fetched, path=str(applied)))
-    assert result.ok  # a host devbox never provisioned is not an error
-    assert [h.revision for h in collect_fetched(fetched, ["web-1"])] == ["never provisioned by devbox"]
+    result = runner.run(playbook=read, inventory=inventory, forks=3, extravars=read_extravars(fetched, path=applied))
+    assert result.ok, result.failures  # a host devbox never stamped is not an error
+    got = {h.host: h.revision for h in collect_fetched(fetched, ["web-1", "db-1", "db-2"])}
+    assert got == {"web-1": "b" * 12, "db-1": "b" * 12, "db-2": "never provisioned by devbox"}
 
 
 def test_default_location_is_etc_devbox():
