@@ -114,6 +114,32 @@ class Devbox:
 
         return lab.Lab(paths.name, paths=paths, progress=self.progress, prepare=ensure_box)
 
+    # --- named environments (issue 6): the work is in env_runs.py -------------------------------------------
+    def environment_runs(self):
+        from .env_runs import EnvironmentRuns
+        return EnvironmentRuns(self.project_dir, progress=self.progress, dev_runner=self.playbooks)
+
+    def env_plan(self, env: str | None, *, env_explicit: bool, yes: bool = False, no_check_first: bool = False,
+                 limit: str | None = None):
+        """Hosts of ``env`` and the steps before applying; refuses production hosts. Runs nothing."""
+        return self.environment_runs().plan(env, env_explicit=env_explicit, yes=yes, no_check_first=no_check_first,
+                                            limit=limit)
+
+    def env_provision(self, plan, *, confirm, ask_password, tags: str | None = None, limit: str | None = None):
+        """Pinned keys, check-mode diff, typed confirmation (callbacks from the CLI), apply, stamp."""
+        return self.environment_runs().provision(plan, confirm=confirm, ask_password=ask_password, tags=tags,
+                                                 limit=limit)
+
+    def env_revisions(self, env: str | None, *, ask_password=None):
+        """What each host of ``env`` last had applied by devbox, read from the hosts."""
+        return self.environment_runs().revisions(env, ask_password=ask_password)
+
+    def trust_scan(self, env: str | None):
+        return self.environment_runs().scan_keys(env)
+
+    def trust_record(self, environment, checks):
+        return self.environment_runs().record_keys(environment, checks)
+
     # --- parity (issue 7): the work is in parity_flow.py ------------------------------------------------------
     def parity(self, against: str | None, *, yes: bool = False, confirm=None):
         """Compare the VMs with an environment or a baseline file; returns a ``parity.ParityReport``."""

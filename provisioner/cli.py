@@ -45,6 +45,8 @@ def main(ctx: click.Context, project_dir: Path, verbose: bool) -> None:
 
 pass_app = click.make_pass_decorator(object)
 
+from .env_cli import env_option, provision_env, status_env  # noqa: E402 - needs nothing from this module
+
 
 # --- plan / init (issue 2) -----------------------------------------------------------------------------
 _inventory_option = click.option(
@@ -262,11 +264,21 @@ def up(app, names, no_provision):
 @click.option("--tags", "-t", help="Only run plays and tasks tagged with these values (Ansible --tags).")
 @click.option("--limit", "-l", help="Further limit the hosts (Ansible --limit pattern).")
 @click.option("--check", is_flag=True, help="Dry run (Ansible --check --diff): change nothing.")
-@pass_app
-def provision(app, names, tags, limit, check):
-    """Run the production playbook against the development VMs (all, or NAMES)."""
+@env_option
+@click.option("--yes", "-y", is_flag=True, help="With --env on the command line: do not ask for the typed name "
+                                                "(never for production).")
+@click.option("--no-check-first", is_flag=True, help="With --env: skip the check-mode diff before applying.")
+@click.pass_context
+def provision(ctx, names, tags, limit, check, env, yes, no_check_first):
+    """Run the production playbook against the development VMs (all, or NAMES), or an environment (--env)."""
     from .lifecycle import ProvisionFailed
 
+    app = ctx.find_object(object)
+    if env and env != "dev":
+        if names or check:
+            raise click.UsageError("with --env, select hosts with --limit (no NAMES), and --check is implied "
+                                   "unless --no-check-first")
+        return provision_env(app, ctx, env, yes=yes, no_check_first=no_check_first, tags=tags, limit=limit)
     try:
         with _with_progress(app, "devbox provision"):
             result = app.provision(names, tags=tags, limit=limit, check=check)
@@ -279,9 +291,14 @@ def provision(app, names, tags, limit, check):
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print {\"machines\": [...]} as JSON.")
 @click.option("--refresh", is_flag=True, help="Ask vagrant for the current states (one call; slower).")
+@env_option
 @pass_app
-def status(app, as_json, refresh):
-    """Per VM: state, SSH reachability, when it was last provisioned and from which revision."""
+def status(app, as_json, refresh, env):
+    """Per VM: state, SSH reachability, when it was last provisioned and from which revision.
+
+    With --env (dev included): read from each host which revision devbox last applied there."""
+    if env:
+        return status_env(app, env, as_json)
     result = app.status(refresh=refresh)
     if as_json:
         import json
@@ -338,6 +355,11 @@ def doctor(app):
     if not result.ok:
         raise click.exceptions.Exit(1)
 
+
+# --- named environments (issue 6): trust, and the --env parts of provision/status --------------------------
+from .env_cli import trust as _trust  # noqa: E402 - registered after `main` exists
+
+main.add_command(_trust)
 
 # --- parity (issue 7): the command lives with its report rendering ----------------------------------------
 from .parity_cli import parity as _parity  # noqa: E402 - registered after `main` exists

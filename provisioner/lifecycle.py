@@ -6,6 +6,7 @@ interrupted command (Ctrl-C) leaves state that the next ``up`` can converge from
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +15,13 @@ from typing import TYPE_CHECKING, Sequence
 import yaml
 
 from . import process
+from .environments import ensure_dev_gets_no_vault_password
 from .errors import DevboxError, UsageError
 from .fsutil import atomic_write
 from .lock import ProjectLock
 from .playbook_runner import PlaybookResult
 from .ssh_probe import SshTarget, known_hosts_name
+from .stamp import stamp_run_args
 from .state import State, load_state, now_iso, save_state
 
 if TYPE_CHECKING:  # the app imports us, not the other way round at run time
@@ -333,12 +336,19 @@ def _provision_locked(app: "Devbox", topology: "Topology", state: State, selecte
     config = app.config()
     playbook = (config.path.parent if config.path else paths.root) / config.playbook
     revision = playbook_revision(playbook.parent, paths.logs)
+    # development runs use the generated values in .devbox/, never a real vault password
+    ensure_dev_gets_no_vault_password(os.environ, playbook.parent)
+    ansible_limit = _ansible_limit(selected, names_given, limit)
+    # every real run leaves on each VM what it applied (/etc/devbox/applied.json); a check run changes nothing
+    stamping = {} if check else stamp_run_args(app.project_dir, playbook, environment="dev", limit=ansible_limit,
+                                               tags=tags)
     for n in selected:
         app.progress(n, "provisioning")
     result = app.playbooks.run(playbook=playbook, inventory=paths.inventory,
                                forks=max(MIN_FORKS, len(topology.machines)),
-                               limit=_ansible_limit(selected, names_given, limit), tags=tags, check=check,
-                               on_progress=lambda host, task: app.progress(host, f"provisioning: {task}"))
+                               limit=ansible_limit, tags=tags, check=check,
+                               on_progress=lambda host, task: app.progress(host, f"provisioning: {task}"),
+                               **stamping)
     if not check:
         # Only hosts that completed the play count as provisioned; a failed host keeps its previous record.
         finished = now_iso()

@@ -96,9 +96,9 @@ class FakePlaybookRunner(PlaybookRunner):
         self.calls: list[dict] = []
 
     def run(self, *, playbook, inventory, forks, limit=None, tags=None, check=False, extravars=None,
-            on_progress=None, on_event=None):
+            on_progress=None, on_event=None, after=()):
         call = dict(playbook=playbook, inventory=inventory, forks=forks, limit=limit, tags=tags, check=check,
-                    extravars=extravars)
+                    extravars=extravars, after=tuple(after))
         self.calls.append(call)
         if not self.results:
             raise UnexpectedCall(f"unexpected ansible-playbook run: {call}")
