@@ -60,6 +60,27 @@ def test_ansible_lint_production_profile_passes() -> None:
     assert "Profile 'production' was required, and it passed" in result.stdout + result.stderr, explain(result)
 
 
+def validate_site(*extra: str) -> subprocess.CompletedProcess[str]:
+    """Run only the roles' argument validation (tagged `always`) of site.yml on the staging inventory, locally."""
+    return run([str(BIN / "ansible-playbook"), "-i", str(INVENTORIES / "staging"), str(SITE),
+                "--vault-password-file", str(STAGING_PASSWORD), "--tags", "argument-validation-only",
+                "-e", "ansible_connection=local", "-e", "ansible_become=false",
+                "-e", f"ansible_python_interpreter={sys.executable}", *extra],
+               env={"ANSIBLE_GATHERING": "explicit"})
+
+
+def test_roles_accept_the_staging_inventory_and_reject_a_wrong_pg_role() -> None:
+    result = validate_site()
+    assert result.returncode == 0, explain(result)
+    for role in ROLES:
+        assert f"TASK [{role} : Validating arguments against arg spec 'main'" in result.stdout, result.stdout
+    assert result.stdout.count("ok: [stg-") == 7 + 2 + 1 + 2 + 1   # all, db, cache, web, lb
+
+    wrong = validate_site("-e", "pg_role=standby")
+    assert wrong.returncode != 0
+    assert re.search(r"postgresql_role must be one of: primary, replica, got: standby", wrong.stdout), explain(wrong)
+
+
 def _vault_refs(path: Path) -> set[str]:
     return set(re.findall(r"\bvault_[a-z0-9_]+", path.read_text(encoding="utf-8")))
 
