@@ -7,6 +7,7 @@ previous Vagrantfile back if Vagrant rejects the new one.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -18,8 +19,18 @@ from .fsutil import atomic_write
 from .topology import Topology
 
 TEMPLATE_NAME = "Vagrantfile.j2"
-# The template shipped with devbox: top level of the source tree (a project may keep its own copy).
-DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / TEMPLATE_NAME
+
+
+def _shipped_template_dir() -> Path:
+    """Where devbox's own templates are: the top of the source tree, or share/devbox of an installed copy."""
+    source_tree = Path(__file__).resolve().parent.parent
+    if (source_tree / TEMPLATE_NAME).is_file():
+        return source_tree
+    return Path(sys.prefix) / "share" / "devbox"
+
+
+# The template shipped with devbox (a project may keep its own copy, see template_for).
+DEFAULT_TEMPLATE = _shipped_template_dir() / TEMPLATE_NAME
 
 
 def template_for(project_dir: Path) -> Path:
