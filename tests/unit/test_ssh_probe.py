@@ -114,7 +114,7 @@ def test_changed_host_key_is_refused_fast(tmp_path, sshd, client_key):
 def test_wrong_client_key_is_not_ready(tmp_path, sshd):
     stranger = keygen(tmp_path / "stranger")
     result = ParamikoSshProbe(known_hosts=tmp_path / "kh", interval=0.2).wait_ready(
-        targets=[target("web-1", sshd.port, stranger)], timeout=2)["web-1"]
+        targets=[target("web-1", sshd.port, stranger)], timeout=1)["web-1"]
     assert not result.ready and "Authentication" in result.error
 
 
@@ -134,7 +134,7 @@ def test_timeout_on_closed_port_names_vm_and_console_log(tmp_path, client_key):
 
 def test_one_host_ready_one_not(tmp_path, sshd, client_key):
     results = ParamikoSshProbe(known_hosts=tmp_path / "kh", interval=0.2).wait_ready(
-        targets=[target("up", sshd.port, client_key), target("down", free_port(), client_key)], timeout=2)
+        targets=[target("up", sshd.port, client_key), target("down", free_port(), client_key)], timeout=1)
     assert results["up"].ready and not results["down"].ready
 
 
