@@ -154,7 +154,8 @@ def render_project(app, topology: Topology, rules: Config, *, vars_dir: Path | N
     for path, (content, mode) in outputs.items():
         rel = path.relative_to(project_dir).as_posix()
         (written if write_if_changed(path, content, mode=mode) else unchanged).append(rel)
-    _remove_stale(project_dir / INVENTORY_DIR / "group_vars", set(outputs), written)
+    if vars_dir is not None:   # without the production folder, what is stale cannot be known: keep the copies
+        _remove_stale(project_dir / INVENTORY_DIR / "group_vars", set(outputs), written)
     return RenderResult(topology=topology, written=tuple(written), unchanged=tuple(unchanged),
                         validated=validator is not None, secret_names=dev.secret_names, skipped=dev.skipped)
 

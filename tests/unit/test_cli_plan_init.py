@@ -227,3 +227,30 @@ def test_reference_service_init_keeps_production_out_of_the_project(tmp_path, no
     generated = "\n".join(p.read_text() for p in (tmp_path / ".devbox").rglob("*") if p.is_file())
     for production_only in ("203.0.113.", "10.20.", "$ANSIBLE_VAULT", "ansible_user:", "ansible_ssh_common_args:"):
         assert production_only not in generated
+
+
+def test_app_load_topology_and_render_again_change_nothing(tmp_path, no_vagrant):
+    from provisioner.app import Devbox
+    from provisioner.errors import DevboxError
+
+    app = Devbox(project_dir=tmp_path)
+    with pytest.raises(DevboxError, match="no plan yet") as info:
+        app.load_topology()
+    assert "devbox init" in info.value.hint
+    init = app.init(inventory=INVENTORIES / "vaulted")
+    before = snapshot(tmp_path)
+    topology = app.load_topology()
+    assert topology == init.topology   # plan.json holds everything, host vars and vault markers included
+    result = app.render(topology)
+    assert result.written == () and not result.validated
+    assert snapshot(tmp_path) == before
+
+
+def test_damaged_plan_json(tmp_path):
+    from provisioner.app import Devbox
+    from provisioner.errors import DevboxError
+
+    (tmp_path / ".devbox").mkdir()
+    (tmp_path / ".devbox" / "plan.json").write_text("{\"machines\": [{}]}")
+    with pytest.raises(DevboxError, match="damaged"):
+        Devbox(project_dir=tmp_path).load_topology()
