@@ -69,9 +69,20 @@ class Devbox:
         return lifecycle.up(self, names, provision_after=provision)
 
     def provision(self, names: Sequence[str] = (), *, tags: str | None = None, limit: str | None = None,
-                  check: bool = False):
+                  check: bool = False, full: bool = False, dry_run: bool = False):
+        """Runs only what changed since the last successful run (``full``: everything; ``dry_run``: only plan)."""
         from . import lifecycle
-        return lifecycle.provision(self, names, tags=tags, limit=limit, check=check)
+        return lifecycle.provision(self, names, tags=tags, limit=limit, check=check, full=full, dry_run=dry_run)
+
+    def pending_changes(self):
+        """Per VM, what `devbox provision` would run now and why; reads files only, contacts no VM."""
+        from . import reprovision
+        from .lifecycle import ProjectPaths
+        paths = ProjectPaths(self.project_dir)
+        config = self.config()
+        playbook = (config.path.parent if config.path else paths.root) / config.playbook
+        return reprovision.pending(devbox_dir=paths.devbox, playbook=playbook, inventory=paths.inventory,
+                                   project_dir=paths.root)
 
     def status(self, *, refresh: bool = False):
         from . import lifecycle

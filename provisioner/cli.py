@@ -225,7 +225,13 @@ def _with_progress(app, title: str):
 def _print_provision(result) -> None:
     from .ui import console, host_summary_table
 
+    if result.plan is not None:  # incremental provisioning: what ran (or would run) per VM, and why
+        from .incremental_view import plan_table, plan_title
+        console().print(plan_table(result.plan, plan_title(result.plan, ran=result.playbook is not None,
+                                                            dry_run=result.playbook is None and not result.plan.nothing_to_do)))
     pb = result.playbook
+    if pb is None:
+        return
     mode = " (check mode: nothing changed)" if result.check else ""
     console().print(host_summary_table(pb.hosts, f"provisioned in {pb.seconds:.0f}s from revision "
                                                  f"{result.revision or 'outside git'}{mode}"))
@@ -264,24 +270,28 @@ def up(app, names, no_provision):
 @click.option("--tags", "-t", help="Only run plays and tasks tagged with these values (Ansible --tags).")
 @click.option("--limit", "-l", help="Further limit the hosts (Ansible --limit pattern).")
 @click.option("--check", is_flag=True, help="Dry run (Ansible --check --diff): change nothing.")
+@click.option("--full", is_flag=True, help="Run the whole playbook on every VM, whatever changed.")
+@click.option("--dry-run", is_flag=True, help="List per VM what would run and why; run nothing.")
 @env_option
 @click.option("--yes", "-y", is_flag=True, help="With --env on the command line: do not ask for the typed name "
                                                 "(never for production).")
 @click.option("--no-check-first", is_flag=True, help="With --env: skip the check-mode diff before applying.")
 @click.pass_context
-def provision(ctx, names, tags, limit, check, env, yes, no_check_first):
+def provision(ctx, names, tags, limit, check, full, dry_run, env, yes, no_check_first):
     """Run the production playbook against the development VMs (all, or NAMES), or an environment (--env)."""
     from .lifecycle import ProvisionFailed
 
     app = ctx.find_object(object)
     if env and env != "dev":
+        if full or dry_run:
+            raise click.UsageError("--full and --dry-run are for the development VMs, not with --env")
         if names or check:
             raise click.UsageError("with --env, select hosts with --limit (no NAMES), and --check is implied "
                                    "unless --no-check-first")
         return provision_env(app, ctx, env, yes=yes, no_check_first=no_check_first, tags=tags, limit=limit)
     try:
         with _with_progress(app, "devbox provision"):
-            result = app.provision(names, tags=tags, limit=limit, check=check)
+            result = app.provision(names, tags=tags, limit=limit, check=check, full=full, dry_run=dry_run)
     except ProvisionFailed as exc:
         _provision_failed(exc)
         raise
@@ -306,6 +316,21 @@ def status(app, as_json, refresh, env):
         return
     from .ui import console, status_table
     console().print(status_table(result.machines, result.refreshed))
+    _print_pending(app)
+
+
+def _print_pending(app) -> None:
+    """Pending changes per VM; a playbook devbox cannot read must not hide the machines' status."""
+    from .errors import DevboxError
+    from .incremental_view import plan_table, plan_title
+    from .ui import console
+
+    try:
+        plan = app.pending_changes()
+    except DevboxError as exc:
+        click.secho(f"pending changes: unknown ({exc})", fg="yellow", err=True)
+        return
+    console().print(plan_table(plan, plan_title(plan, ran=False, dry_run=False)))
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

@@ -76,6 +76,7 @@ class IncrementalPlan:
     vms: tuple[VmPlan, ...]
     gather_facts_for: tuple[str, ...] = ()
     subset_blockers: tuple[str, ...] = ()   # non-empty: the playbook must be run as it is
+    scope: tuple[str, ...] = ()             # the VMs the run may touch (the caller limits Ansible to them); () = all
 
     @property
     def nothing_to_do(self) -> bool:
@@ -83,7 +84,8 @@ class IncrementalPlan:
 
     @property
     def run_whole_playbook(self) -> bool:
-        return bool(self.subset_blockers) or all(v.everything for v in self.vms)
+        in_scope = [v for v in self.vms if not self.scope or v.vm in self.scope]
+        return bool(self.subset_blockers) or all(v.everything for v in in_scope)
 
     def vm(self, name: str) -> VmPlan:
         return next(v for v in self.vms if v.vm == name)

@@ -46,6 +46,22 @@ def forget(ledger: Mapping, vms: Iterable[str]) -> dict:
     return {vm: units for vm, units in ledger.items() if vm not in gone}
 
 
+class EventLog:
+    """An ``on_event`` callback keeping only what ``roles_completed`` reads (results carry whole facts)."""
+
+    KINDS = frozenset({"playbook_on_play_start", "playbook_on_stats", "playbook_on_handler_task_start", *_RESULTS})
+
+    def __init__(self):
+        self.events: list[dict] = []
+
+    def __call__(self, event: Mapping) -> None:
+        kind = event.get("event")
+        if kind in self.KINDS:
+            data = event.get("event_data") or {}
+            self.events.append({"event": kind, "event_data": {k: data.get(k) for k in
+                                                              ("host", "role", "ignore_errors")}})
+
+
 @dataclass
 class PlayProgress:
     """One play of a run, as one host lived it."""

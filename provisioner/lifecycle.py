@@ -14,18 +14,20 @@ from typing import TYPE_CHECKING, Sequence
 
 import yaml
 
-from . import process
+from . import process, reprovision
 from .environments import ensure_dev_gets_no_vault_password
 from .errors import DevboxError, UsageError
 from .fsutil import atomic_write
 from .lock import ProjectLock
 from .playbook_runner import PlaybookResult
+from .ledger import EventLog
 from .ssh_probe import SshTarget, known_hosts_name
 from .stamp import stamp_run_args
 from .state import State, load_state, now_iso, save_state
 
 if TYPE_CHECKING:  # the app imports us, not the other way round at run time
     from .app import Devbox
+    from .incremental import IncrementalPlan
     from .topology import Topology
 
 SSH_TIMEOUT = 300.0  # software-emulated guests answer SSH ~30 s after start; a loaded CI machine needs more
@@ -92,10 +94,11 @@ def real_adapters(project_dir: Path) -> dict:
 
 @dataclass(frozen=True)
 class ProvisionResult:
-    playbook: PlaybookResult
+    playbook: PlaybookResult | None  # None: nothing needed to run (or --dry-run)
     names: tuple[str, ...]
     revision: str | None
     check: bool
+    plan: "IncrementalPlan | None" = None  # incremental provisioning: what ran (or would run) per VM, and why
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,7 @@ def up(app: "Devbox", names: Sequence[str] = (), *, provision_after: bool = True
         running = [n for n in selected if seen.get(n) and seen[n].state == "running"]
         to_boot = [n for n in selected if n not in running]
         recreated = [n for n in to_boot if seen.get(n) is None or seen[n].state == "not_created"]
+        reprovision.forget_in(state, recreated)  # a VM created again has nothing applied yet
 
         boot_started = time.monotonic()
         if to_boot:
@@ -303,7 +307,7 @@ def up(app: "Devbox", names: Sequence[str] = (), *, provision_after: bool = True
 
 
 def provision(app: "Devbox", names: Sequence[str] = (), *, tags: str | None = None, limit: str | None = None,
-              check: bool = False) -> ProvisionResult:
+              check: bool = False, full: bool = False, dry_run: bool = False) -> ProvisionResult:
     paths = ProjectPaths(app.project_dir)
     with _lock(app, "devbox provision"):
         topology = app.load_topology()
@@ -315,7 +319,7 @@ def provision(app: "Devbox", names: Sequence[str] = (), *, tags: str | None = No
             save_state(paths.state, state)
         write_connection_inventory(paths, topology, state)
         return _provision_locked(app, topology, state, selected, names_given=bool(names), tags=tags,
-                                 limit=limit, check=check)
+                                 limit=limit, check=check, full=full, dry_run=dry_run)
 
 
 def _ansible_limit(selected: Sequence[str], names_given: bool, limit: str | None) -> str | None:
@@ -331,24 +335,36 @@ def _ansible_limit(selected: Sequence[str], names_given: bool, limit: str | None
 
 def _provision_locked(app: "Devbox", topology: "Topology", state: State, selected: Sequence[str], *,
                       names_given: bool, tags: str | None = None, limit: str | None = None,
-                      check: bool = False) -> ProvisionResult:
+                      check: bool = False, full: bool = False, dry_run: bool = False) -> ProvisionResult:
     paths = ProjectPaths(app.project_dir)
     config = app.config()
     playbook = (config.path.parent if config.path else paths.root) / config.playbook
     revision = playbook_revision(playbook.parent, paths.logs)
     # development runs use the generated values in .devbox/, never a real vault password
     ensure_dev_gets_no_vault_password(os.environ, playbook.parent)
+    # Only what changed since the last successful run, on only the VMs it concerns (see reprovision.py)
+    incremental = reprovision.start(devbox_dir=paths.devbox, playbook=playbook, inventory=paths.inventory,
+                                    project_dir=paths.root, names=selected, full=full, dry_run=dry_run,
+                                    tags=tags, limit=limit, check=check)
+    if incremental and (dry_run or incremental.nothing_to_do):
+        return ProvisionResult(playbook=None, names=tuple(selected), revision=revision, check=check,
+                               plan=incremental.plan)
+    events = EventLog()
+    selected = incremental.vms_to_run if incremental else selected
     ansible_limit = _ansible_limit(selected, names_given, limit)
     # every real run leaves on each VM what it applied (/etc/devbox/applied.json); a check run changes nothing
     stamping = {} if check else stamp_run_args(app.project_dir, playbook, environment="dev", limit=ansible_limit,
                                                tags=tags)
     for n in selected:
         app.progress(n, "provisioning")
-    result = app.playbooks.run(playbook=playbook, inventory=paths.inventory,
+    result = app.playbooks.run(playbook=incremental.playbook if incremental else playbook, on_event=events,
+                               inventory=paths.inventory,
                                forks=max(MIN_FORKS, len(topology.machines)),
                                limit=ansible_limit, tags=tags, check=check,
                                on_progress=lambda host, task: app.progress(host, f"provisioning: {task}"),
                                **stamping)
+    if incremental:
+        reprovision.record(devbox_dir=paths.devbox, run=incremental, events=events.events)
     if not check:
         # Only hosts that completed the play count as provisioned; a failed host keeps its previous record.
         finished = now_iso()
@@ -361,7 +377,8 @@ def _provision_locked(app: "Devbox", topology: "Topology", state: State, selecte
         save_state(paths.state, fresh)
     for h in result.hosts:
         app.progress(h.host, "provisioned" if h.succeeded else "provisioning failed")
-    outcome = ProvisionResult(playbook=result, names=tuple(selected), revision=revision, check=check)
+    outcome = ProvisionResult(playbook=result, names=tuple(selected), revision=revision, check=check,
+                              plan=incremental.plan if incremental else None)
     if not result.ok:
         raise ProvisionFailed(outcome)
     return outcome
@@ -443,6 +460,7 @@ def destroy(app: "Devbox", names: Sequence[str] = ()) -> ChangeResult:
             if ssh:
                 forget_host_keys(paths, ssh["host"], int(ssh["port"]))
             state.forget(n)
+            reprovision.forget_in(state, [n])  # a VM created again has nothing applied yet
             state.record_seen(n, "not_created")
             app.progress(n, "destroyed")
         save_state(paths.state, state)

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from .changes import ProjectDigests, scan_project
+from .errors import UsageError
 from .fsutil import atomic_write
 from .incremental import (GeneratedPlay, IncrementalPlan, SubsetPlaybook, VmPlan, plan_incremental,
                           render_playbook, subset_playbook)
-from .ledger import LEDGER_KEY, completed_units, forget, ledger_json, ledger_of, record_run
+from .ledger import LEDGER_KEY, EventLog, completed_units, forget, ledger_json, ledger_of, record_run
 from .state import load_state, save_state
 
 SUBSET_DIR = "incremental"
@@ -44,7 +45,8 @@ def _only(plan: IncrementalPlan, names: Sequence[str]) -> IncrementalPlan:
     keep = set(names)
     return IncrementalPlan(vms=tuple(v if v.vm in keep else VmPlan(vm=v.vm, everything=False, units=())
                                      for v in plan.vms),
-                           gather_facts_for=plan.gather_facts_for, subset_blockers=plan.subset_blockers)
+                           gather_facts_for=plan.gather_facts_for, subset_blockers=plan.subset_blockers,
+                           scope=tuple(names))
 
 
 def prepare(*, devbox_dir: Path, playbook: Path, inventory: Path, project_dir: Path, names: Sequence[str] = (),
@@ -68,6 +70,31 @@ def prepare(*, devbox_dir: Path, playbook: Path, inventory: Path, project_dir: P
         subset = SubsetPlaybook(plays=tuple(GeneratedPlay(play=g.play, vms=tuple(v for v in g.vms if v in names),
                                                           units=g.units) for g in subset.plays))
     return IncrementalRun(digests=digests, plan=plan, subset=subset, playbook=to_run, names=names)
+
+
+def start(*, devbox_dir: Path, playbook: Path, inventory: Path, project_dir: Path, names: Sequence[str],
+          full: bool = False, dry_run: bool = False, tags: str | None = None, limit: str | None = None,
+          check: bool = False) -> IncrementalRun | None:
+    """The incremental run for ``devbox provision``/``up``, or None when the run cannot be one.
+
+    With ``--tags``, ``--limit`` or ``--check`` Ansible runs part of the playbook, or nothing for real, so
+    devbox runs the playbook as asked and records nothing: the ledger then still holds what was last applied
+    in full, and the next plain run redoes whatever changed since.
+    """
+    if tags or limit or check:
+        if dry_run or full:
+            flag = "--dry-run" if dry_run else "--full"
+            raise UsageError(f"{flag} cannot be combined with --tags, --limit or --check",
+                             f"use {flag} alone, or --tags/--limit/--check alone")
+        return None
+    return prepare(devbox_dir=devbox_dir, playbook=playbook, inventory=inventory, project_dir=project_dir,
+                   names=names, full=full, write=not dry_run)
+
+
+def pending(*, devbox_dir: Path, playbook: Path, inventory: Path, project_dir: Path) -> IncrementalPlan:
+    """What a plain ``devbox provision`` would run now, per VM, and why. Reads files only."""
+    return prepare(devbox_dir=devbox_dir, playbook=playbook, inventory=inventory, project_dir=project_dir,
+                   write=False).plan
 
 
 def write_subset(subset: SubsetPlaybook, playbook: Path, dest: Path) -> Path:
@@ -100,12 +127,9 @@ def record(*, devbox_dir: Path, run: IncrementalRun, events: Sequence[Mapping]) 
     return ledger
 
 
-def forget_vms(*, devbox_dir: Path, names: Iterable[str]) -> None:
-    """VMs destroyed or created again: nothing is applied on them any more."""
-    state_path = devbox_dir / "state.json"
-    state = load_state(state_path)
+def forget_in(state, names: Iterable[str]) -> None:
+    """VMs destroyed or created again have nothing applied any more: drop them from ``state``'s ledger."""
     ledger = ledger_of(state.other)
     gone = [n for n in names if n in ledger]
     if gone:
         state.other[LEDGER_KEY] = ledger_json(forget(ledger, gone))
-        save_state(state_path, state)

@@ -312,3 +312,122 @@ def test_record_run_keeps_unfinished_units_stale(project):
     assert sorted(replan.selected("db-1")) == ["db", "db/db"]
     # round trip through the state file's JSON
     assert ledger_of({"ledger": ledger_json(new)}) == new
+
+
+# ---------------------------------------------------------------------------------- devbox provision / status
+
+VMS = ("web-1", "db-1")
+
+
+@pytest.fixture(scope="module")
+def booted_template(tmp_path_factory):
+    """A real `devbox init` project (web-1, db-1) whose playbooks are the fixture's, booted with fakes."""
+    import subprocess
+
+    from fakes import FakePlaybookRunner, FakeSshProbe, FakeVagrant, playbook_ok
+    from provisioner.app import Devbox
+
+    root = tmp_path_factory.mktemp("devbox") / "p"
+    (root / "prod").mkdir(parents=True)
+    (root / "prod" / "hosts.ini").write_text("[web]\nweb01.example.com\n\n[db]\ndb01.example.com\n")
+    shutil.copytree(FIXTURE / "playbooks", root / "playbooks")
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "prod", "playbooks"], check=True)
+    subprocess.run(git + ["commit", "-qm", "playbooks"], check=True)
+    Devbox(project_dir=root).init(inventory=root / "prod" / "hosts.ini")
+    vagrant = FakeVagrant({n: "not_created" for n in VMS}, allow=("status", "up", "ssh_config"))
+    Devbox(project_dir=root, vagrant=vagrant, playbooks=FakePlaybookRunner(playbook_ok(*VMS)),
+           ssh_probe=FakeSshProbe(ready=VMS)).up()
+    return root
+
+
+@pytest.fixture
+def devbox_project(booted_template, tmp_path):
+    dest = tmp_path / "p"
+    shutil.copytree(booted_template, dest, symlinks=True)
+    return dest
+
+
+def _seed_ledger(root):
+    """What a successful full run records (the fake runner sends no events, so the test writes it)."""
+    from provisioner.ledger import LEDGER_KEY
+    from provisioner.reprovision import prepare
+    from provisioner.state import load_state, save_state
+
+    run = prepare(devbox_dir=root / ".devbox", playbook=root / "playbooks/site.yml", inventory=root / ".devbox/inventory",
+                  project_dir=root, write=False)
+    state = load_state(root / ".devbox/state.json")
+    state.other[LEDGER_KEY] = ledger_json(applied(run.digests))
+    save_state(root / ".devbox/state.json", state)
+
+
+def _invoke(root, args, runner=None, probe=None):
+    from click.testing import CliRunner
+
+    from fakes import FakePlaybookRunner, FakeSshProbe, FakeVagrant
+    from provisioner.app import Devbox
+    from provisioner.cli import main
+
+    app = Devbox(project_dir=root, vagrant=FakeVagrant({n: "running" for n in VMS}),
+                 playbooks=runner or FakePlaybookRunner(), ssh_probe=probe or FakeSshProbe())
+    result = CliRunner(env={"COLUMNS": "250"}).invoke(main, ["-C", str(root), *args], obj=app, catch_exceptions=False)
+    return result
+
+
+def test_provision_with_nothing_changed_runs_nothing(devbox_project):
+    _seed_ledger(devbox_project)
+    result = _invoke(devbox_project, ["provision"])  # the fake runner fails on any run
+    assert result.exit_code == 0, result.output
+    assert "nothing changed since the last successful run: no VM contacted" in result.output
+
+
+def test_provision_dry_run_lists_what_and_why_and_runs_nothing(devbox_project):
+    _seed_ledger(devbox_project)
+    edit(devbox_project, "playbooks/roles/webapp/templates/app.conf.j2", append="# tuned\n")
+    result = _invoke(devbox_project, ["provision", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "would run" in result.output and "role webapp: templates/app.conf.j2 changed" in result.output
+    assert not (devbox_project / ".devbox/incremental").exists()  # a dry run writes nothing
+
+
+def test_provision_runs_the_subset_playbook_on_the_changed_vm_only(devbox_project):
+    from fakes import FakePlaybookRunner, playbook_ok
+
+    _seed_ledger(devbox_project)
+    edit(devbox_project, "playbooks/roles/db/templates/db.conf.j2", append="# tuned\n")
+    runner = FakePlaybookRunner(playbook_ok("db-1"))
+    result = _invoke(devbox_project, ["provision"], runner=runner)
+    assert result.exit_code == 0, result.output
+    [call] = runner.calls
+    generated = devbox_project / ".devbox/incremental/site.yml"
+    assert call["playbook"] == generated
+    plays = yaml.safe_load(generated.read_text())
+    assert [(p["hosts"], p["roles"]) for p in plays] == [(["db", "&~^(db\\-1)$"], [{"role": "db"}])]
+    assert (devbox_project / ".devbox/incremental/roles").resolve() == (devbox_project / "playbooks/roles").resolve()
+    assert "what ran, and why" in result.output
+
+
+def test_provision_full_runs_the_playbook_itself(devbox_project):
+    from fakes import FakePlaybookRunner, playbook_ok
+
+    _seed_ledger(devbox_project)
+    runner = FakePlaybookRunner(playbook_ok(*VMS))
+    result = _invoke(devbox_project, ["provision", "--full"], runner=runner)
+    assert result.exit_code == 0, result.output
+    assert runner.calls[0]["playbook"] == (devbox_project / "playbooks/site.yml").resolve()
+
+
+def test_full_and_dry_run_refuse_tags(devbox_project):
+    result = _invoke(devbox_project, ["provision", "--dry-run", "--tags", "x"])
+    assert result.exit_code == 2 and "--dry-run cannot be combined" in result.output
+
+
+def test_status_shows_pending_changes_per_vm(devbox_project):
+    from fakes import FakeSshProbe
+
+    _seed_ledger(devbox_project)
+    edit(devbox_project, "playbooks/roles/db/defaults/main.yml", "db_unused_default: 2\n")
+    result = _invoke(devbox_project, ["status"], probe=FakeSshProbe(reachable=VMS))
+    assert result.exit_code == 0, result.output
+    assert "pending changes" in result.output and "role db: defaults/main.yml changed" in result.output
