@@ -151,6 +151,11 @@ class Devbox:
     def trust_record(self, environment, checks):
         return self.environment_runs().record_keys(environment, checks)
 
+    def integration(self, report_dir: Path, *, lab_name: str | None = None, keep_workdir: bool = False):
+        """The development topology from this checkout, in a lab: up, smoke checks, reports, teardown."""
+        from .integration import integrate
+        return integrate(self, report_dir, lab_name=lab_name, keep_workdir=keep_workdir)
+
     # --- parity (issue 7): the work is in parity_flow.py ------------------------------------------------------
     def parity(self, against: str | None, *, yes: bool = False, confirm=None):
         """Compare the VMs with an environment or a baseline file; returns a ``parity.ParityReport``."""

@@ -382,9 +382,10 @@ def doctor(app):
 
 
 # --- named environments (issue 6): trust, and the --env parts of provision/status --------------------------
-from .env_cli import trust as _trust  # noqa: E402 - registered after `main` exists
+from .env_cli import integration as _integration, trust as _trust  # noqa: E402 - registered after `main` exists
 
 main.add_command(_trust)
+main.add_command(_integration)
 
 # --- parity (issue 7): the command lives with its report rendering ----------------------------------------
 from .parity_cli import parity as _parity  # noqa: E402 - registered after `main` exists

@@ -164,6 +164,9 @@ def parse_config(data: Any, path: Path | None) -> Config:
     if "environments" in data:
         from .environments import validate_environments  # the schema lives with the environment logic
         problems.extend(validate_environments(data["environments"]))
+    if "smoke" in data:
+        from .integration import validate_smoke  # the smoke checks `devbox integration` runs
+        problems.extend(validate_smoke(data["smoke"]))
     if "parity" in data:
         from .parity import config_problems as parity_problems  # declared development differences
         problems.extend(parity_problems(data["parity"]))

@@ -5,6 +5,8 @@ the runs happen in ``env_runs``. Registered on the main group by ``cli.py``.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from .environments import Environment, RunPlan
@@ -142,3 +144,26 @@ def trust(app, env):
                   f"{environment.known_hosts}?", abort=True, err=True)
     recorded = app.trust_record(environment, to_record)
     click.echo(f"recorded {', '.join(c.host.name for c in recorded)}; commit {environment.known_hosts}")
+
+
+@click.command()
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("integration-report"),
+              show_default=True, help="Where integration.xml (JUnit) and integration.json are written.")
+@click.option("--lab-name", default=None, help="Lab (network namespace) name; default: devbox-lab.")
+@click.option("--keep-workdir", is_flag=True, help="Keep the copy of the checkout the run used (for debugging).")
+@pass_app
+def integration(app, report_dir, lab_name, keep_workdir):
+    """Build the development topology from this checkout in an isolated lab, provision it, run the smoke checks
+    of devbox.yml, write JUnit XML + JSON reports, tear everything down. Exit code 0 only if all passed."""
+    from .integration import summary_lines
+
+    if getattr(app, "progress", None) is None or app.progress.__name__ == "_no_progress":
+        app.progress = lambda subject, message: click.echo(f"{subject}: {message}", err=True)
+    outcome = app.integration(report_dir, lab_name=lab_name, keep_workdir=keep_workdir)
+    for line in summary_lines(outcome.report):
+        click.echo(line)
+    click.echo(f"reports: {outcome.junit} {outcome.json}")
+    if outcome.workdir:
+        click.echo(f"kept the run's copy of the checkout: {outcome.workdir}")
+    click.echo("integration: " + ("passed" if outcome.exit_code == 0 else "FAILED"))
+    raise click.exceptions.Exit(outcome.exit_code)
