@@ -37,6 +37,7 @@ from .errors import DevboxError
 
 # Identifiers in role and play text; used to know which names a unit may read.
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_REMOTE_FACTS = re.compile(r"hostvars[^\n]{0,80}ansible_")
 # Variables that say how devbox reaches a VM, not what is applied to it (they change when a VM restarts).
 CONNECTION_VARS = frozenset({
     "ansible_host", "ansible_port", "ansible_user", "ansible_ssh_host", "ansible_ssh_port", "ansible_ssh_user",
@@ -83,6 +84,7 @@ class Unit:
     handler_units: frozenset[str] = frozenset()  # units of the same play defining handlers this one notifies
     notifies: bool = False                     # notifies any handler (a handler still pending is unfinished work)
     uncertain: tuple[str, ...] = ()            # reasons devbox cannot know what this unit runs
+    reads_remote_facts: bool = False           # reads gathered facts of other hosts through hostvars
 
     @property
     def label(self) -> str:
@@ -226,6 +228,7 @@ class _Scan:
     handlers: set[str] = field(default_factory=set)       # handler names and listen topics defined
     roles_used: list[str] = field(default_factory=list)   # static include_role/import_role names
     uncertain: list[str] = field(default_factory=list)
+    reads_remote_facts: bool = False
 
 
 def _scan_tasks(tasks: Any, where: str, scan: _Scan, *, handlers: bool = False) -> None:
@@ -287,6 +290,9 @@ def _scan_text(path: Path, scan: _Scan) -> None:
     except OSError:
         return
     scan.mentions.update(_WORD.findall(text))
+    # `hostvars[h]['ansible_default_ipv4']`, `map('extract', hostvars, 'ansible_fqdn')`: another host's facts
+    if _REMOTE_FACTS.search(text):
+        scan.reads_remote_facts = True
 
 
 def _top_keys(loader, path: Path) -> set[str]:
@@ -400,6 +406,7 @@ class _Scanner:
             for attr in ("exports", "scoped_exports", "assigns", "mentions", "notifies", "handlers"):
                 getattr(merged, attr).update(getattr(scan, attr))
             merged.unknown_exports.extend(scan.unknown_exports)
+            merged.reads_remote_facts |= scan.reads_remote_facts
             merged.uncertain.extend(scan.uncertain)
         return inputs, merged, names
 
@@ -533,7 +540,9 @@ def scan_project(playbook: str | os.PathLike, inventory_dir: str | os.PathLike, 
         for section in ("pre_tasks", "tasks", "post_tasks"):
             _scan_tasks(data.get(section), f"play {key} {section}", own_scan)
         _scan_tasks(data.get("handlers"), f"play {key} handlers", own_scan, handlers=True)
-        own_scan.mentions.update(_WORD.findall(json.dumps(own, default=str)))
+        own_text = json.dumps(own, default=str)
+        own_scan.mentions.update(_WORD.findall(own_text))
+        own_scan.reads_remote_facts = bool(_REMOTE_FACTS.search(own_text))
         own_roles = []
         for name in own_scan.roles_used:
             try:
@@ -582,9 +591,32 @@ def scan_project(playbook: str | os.PathLike, inventory_dir: str | os.PathLike, 
                 for vm in targets:
                     vm_uncertain[vm].extend(unit.uncertain)
 
+    units = _cross_host_inputs(units, scanner, vm_inputs, global_inputs)
     return ProjectDigests(playbook=playbook, vms=vms, plays=tuple(plays), units=tuple(units), vm_inputs=vm_inputs,
                           vm_uncertain={vm: tuple(dict.fromkeys(r)) for vm, r in vm_uncertain.items() if r},
                           subset_blockers=tuple(blockers))
+
+
+def _cross_host_inputs(units: list[Unit], scanner: "_Scanner", vm_inputs: Mapping[str, Mapping[str, str]],
+                       global_inputs: Mapping[str, str]) -> list[Unit]:
+    """Units reading other hosts' variables (``hostvars``) or the inventory's shape (``groups``, the play's host
+    list) depend on those too: a load balancer's backend list changes when a web VM's address does."""
+    from dataclasses import replace
+
+    shape = {g.name: sorted(h.name for h in g.get_hosts()) for g in scanner.inventory.groups.values()}
+    shape_digest = _sha(json.dumps(shape, sort_keys=True).encode())
+    host_vars = {vm: _sha(json.dumps({k: v for k, v in inputs.items() if k not in global_inputs},
+                                     sort_keys=True).encode())
+                 for vm, inputs in vm_inputs.items()}
+    out = []
+    for unit in units:
+        extra: dict[str, str] = {}
+        if unit.mentions & ({"groups", "hostvars"} | PLAY_HOSTS_MAGIC):
+            extra["inventory groups and their hosts"] = shape_digest
+        if "hostvars" in unit.mentions:
+            extra.update({f"variables of {vm} (read through hostvars)": d for vm, d in host_vars.items()})
+        out.append(replace(unit, inputs={**unit.inputs, **extra}) if extra else unit)
+    return out
 
 
 def _merge(a: _Scan, b: _Scan) -> _Scan:
@@ -592,6 +624,7 @@ def _merge(a: _Scan, b: _Scan) -> _Scan:
     for attr in ("exports", "scoped_exports", "assigns", "mentions", "notifies", "handlers"):
         getattr(out, attr).update(getattr(a, attr), getattr(b, attr))
     out.unknown_exports = a.unknown_exports + b.unknown_exports
+    out.reads_remote_facts = a.reads_remote_facts or b.reads_remote_facts
     out.uncertain = a.uncertain + b.uncertain
     out.roles_used = a.roles_used + b.roles_used
     return out
@@ -616,6 +649,7 @@ def _unit(play: str, role: str | None, order: int, inputs: Mapping[str, str], sc
                 scoped_exports=frozenset(scan.scoped_exports), unknown_exports=tuple(dict.fromkeys(scan.unknown_exports)),
                 assigns=frozenset(scan.assigns), mentions=frozenset(scan.mentions),
                 handler_units=frozenset(f"{play}/{r}" for r in needed), notifies=bool(scan.notifies),
+                reads_remote_facts=scan.reads_remote_facts,
                 uncertain=tuple(dict.fromkeys(uncertain)))
 
 

@@ -17,8 +17,10 @@ inputs differ, or that was never applied, is *dirty*. Then, until nothing more i
    notifying role: a handler runs only when a task reports a change, and the notifying role's unchanged tasks would
    report none in a full run either, so a full run after ours would run that handler no more than ours does.
 4. A unit reading the play's host list (``ansible_play_hosts``...) runs on every host of the play, or it would see
-   a shorter list than a full run. A unit reading ``hostvars`` gets a fact-gathering play for every VM whose facts
-   a full run would have gathered before it.
+   a shorter list than a full run. A unit reading other hosts' facts (``hostvars`` near an ``ansible_`` name) gets
+   a fact-gathering play for every VM whose facts a full run would have gathered before it. A unit reading
+   ``hostvars`` or ``groups`` has the variables of every VM and the inventory's groups among its inputs
+   (``changes.py``), so a web VM's new address re-runs the load balancer's role.
 5. A play's own content (vars, pre_tasks, tasks, post_tasks, handlers) runs whenever any of its roles runs, and
    its digest is an input of each of its roles: a change to it re-runs the whole play for its hosts. A change to
    any variable of a VM, or to a global input, changes the inputs of all its units: everything runs on that VM.
@@ -192,7 +194,7 @@ def _propagate(sel: _Selection, vm: str, unit: Unit, units_of: Mapping[str, list
     if unit.uses_play_hosts:
         for other in play.vms:
             sel.add(other, unit, [f"{unit.label} reads the play's host list"], dirty=False)
-    if unit.uses_hostvars:
+    if unit.reads_remote_facts:
         for earlier in digests.plays:
             if earlier.index <= play.index and earlier.gather_facts:
                 sel.gather.update(earlier.vms)

@@ -185,6 +185,49 @@ def test_selected_role_pulls_the_role_that_sets_its_facts(project):
     assert "db-1" not in selected(plan)
 
 
+def _proxy_reads_db_port(p):
+    edit(p, "playbooks/roles/proxy/templates/upstream.j2", "db {{ hostvars[groups['db'][0]]['db_port'] }}\n")
+    edit(p, "playbooks/roles/proxy/tasks/main.yml",
+         append="\n- ansible.builtin.template:\n    src: upstream.j2\n    dest: \"{{ host_dir }}/upstream\"\n"
+                "    mode: '0644'\n")
+
+
+def test_another_vms_variable_read_through_hostvars_reruns_the_reader(project):
+    _proxy_reads_db_port(project)
+
+    def change(p):
+        hosts = p / "inventory/hosts.yml"
+        hosts.write_text(hosts.read_text().replace("db_port: 5432", "db_port: 5433"))
+    plan, _ = plan_after(project, change)
+    assert plan.vm("db-1").everything
+    web = {c.unit: c for c in plan.vm("web-1").units}
+    assert web["web/proxy"].dirty and "variables of db-1 (read through hostvars) changed" in web["web/proxy"].reasons
+    assert "web/webapp" not in web and not plan.gather_facts_for  # no facts of other hosts are read
+
+
+def test_new_vm_in_the_inventory_reruns_roles_reading_groups(project):
+    _proxy_reads_db_port(project)
+
+    def change(p):
+        hosts = p / "inventory/hosts.yml"
+        hosts.write_text(hosts.read_text().replace("        db-1:\n", "        db-2: {}\n        db-1:\n"))
+    plan, _ = plan_after(project, change)
+    assert plan.vm("db-2").everything and plan.vm("db-2").reasons() == ["never provisioned by devbox"]
+    assert "inventory groups and their hosts changed" in plan.vm("web-2").reasons()
+    assert plan.vm("db-1").nothing
+
+
+def test_reading_another_hosts_facts_adds_a_fact_gathering_play(project):
+    site = project / "playbooks/site.yml"
+    site.write_text(site.read_text().replace("gather_facts: false", "gather_facts: true", 1))  # play common
+    edit(project, "playbooks/roles/proxy/tasks/main.yml",
+         append="\n- ansible.builtin.debug:\n    msg: \"{{ hostvars['db-1']['ansible_hostname'] | default('') }}\"\n")
+    plan, after = plan_after(project, lambda p: edit(p, "playbooks/roles/proxy/defaults/main.yml", "proxy_timeout: 3\n"))
+    assert plan.gather_facts_for == ("web-1", "web-2", "db-1")
+    subset = subset_playbook(plan, after)
+    assert subset.plays[0].play is None and subset.data[0]["gather_facts"] is True
+
+
 def test_global_input_change_is_everything(project):
     plan, _ = plan_after(project, lambda p: edit(p, "ansible.cfg", "[defaults]\nforks = 5\n"))
     assert all(v.everything for v in plan.vms)

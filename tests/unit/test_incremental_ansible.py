@@ -156,3 +156,20 @@ def test_failed_run_leaves_the_failed_role_to_run_again(project, tmp_path):
     again = prepare(devbox_dir=devbox, playbook=project / "playbooks" / "site.yml", inventory=project / "inventory",
                     project_dir=project, write=False)
     assert "db/db" in again.plan.selected("db-1")
+
+
+def test_another_vms_variable_read_through_hostvars(project, tmp_path):
+    """The load-balancer pattern: web VMs render db-1's port; a change to db-1's variables re-runs them."""
+    append(project / "playbooks/roles/proxy/templates/upstream.j2", "db {{ hostvars[groups['db'][0]]['db_port'] }}\n")
+    append(project / "playbooks/roles/proxy/tasks/main.yml",
+           "\n- name: upstream\n  ansible.builtin.template:\n    src: upstream.j2\n"
+           "    dest: \"{{ host_dir }}/upstream\"\n    mode: \"0644\"\n")
+    incremental(project, tmp_path)
+    hosts = project / "inventory/hosts.yml"
+    hosts.write_text(hosts.read_text().replace("db_port: 5432", "db_port: 5433"))
+    run, _ = incremental(project, tmp_path)
+    assert set(run.vms_to_run) == {"web-1", "web-2", "db-1"}
+    assert "web/webapp" not in run.plan.selected("web-1")
+    assert (project / "out/web-1/upstream").read_text() == "db 5433\n"
+    full_stats, _ = run_playbook(project, project / "playbooks" / "site.yml", tmp_path)
+    assert changed(full_stats) == {}
