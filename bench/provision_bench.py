@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""`devbox provision` after a one-file change in one role, against a full run of the same playbook.
+
+Run it on a project whose VMs are up (in the lab: `devbox lab run -- .venv/bin/python bench/provision_bench.py
+-C PROJECT`). Cases, each run --repeat times (best and median kept):
+
+* full:        `ansible-playbook -i .devbox/inventory <playbook>`, what `vagrant provision` or a plain run does,
+               with the same SSH settings devbox uses (ControlPersist, pipelining), so only the work differs;
+* one file:    a comment line added to one file of one role (a Jinja comment in a template: the rendered file
+               stays the same), then `devbox provision`, which runs that role on the VMs that have it;
+* no change:   `devbox provision` again, which must find nothing to do and contact no VM.
+
+Every timed command is a whole process, start-up included, as a user would run it. The edited file is restored
+at the end and a last `devbox provision` brings the ledger back in line.
+
+    .venv/bin/python bench/provision_bench.py -C PROJECT [--role webapp] [--file templates/x.j2] [--repeat 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from provisioner import process  # noqa: E402
+from provisioner.lifecycle import ProjectPaths  # noqa: E402
+from provisioner.planning import load_rules  # noqa: E402
+from provisioner.playbook_runner import ansible_env  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def timed(argv: list[str], *, cwd: Path, env: dict | None = None, log: Path, expect: str | None = None) -> float:
+    started = time.monotonic()
+    result = process.run(argv, cwd=cwd, env=env, log_path=log)
+    seconds = time.monotonic() - started
+    result.check(what=" ".join(argv[:3]))
+    if expect is not None and expect not in result.stdout + result.stderr:
+        raise SystemExit(f"`{' '.join(argv)}` did not say {expect!r}; see {log}")
+    return seconds
+
+
+def role_file(playbook: Path, role: str, name: str | None) -> Path:
+    root = playbook.parent / "roles" / role
+    if name:
+        return root / name
+    for pattern in ("templates/*.j2", "tasks/main.yml"):
+        found = sorted(root.glob(pattern))
+        if found:
+            return found[0]
+    raise SystemExit(f"role {role} has no template and no tasks/main.yml under {root}")
+
+
+def touch_comment(path: Path, original: str, n: int) -> None:
+    comment = f"{{# devbox bench {n} #}}\n" if path.suffix == ".j2" else f"# devbox bench {n}\n"
+    path.write_text(original + comment)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-C", dest="project", type=Path, default=Path("."))
+    parser.add_argument("--role", default="webapp")
+    parser.add_argument("--file", help="file of the role to edit, relative to the role (default: first template)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the measurements here")
+    args = parser.parse_args()
+
+    project = args.project.resolve()
+    paths = ProjectPaths(project)
+    rules = load_rules(project, None)
+    playbook = (rules.path.parent if rules.path else project) / rules.playbook
+    logs = paths.logs / "bench"
+    logs.mkdir(parents=True, exist_ok=True)
+    devbox = [str(BIN / "devbox"), "-C", str(project), "provision"]
+    full_ansible = [str(BIN / "ansible-playbook"), "-i", str(paths.inventory), str(playbook)]
+    env = ansible_env(known_hosts=paths.known_hosts, log_path=logs / "ansible.log")
+    target = role_file(playbook, args.role, args.file)
+    original = target.read_text()
+
+    times: dict[str, list[float]] = {"full": [], "one file": [], "no change": []}
+    print(f"baseline: devbox provision --full on {project}", file=sys.stderr)
+    timed(devbox + ["--full"], cwd=project, log=logs / "baseline.log")
+    try:
+        for n in range(args.repeat):
+            times["full"].append(timed(full_ansible, cwd=playbook.parent, env=env, log=logs / "full.log"))
+            touch_comment(target, original, n)
+            times["one file"].append(timed(devbox, cwd=project, log=logs / "one-file.log", expect="what ran"))
+            times["no change"].append(timed(devbox, cwd=project, log=logs / "no-change.log",
+                                            expect="nothing changed"))
+            print(f"round {n + 1}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in times.items()), file=sys.stderr)
+    finally:
+        target.write_text(original)
+        process.run(devbox, cwd=project, log_path=logs / "restore.log")
+
+    full = min(times["full"])
+    print(f"\n{'case':<12} {'best':>8} {'median':>8} {'full / case':>12}   ({args.repeat} runs each; "
+          f"edited {target.relative_to(playbook.parent)})")
+    for case, values in times.items():
+        best = min(values)
+        print(f"{case:<12} {best:>7.1f}s {statistics.median(values):>7.1f}s {full / best:>11.1f}x")
+    if args.json:
+        args.json.write_text(json.dumps({"edited": str(target), "seconds": times}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
