@@ -4,10 +4,10 @@ It lives in ``.devbox/state.json`` under the ``"ledger"`` key (``state.py`` carr
 unchanged): ``{"vms": {vm: {"units": {unit key: {input name: sha256}}}}}``. Only digests, never values.
 
 What counts as applied is derived from ansible-runner's events (``roles_completed``, pure): a unit is recorded
-for a host only when the play it belongs to ended for that host without a failure, or, for a unit that notifies no
-handler, when the host went on past it to a later unit without failing. A failed or interrupted run therefore
-records nothing for the units that did not finish, nor for units whose handlers may still have been pending (a
-host that fails never runs its pending handlers, and a later full run would not notify them again).
+for a host only when the play it belongs to finished for that host (see ``completed_units``), or, for a unit
+that notifies no handler, when the host went on past it to a later unit without failing. A failed or interrupted
+run therefore records nothing for the units that did not finish, nor for units whose handlers may still have been
+pending (a host that fails never runs its pending handlers, and a later full run would not notify them again).
 """
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ def forget(ledger: Mapping, vms: Iterable[str]) -> dict:
 class EventLog:
     """An ``on_event`` callback keeping only what ``roles_completed`` reads (results carry whole facts)."""
 
-    KINDS = frozenset({"playbook_on_play_start", "playbook_on_stats", "playbook_on_handler_task_start", *_RESULTS})
+    KINDS = frozenset({"playbook_on_play_start", "playbook_on_stats", "playbook_on_handler_task_start",
+                       "playbook_on_task_start", *_RESULTS})
 
     def __init__(self):
         self.events: list[dict] = []
@@ -68,8 +69,9 @@ class PlayProgress:
 
     steps: list[tuple[str | None, bool]] = field(default_factory=list)  # (role or None for play tasks, failed)
     ended: bool = False          # the run went past this play (next play started, or the final stats came)
-    in_handlers: bool = False    # task results seen after the play's handlers started
+    in_handlers: bool = False    # between a handler task start and the next normal task start
     handler_failed: bool = False
+    any_failed: bool = False     # some host failed in this play (any_errors_fatal may have cut it short)
 
     @property
     def failed(self) -> bool:
@@ -92,8 +94,13 @@ def roles_completed(events: Iterable[Mapping], host: str) -> list[PlayProgress]:
                 plays[-1].ended = True
         elif kind == "playbook_on_handler_task_start" and plays:
             plays[-1].in_handlers = True
-        elif kind in _RESULTS and plays and data.get("host") == host:
+        elif kind == "playbook_on_task_start" and plays:
+            plays[-1].in_handlers = False  # handlers flush between sections; normal tasks follow
+        elif kind in _RESULTS and plays:
             failed = kind == "runner_on_unreachable" or (kind == "runner_on_failed" and not data.get("ignore_errors"))
+            plays[-1].any_failed |= failed
+            if data.get("host") != host:
+                continue
             if plays[-1].in_handlers:
                 plays[-1].handler_failed |= failed
             else:
@@ -103,27 +110,30 @@ def roles_completed(events: Iterable[Mapping], host: str) -> list[PlayProgress]:
 
 def completed_units(events: list[Mapping], host: str, subset: SubsetPlaybook,
                     digests: ProjectDigests) -> set[str]:
-    """Unit keys of ``subset`` that finished on ``host`` (see the module docstring for what finished means)."""
+    """Unit keys of ``subset`` that finished on ``host``.
+
+    A generated play finished for the host when it ended with no failure of any host in it (so nothing like
+    ``any_errors_fatal`` can have cut it short), or when the host went on to run tasks of a later play (Ansible
+    flushes a play's handlers before the next play). Otherwise only the units the host went past count, minus
+    those notifying handlers (still pending), and nothing after that point in the run.
+    """
     by_key = {u.key: u for u in digests.units}
     progress = roles_completed(events, host)
     done: set[str] = set()
-    for generated, lived in zip(subset.plays, progress):
+    for index, (generated, lived) in enumerate(zip(subset.plays, progress)):
         if host not in generated.vms or generated.play is None:
             continue
-        if not lived.steps and not lived.ended:
-            break  # the run stopped before this play reached the host
-        if not lived.steps and generated.units[1:]:
-            break  # the host left the run (failed or unreachable earlier): nothing of this play ran on it
-        if lived.ended and not lived.failed:
+        moved_on = any(later.steps for later in progress[index + 1:])
+        clean = lived.ended and not lived.any_failed and not lived.handler_failed
+        if not lived.failed and not lived.handler_failed and (clean or (lived.steps and moved_on)):
             done.update(generated.units)
             continue
         if lived.handler_failed:
-            continue
+            break
         # Walk the host's results: each role result moves to the first unit at or after the current one whose
         # closure contains that role; units strictly before the unit a failure (or the interruption) hit finished.
         units = [by_key[k] for k in generated.units if k in by_key and by_key[k].role is not None]
         current = 0
-        stop = None
         for role, failed in lived.steps:
             if role is not None:
                 for i in range(current, len(units)):
@@ -131,10 +141,8 @@ def completed_units(events: list[Mapping], host: str, subset: SubsetPlaybook,
                         current = i
                         break
             if failed:
-                stop = current
                 break
-        # Interrupted or failed: the unit in progress did not finish; nothing later in the run counts either.
-        for unit in units[:current if stop is None else stop]:
+        for unit in units[:current]:
             if not unit.notifies:
                 done.add(unit.key)
         break

@@ -474,3 +474,26 @@ def test_status_shows_pending_changes_per_vm(devbox_project):
     result = _invoke(devbox_project, ["status"], probe=FakeSshProbe(reachable=VMS))
     assert result.exit_code == 0, result.output
     assert "pending changes" in result.output and "role db: defaults/main.yml changed" in result.output
+
+
+def test_handlers_flushed_between_sections_do_not_hide_later_tasks(project):
+    digests = scan(project)
+    subset = subset_playbook(plan_incremental({}, digests), digests)
+    events = _events(("play",), ("ok", "web-1", "common"), ("play",), ("ok", "web-1", None), ("handlers",),
+                     ("ok", "web-1", None))
+    events.insert(-1, {"event": "playbook_on_task_start", "event_data": {}})
+    events += [{"event": "playbook_on_task_start", "event_data": {}}] + _events(
+        ("ok", "web-1", "base"), ("ok", "web-1", "webapp"), ("ok", "web-1", "proxy"), ("stats",))
+    (common, web) = roles_completed(events, "web-1")
+    assert [role for role, _ in web.steps] == [None, None, "base", "webapp", "proxy"]
+    assert completed_units(events, "web-1", subset, digests) >= {"web", "web/webapp", "web/proxy"}
+
+
+def test_a_play_cut_short_by_another_hosts_failure_records_only_what_the_host_went_past(project):
+    digests = scan(project)
+    subset = subset_playbook(plan_incremental({}, digests), digests)
+    # web-2 fails in webapp; with any_errors_fatal web-1 stops too, its proxy role never ran: nothing after base
+    events = _events(("play",), ("ok", "web-1", "common"), ("ok", "web-2", "common"), ("play",),
+                     ("ok", "web-1", "base"), ("ok", "web-2", "base"), ("ok", "web-1", "webapp"),
+                     ("failed", "web-2", "webapp"), ("stats",))
+    assert completed_units(events, "web-1", subset, digests) == {"common", "common/common"}
