@@ -112,11 +112,37 @@ def trust(app, env):
     """Show the SSH host keys of an environment's hosts and pin them in environments/<env>.known_hosts.
 
     Compare the fingerprints with what the hosts' owners publish before answering; commit the file so the whole
-    team connects to the same machines.
+    team connects to the same machines. Hosts behind a jump host (ProxyJump) are reached through it once its own
+    key is pinned, in a second round.
     """
+    recorded_any = False
+    for _ in range(3):  # jump hosts first, then the hosts behind them
+        environment, checks = app.trust_scan(env)
+        _show_keys(environment, checks)
+        to_record = [c for c in checks if c.offered and not c.ok]
+        if not to_record:
+            unreachable = [c for c in checks if not c.offered]
+            if unreachable:
+                click.echo(f"not reached: {', '.join(c.host.name for c in unreachable)}", err=True)
+            if not recorded_any:
+                click.echo("all keys are already pinned" if not unreachable else "nothing to record")
+            return
+        changed = [c for c in to_record if c.status == "changed"]
+        if changed:
+            _console().print(f"CHANGED keys: {', '.join(c.host.name for c in changed)}: a rebuilt host, or someone "
+                             f"in between. Confirm with the host's owner before recording.", style="red", markup=False)
+        click.confirm(f"Record {sum(len(c.offered) for c in to_record)} keys of {len(to_record)} hosts in "
+                      f"{environment.known_hosts}?", abort=True, err=True)
+        recorded = app.trust_record(environment, to_record)
+        recorded_any = True
+        click.echo(f"recorded {', '.join(c.host.name for c in recorded)}; commit {environment.known_hosts}")
+        if not any("jump host" in c.detail for c in checks if not c.offered):
+            return
+
+
+def _show_keys(environment, checks) -> None:
     from rich.table import Table
 
-    environment, checks = app.trust_scan(env)
     table = Table(title=f"host keys of {environment.name} ({environment.known_hosts})", title_justify="left")
     for col in ("host", "known_hosts name", "status", "key", "SHA256 fingerprint"):
         table.add_column(col, overflow="fold")
@@ -128,22 +154,7 @@ def trust(app, env):
             first = False
         if first:
             table.add_row(c.host.name, c.entry, c.status, "", c.detail)
-    console = _console()
-    console.print(table)
-    to_record = [c for c in checks if c.offered and not c.ok]
-    if not to_record:
-        unreachable = [c for c in checks if not c.offered]
-        click.echo("all keys are already pinned" if not unreachable else
-                   f"nothing to record; unreachable: {', '.join(c.host.name for c in unreachable)}")
-        return
-    changed = [c for c in to_record if c.status == "changed"]
-    if changed:
-        console.print(f"CHANGED keys: {', '.join(c.host.name for c in changed)}: a rebuilt host, or someone in "
-                      f"between. Confirm with the host's owner before recording.", style="red", markup=False)
-    click.confirm(f"Record {sum(len(c.offered) for c in to_record)} keys of {len(to_record)} hosts in "
-                  f"{environment.known_hosts}?", abort=True, err=True)
-    recorded = app.trust_record(environment, to_record)
-    click.echo(f"recorded {', '.join(c.host.name for c in recorded)}; commit {environment.known_hosts}")
+    _console().print(table)
 
 
 @click.command()

@@ -142,6 +142,11 @@ class TargetHost:
     name: str
     address: str  # ansible_host, or the name itself when ansible_host is not set
     port: int = 22
+    # how Ansible's ssh reaches it, for devbox's own handshake: a ProxyJump host ("user@host:port"), and the
+    # login and key (used to log in to that jump host; the target itself is only asked for its key)
+    jump: str | None = None
+    user: str | None = None
+    key_file: str | None = None
 
     def identities(self) -> frozenset[str]:
         return frozenset({normalize_address(self.name), normalize_address(self.address)})
@@ -245,6 +250,7 @@ def read_target_hosts(inventory: Path, *, limit: str | None = None) -> tuple[Tar
     from ansible.errors import AnsibleError
     from ansible.inventory.manager import InventoryManager
     from ansible.template import Templar
+    from ansible.vars.hostvars import HostVars
     from ansible.vars.manager import VariableManager
 
     inventory = Path(inventory)
@@ -257,16 +263,54 @@ def read_target_hosts(inventory: Path, *, limit: str | None = None) -> tuple[Tar
         if limit:
             manager.subset(limit)
         hosts = []
+        all_hostvars = HostVars(inventory=manager, variable_manager=variables, loader=loader)
         for host in manager.get_hosts():
             hostvars = variables.get_vars(host=host)
+            hostvars["hostvars"] = all_hostvars  # e.g. a ProxyJump through `hostvars[groups['bastion'][0]]`
             templar = Templar(loader=loader, variables=hostvars)
-            address = templar.template(hostvars.get("ansible_host", host.name))
-            port = templar.template(hostvars.get("ansible_port", 22))
-            hosts.append(TargetHost(host.name, str(address), int(port)))
+
+            def value(*names: str, default=None):
+                for name in names:
+                    if hostvars.get(name) is not None:
+                        return templar.template(hostvars[name])
+                return default
+
+            address = value("ansible_host", "ansible_ssh_host", default=host.name)
+            port = value("ansible_port", "ansible_ssh_port", default=22)
+            ssh_args = " ".join(str(value(k, default="")) for k in ("ansible_ssh_common_args", "ansible_ssh_extra_args"))
+            key = value("ansible_ssh_private_key_file", "ansible_private_key_file")
+            user = value("ansible_user", "ansible_ssh_user")
+            hosts.append(TargetHost(host.name, str(address), int(port), jump=proxy_jump(ssh_args),
+                                    user=str(user) if user else None, key_file=str(key) if key else None))
     except AnsibleError as exc:
         from .errors import InventoryError
         raise InventoryError(str(inventory), f"Ansible could not read it: {exc.message}") from exc
     return tuple(hosts)
+
+
+def proxy_jump(ssh_args: str) -> str | None:
+    """The ProxyJump of an ssh command line (``-J X``, ``-o ProxyJump=X``, ``-oProxyJump X``); 'none' is none."""
+    import shlex
+
+    try:
+        words = shlex.split(ssh_args or "")
+    except ValueError:
+        return None
+    found = None
+    for i, word in enumerate(words):
+        nxt = words[i + 1] if i + 1 < len(words) else ""
+        if word == "-J":
+            found = nxt
+        elif word.startswith("-J") and len(word) > 2:
+            found = word[2:]
+        else:
+            option = nxt if word == "-o" else word[2:] if word.startswith("-o") else ""
+            key, _, val = option.replace(" ", "=", 1).partition("=")
+            if key.lower() == "proxyjump":
+                found = val
+    if found is None or found.strip().lower() in ("", "none"):
+        return None
+    return found.split(",")[-1].strip()  # a chain: devbox reaches the target through the last hop only
 
 
 def _vault_skipping_loader_class():

@@ -73,9 +73,59 @@ def _offered(key: paramiko.PKey) -> OfferedKey:
     return OfferedKey(key.get_name(), fingerprint(key), key.get_base64())
 
 
-def fetch_host_key(address: str, port: int, key_types: Sequence[str], *, timeout: float = 10.0) -> paramiko.PKey:
+class Route:
+    """Fresh streams to a host for handshakes: a TCP connection, or a channel through its ProxyJump host.
+
+    The jump host is logged in to with devbox's own pinned client (its key must be pinned too: a jump host that
+    is not who it claims to be could answer for every host behind it), as the jump spec's user (or the host's
+    ``ansible_user``) with the host's key file, the SSH agent or the default keys.
+    """
+
+    def __init__(self, host: TargetHost, known_hosts: Path, timeout: float = 10.0):
+        self.host, self.known_hosts, self.timeout = host, known_hosts, timeout
+        self.client: paramiko.SSHClient | None = None
+
+    def __enter__(self) -> "Route":
+        if self.host.jump:
+            user, address, port = parse_jump(self.host.jump)
+            self.client = pinned_client(self.known_hosts)
+            try:
+                self.client.connect(address, port, username=user or self.host.user, key_filename=self.host.key_file,
+                                    timeout=self.timeout, banner_timeout=self.timeout, auth_timeout=self.timeout)
+            except Exception as exc:
+                self.client.close()
+                raise JumpFailed(f"jump host {self.host.jump}: {exc}") from exc
+        return self
+
+    def open(self):
+        if self.client is None:
+            return socket.create_connection((self.host.address, self.host.port), timeout=self.timeout)
+        return self.client.get_transport().open_channel("direct-tcpip", (self.host.address, self.host.port),
+                                                         ("127.0.0.1", 0), timeout=self.timeout)
+
+    def __exit__(self, *exc) -> None:
+        if self.client is not None:
+            self.client.close()
+
+
+class JumpFailed(paramiko.SSHException):
+    pass
+
+
+def parse_jump(spec: str) -> tuple[str | None, str, int]:
+    """``user@host:port`` (user and port optional, ``[v6]:port`` too) -> (user, host, port)."""
+    user, _, rest = spec.rpartition("@")
+    if rest.startswith("["):
+        address, _, port = rest[1:].partition("]")
+        port = port.lstrip(":")
+    else:
+        address, _, port = rest.partition(":")
+    return (user or None), address, int(port or 22)
+
+
+def fetch_host_key(route: Route, key_types: Sequence[str], *, timeout: float = 10.0) -> paramiko.PKey:
     """The host key the server presents when the client accepts only ``key_types``. No authentication."""
-    sock = socket.create_connection((address, port), timeout=timeout)
+    sock = route.open()
     transport = paramiko.Transport(sock)
     # a server without a key of the asked type is an expected answer (the caller reports it), not a log error
     transport.set_log_channel(_QUIET_CHANNEL)
@@ -88,12 +138,12 @@ def fetch_host_key(address: str, port: int, key_types: Sequence[str], *, timeout
         sock.close()
 
 
-def fetch_host_keys(address: str, port: int, *, timeout: float = 10.0) -> list[paramiko.PKey]:
+def fetch_host_keys(route: Route, *, timeout: float = 10.0) -> list[paramiko.PKey]:
     """Every key (of the types devbox pins) the server has; raises ``OSError``/``SSHException`` if none."""
     keys, last_error = [], None
     for key_type in KEY_TYPES:
         try:
-            keys.append(fetch_host_key(address, port, (key_type,), timeout=timeout))
+            keys.append(fetch_host_key(route, (key_type,), timeout=timeout))
         except paramiko.SSHException as exc:  # the server has no key of this type
             last_error = exc
     if not keys:
@@ -114,15 +164,16 @@ def check_host(host: TargetHost, known_hosts: Path, *, timeout: float = 10.0) ->
     pinned = pinned_keys(known_hosts, entry)
     pinned_prints = tuple(fingerprint(k) for k in pinned.values())
     try:
-        if not pinned:
-            offered = tuple(_offered(k) for k in fetch_host_keys(host.address, host.port, timeout=timeout))
-            return HostKeyCheck(host, entry, UNKNOWN, offered, (), f"no key pinned for {entry}")
-        algorithms = [a for t in pinned for a in _ALGORITHMS.get(t, (t,))]
-        try:
-            key = fetch_host_key(host.address, host.port, algorithms, timeout=timeout)
-        except paramiko.SSHException as exc:
-            return HostKeyCheck(host, entry, CHANGED, (), pinned_prints,
-                                f"the host no longer offers a key of the pinned types ({exc})")
+        with Route(host, known_hosts, timeout) as route:
+            if not pinned:
+                offered = tuple(_offered(k) for k in fetch_host_keys(route, timeout=timeout))
+                return HostKeyCheck(host, entry, UNKNOWN, offered, (), f"no key pinned for {entry}")
+            algorithms = [a for t in pinned for a in _ALGORITHMS.get(t, (t,))]
+            try:
+                key = fetch_host_key(route, algorithms, timeout=timeout)
+            except paramiko.SSHException as exc:
+                return HostKeyCheck(host, entry, CHANGED, (), pinned_prints,
+                                    f"the host no longer offers a key of the pinned types ({exc})")
     except (OSError, paramiko.SSHException) as exc:
         return HostKeyCheck(host, entry, UNREACHABLE, (), pinned_prints, f"no SSH handshake: {exc}")
     offered = _offered(key)
@@ -140,7 +191,8 @@ def scan_host(host: TargetHost, known_hosts: Path, *, timeout: float = 10.0) -> 
     pinned = pinned_keys(known_hosts, entry)
     pinned_prints = tuple(fingerprint(k) for k in pinned.values())
     try:
-        keys = fetch_host_keys(host.address, host.port, timeout=timeout)
+        with Route(host, known_hosts, timeout) as route:
+            keys = fetch_host_keys(route, timeout=timeout)
     except (OSError, paramiko.SSHException) as exc:
         return HostKeyCheck(host, entry, UNREACHABLE, (), pinned_prints, f"no SSH handshake: {exc}")
     offered = tuple(_offered(k) for k in keys)

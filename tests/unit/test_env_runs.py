@@ -230,3 +230,30 @@ def test_cli_refuses_production_and_names_with_env(project):
     assert result.exit_code == 2 and "unknown environment 'production'" in result.output
     result = cli(project, ["provision", "web-s1", "--env", "staging"])
     assert result.exit_code == 2 and "--limit" in result.output
+
+
+def test_cli_trust_pins_a_bastion_then_the_hosts_behind_it(project, sshd, tmp_path):
+    bastion = Sshd(tmp_path / "bastion", free_port())
+    bastion.start()
+    try:
+        staging = project / "inventories" / "staging" / "hosts.yml"
+        data = yaml.safe_load(staging.read_text())
+        jump = f"-o ProxyJump=root@127.0.0.1:{bastion.port}"
+        for group in ("web", "db"):
+            for host in data["all"]["children"][group]["hosts"].values():
+                host["ansible_ssh_common_args"] = jump
+                host["ansible_ssh_private_key_file"] = str(bastion.client_key)  # also logs in to the bastion
+        data["all"]["children"]["bastion"] = {"hosts": {"stg-bastion": {"ansible_host": "127.0.0.1",
+                                                                        "ansible_port": bastion.port}}}
+        staging.write_text(yaml.safe_dump(data))
+
+        result = cli(project, ["trust", "--env", "staging"], input="y\ny\n")
+        assert result.exit_code == 0, result.output
+        assert "recorded stg-bastion;" in result.output and "recorded db-s1, web-s1;" in result.output
+        r = runs(project)
+        env = r.environment("staging")
+        checks = r.host_key_checker(list(r.plan("staging", env_explicit=True, yes=True).hosts), env.known_hosts)
+        assert [c.status for c in checks] == ["trusted"] * 3
+        assert "Accepted publickey for root" in (bastion.root / "sshd.log").read_text()
+    finally:
+        bastion.stop()

@@ -307,3 +307,21 @@ def test_dev_runs_refuse_every_place_a_vault_password_could_come_from(tmp_path):
 def test_the_reference_playbooks_give_dev_runs_no_password(tmp_path):
     # what devbox itself runs from: the project's playbook folder and a clean environment
     ensure_dev_gets_no_vault_password({}, ENVS.parents[2] / "playbooks")
+
+
+# --- how hosts are reached -------------------------------------------------------------------------------
+
+def test_proxy_jump_is_read_from_ssh_arguments_in_every_spelling():
+    from provisioner.environments import proxy_jump
+
+    assert proxy_jump("-o ProxyJump=ops@bastion:2222 -C") == "ops@bastion:2222"
+    assert proxy_jump("-J ops@bastion") == "ops@bastion" and proxy_jump("-Jops@b") == "ops@b"
+    assert proxy_jump("-oProxyJump=none") is None and proxy_jump("") is None
+    assert proxy_jump('-o "ProxyJump first,ops@last"') == "ops@last"
+
+
+def test_the_reference_staging_reaches_its_hosts_through_its_bastion():
+    hosts = {h.name: h for h in read_target_hosts(ENVS.parents[2] / "playbooks" / "inventories" / "staging")}
+    bastion = hosts.pop("stg-bastion-01")
+    assert bastion.jump is None and bastion.user == "ansible"
+    assert {h.jump for h in hosts.values()} == {f"ansible@{bastion.address}"}

@@ -141,3 +141,44 @@ def test_ansible_runs_check_host_keys_strictly(sshd, tmp_path):
     env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = tempfile.mkdtemp(prefix="cp", dir="/tmp")  # not the old master
     changed = process.run(argv, env=env, timeout=120)
     assert not changed.ok and "HOST IDENTIFICATION HAS CHANGED" in changed.stdout + changed.stderr
+
+
+def test_hosts_behind_a_jump_host_are_checked_through_it(tmp_path):
+    jump, target = Sshd(tmp_path / "jump", free_port()), Sshd(tmp_path / "target", free_port())
+    jump.start()
+    target.start()
+    try:
+        known = tmp_path / "staging.known_hosts"
+        bastion = TargetHost("bastion", "127.0.0.1", jump.port)
+        host = TargetHost("web-s1", "127.0.0.1", target.port, jump=f"root@127.0.0.1:{jump.port}",
+                          key_file=str(jump.client_key))
+        # the jump host itself is not pinned yet: nothing behind it is believed
+        blocked = check_host(host, known)
+        assert blocked.status == UNREACHABLE and "jump host root@127.0.0.1" in blocked.detail
+        assert "not found in known_hosts" in blocked.detail
+
+        record(known, scan_host(bastion, known))
+        behind = scan_host(host, known)
+        assert behind.status == UNKNOWN
+        assert {k.fingerprint for k in behind.offered} == {target.host_fingerprint("ed25519"),
+                                                           target.host_fingerprint("ecdsa")}
+        record(known, behind)
+        assert check_host(host, known).status == TRUSTED
+        assert "Accepted publickey for root" in (jump.root / "sshd.log").read_text()  # it went through the jump
+
+        target.restart(new_keys=True)
+        assert check_host(host, known).status == CHANGED
+        jump.restart(new_keys=True)  # a jump host that changed is not trusted to relay anything
+        relayed = check_host(host, known)
+        assert relayed.status == UNREACHABLE and "jump host" in relayed.detail
+    finally:
+        jump.stop()
+        target.stop()
+
+
+def test_jump_specs_parse_like_openssh():
+    from provisioner.trust import parse_jump
+
+    assert parse_jump("ops@bastion.example:2222") == ("ops", "bastion.example", 2222)
+    assert parse_jump("10.0.0.1") == (None, "10.0.0.1", 22)
+    assert parse_jump("u@[2001:db8::1]:2200") == ("u", "2001:db8::1", 2200)
