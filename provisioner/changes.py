@@ -297,7 +297,7 @@ def _scan_text(path: Path, scan: _Scan) -> None:
 
 def _top_keys(loader, path: Path) -> set[str]:
     try:
-        data = loader.load_from_file(str(path))
+        data = loader.load_from_file(str(path), unsafe=True)  # read only: no defensive deep copy
     except Exception:  # a broken vars file fails the real run too; the digest already covers it
         return set()
     return {str(k) for k in data} if isinstance(data, Mapping) else set()
@@ -309,7 +309,7 @@ def _scan_role(loader, role_path: Path, role_name: str) -> _Scan:
         for path in _files_under(role_path / sub) if (role_path / sub).is_dir() else ():
             if path.suffix in (".yml", ".yaml"):
                 try:
-                    data = loader.load_from_file(str(path))
+                    data = loader.load_from_file(str(path), unsafe=True)  # read only: no defensive deep copy
                 except Exception as exc:
                     scan.uncertain.append(f"cannot parse {path.name} of role {role_name}: {exc}")
                     continue
