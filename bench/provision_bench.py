@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """`devbox provision` after a one-file change in one role, against a full run of the same playbook.
 
-Run it on a project whose VMs are up (in the lab: `devbox lab run -- .venv/bin/python bench/provision_bench.py
--C PROJECT`). Cases, each run --repeat times (best and median kept):
+Runs in the lab (VMs are real): `devbox lab run -- .venv/bin/python bench/provision_bench.py [--source .]`.
+The project (devbox.yml and the folders its `inventory` and `playbook` are in) is copied to a work folder, so
+the bench's edits never touch the source tree; there it runs `devbox init` and `devbox up` (timed: boot and the
+first full provisioning), then each case --repeat times (best and median kept):
 
 * full:        `ansible-playbook -i .devbox/inventory <playbook>`, what `vagrant provision` or a plain run does,
                with the same SSH settings devbox uses (ControlPersist, pipelining), so only the work differs;
@@ -10,17 +12,21 @@ Run it on a project whose VMs are up (in the lab: `devbox lab run -- .venv/bin/p
                stays the same), then `devbox provision`, which runs that role on the VMs that have it;
 * no change:   `devbox provision` again, which must find nothing to do and contact no VM.
 
-Every timed command is a whole process, start-up included, as a user would run it. The edited file is restored
-at the end and a last `devbox provision` brings the ledger back in line.
+Every timed command is a whole process, start-up included, as a user would run it. The VMs are destroyed at
+the end unless --keep.
 
-    .venv/bin/python bench/provision_bench.py -C PROJECT [--role webapp] [--file templates/x.j2] [--repeat 3]
+    .venv/bin/python bench/provision_bench.py [--source DIR] [--workdir DIR] [--keep] [--role webapp]
+        [--file templates/x.j2] [--repeat 3] [--json FILE]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,31 +66,52 @@ def touch_comment(path: Path, original: str, n: int) -> None:
     path.write_text(original + comment)
 
 
+def copy_project(source: Path, workdir: Path) -> Path:
+    """devbox.yml and the top-level folders holding its inventory and playbook, in a fresh git repository."""
+    rules = load_rules(source, None)
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(rules.path, workdir / "devbox.yml")
+    for ref in {str(r) for r in (rules.inventory, rules.playbook) if r}:
+        top = Path(ref).parts[0]
+        if not (workdir / top).exists():
+            shutil.copytree(source / top, workdir / top, symlinks=True)
+    git = ["git", "-C", str(workdir), "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-qm", "bench copy"], check=True)
+    return workdir
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-C", dest="project", type=Path, default=Path("."))
+    parser.add_argument("--source", type=Path, default=Path("."), help="project to copy (has devbox.yml)")
+    parser.add_argument("--workdir", type=Path, help="where to copy it (default: a new temporary folder)")
+    parser.add_argument("--keep", action="store_true", help="leave the VMs running at the end")
     parser.add_argument("--role", default="webapp")
     parser.add_argument("--file", help="file of the role to edit, relative to the role (default: first template)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the measurements here")
     args = parser.parse_args()
 
-    project = args.project.resolve()
+    project = copy_project(args.source.resolve(),
+                           (args.workdir or Path(tempfile.mkdtemp(prefix="devbox-bench-"))).resolve())
     paths = ProjectPaths(project)
     rules = load_rules(project, None)
     playbook = (rules.path.parent if rules.path else project) / rules.playbook
-    logs = paths.logs / "bench"
+    logs = project / "bench-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    devbox = [str(BIN / "devbox"), "-C", str(project), "provision"]
+    cli = [str(BIN / "devbox"), "-C", str(project)]
+    devbox = cli + ["provision"]
     full_ansible = [str(BIN / "ansible-playbook"), "-i", str(paths.inventory), str(playbook)]
     env = ansible_env(known_hosts=paths.known_hosts, log_path=logs / "ansible.log")
     target = role_file(playbook, args.role, args.file)
     original = target.read_text()
-
+    print(f"bench project: {project}", file=sys.stderr)
     times: dict[str, list[float]] = {"full": [], "one file": [], "no change": []}
-    print(f"baseline: devbox provision --full on {project}", file=sys.stderr)
-    timed(devbox + ["--full"], cwd=project, log=logs / "baseline.log")
     try:
+        timed(cli + ["init"], cwd=project, log=logs / "init.log")
+        first_up = timed(cli + ["up"], cwd=project, log=logs / "up.log")
+        print(f"devbox up (boot + first full provisioning): {first_up:.0f}s", file=sys.stderr)
         for n in range(args.repeat):
             times["full"].append(timed(full_ansible, cwd=playbook.parent, env=env, log=logs / "full.log"))
             touch_comment(target, original, n)
@@ -94,7 +121,8 @@ def main() -> int:
             print(f"round {n + 1}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in times.items()), file=sys.stderr)
     finally:
         target.write_text(original)
-        process.run(devbox, cwd=project, log_path=logs / "restore.log")
+        if not args.keep:
+            process.run(cli + ["destroy", "--yes"], cwd=project, log_path=logs / "destroy.log")
 
     full = min(times["full"])
     print(f"\n{'case':<12} {'best':>8} {'median':>8} {'full / case':>12}   ({args.repeat} runs each; "
@@ -102,8 +130,10 @@ def main() -> int:
     for case, values in times.items():
         best = min(values)
         print(f"{case:<12} {best:>7.1f}s {statistics.median(values):>7.1f}s {full / best:>11.1f}x")
+    print(f"(first `devbox up`, boot + full provisioning: {first_up:.0f}s; logs in {logs})")
     if args.json:
-        args.json.write_text(json.dumps({"edited": str(target), "seconds": times}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"edited": str(target), "first_up": first_up, "seconds": times},
+                                        indent=2) + "\n")
     return 0
 
 
