@@ -497,3 +497,14 @@ def test_a_play_cut_short_by_another_hosts_failure_records_only_what_the_host_we
                      ("ok", "web-1", "base"), ("ok", "web-2", "base"), ("ok", "web-1", "webapp"),
                      ("failed", "web-2", "webapp"), ("stats",))
     assert completed_units(events, "web-1", subset, digests) == {"common", "common/common"}
+
+
+def test_incremental_core_imports_neither_click_nor_adapters():
+    import subprocess
+    import sys
+    code = ("import sys, provisioner.changes, provisioner.incremental, provisioner.ledger, provisioner.reprovision; "
+            "bad = [m for m in sys.modules if m in ('click', 'rich') or m.startswith(("
+            "'provisioner.cli', 'provisioner.vagrant_driver', 'provisioner.playbook_runner', 'provisioner.ssh_probe', "
+            "'vagrant', 'ansible_runner', 'paramiko'))]; print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
