@@ -508,3 +508,22 @@ def test_incremental_core_imports_neither_click_nor_adapters():
             "'vagrant', 'ansible_runner', 'paramiko'))]; print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_real_cli_process_with_nothing_changed_contacts_nothing(devbox_project):
+    """The whole `devbox provision` process, real adapters: with nothing changed it must not start vagrant or
+    Ansible at all (there are no VMs here: any attempt would fail). Prints its wall time (target: < 3 s)."""
+    import subprocess
+    import sys
+    import time
+
+    _seed_ledger(devbox_project)
+    devbox = Path(sys.executable).parent / "devbox"
+    started = time.monotonic()
+    proc = subprocess.run([str(devbox), "-C", str(devbox_project), "provision"], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"}, timeout=120)
+    seconds = time.monotonic() - started
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "nothing changed since the last successful run: no VM contacted" in proc.stdout
+    assert not (devbox_project / ".devbox/runner").exists()  # ansible-runner never started
+    print(f"[timing] devbox provision, nothing changed: {seconds:.2f} s")
