@@ -30,11 +30,7 @@ Confirm = Callable[[RunPlan, None], "str | None"]  # shows the hosts, returns th
 
 
 def _runs(app: "Devbox") -> "EnvironmentRuns":
-    runs = getattr(app, "environment_runs", None)
-    if runs is None:
-        from .env_runs import EnvironmentRuns
-        runs = EnvironmentRuns(project_dir=app.project_dir, progress=app.progress)
-    return runs
+    return app.environment_runs()  # the same rails (and, in tests, the same fakes) as every environment run
 
 
 def _playbook(app: "Devbox", config) -> Path:

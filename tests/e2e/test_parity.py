@@ -80,8 +80,9 @@ def test_parity_against_a_staging_vm_names_hand_made_changes(devbox_project, vag
 
     with timings.measure("parity: no drift"):
         same = project.devbox("parity", "--against", "staging", "--yes", "--json", check=False)
+    assert same.returncode == 0, same.stdout[-4000:] + same.stderr[-3000:]
     doc = json.loads(same.stdout)
-    assert same.returncode == 0 and doc["ok"], json.dumps(doc, indent=1)[:4000] + same.stderr[-2000:]
+    assert doc["ok"], json.dumps(doc, indent=1)[:4000]
     assert doc["pairs"] == [{"machine": "web-1", "references": ["web-s1"], "paired_by": "groups"}]
     assert doc["drift"] == []
 
@@ -94,7 +95,7 @@ def test_parity_against_a_staging_vm_names_hand_made_changes(devbox_project, vag
     with timings.measure("parity: drift"):
         drifted = project.devbox("parity", "--against", "staging", "--yes", "--json", "--html", str(report_file),
                                  check=False)
-    assert drifted.returncode == 1, drifted.stdout[-3000:] + drifted.stderr[-2000:]
+    assert drifted.returncode == 1 and drifted.stdout.startswith("{"), drifted.stdout[-3000:] + drifted.stderr[-3000:]
     drift = {d["fact"]: d for d in json.loads(drifted.stdout)["drift"]}
     assert set(drift) == {"package:tree", "service:cron"}, drift
     assert all(d["machine"] == "web-1" and d["reference_host"] == "web-s1" for d in drift.values())

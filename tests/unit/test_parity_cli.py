@@ -58,9 +58,9 @@ class FactsRunner(PlaybookRunner):
         self.calls: list[dict] = []
 
     def run(self, *, playbook, inventory, forks, limit=None, tags=None, check=False, extravars=None,
-            on_progress=None, on_event=None):
+            on_progress=None, on_event=None, after=()):
         assert Path(playbook) == FACTS_PLAYBOOK, f"parity ran another playbook: {playbook}"
-        assert not check and tags is None
+        assert not check and tags is None and not after
         self.calls.append(dict(inventory=Path(inventory), extravars=extravars, forks=forks))
         for events in self.hosts.values():
             for event in events:
@@ -120,7 +120,8 @@ def make_app(project, dev: dict, staging: dict, checker=None):
         return staging_runner
 
     app = Devbox(project_dir=project, playbooks=dev_runner)
-    app.environment_runs = EnvironmentRuns(project, runner_factory=factory, host_key_checker=checker or Checker())
+    app.environment_runs = lambda: EnvironmentRuns(project, runner_factory=factory,
+                                                   host_key_checker=checker or Checker())
     return app, dev_runner, staging_runner, settings
 
 
