@@ -37,14 +37,14 @@ def print_report(report: ParityReport, console=None) -> None:
         pairs.add_row(p.machine, ", ".join(p.references) or "(none)", p.how,
                       f"[red]{drift}[/red]" if drift else "0", str(expected))
     console.print(pairs)
-    for title, diffs, style in (("drift", report.drift, "red"), ("expected (declared in devbox.yml)",
-                                                                  report.expected, "yellow")):
+    for title, diffs, style, with_reason in (("drift", report.drift, "red", False),
+                                             ("expected (declared in devbox.yml)", report.expected, "yellow", True)):
         if not diffs:
             continue
         table = Table(title=title, title_justify="left", title_style=style)
         for col in ("machine", "reference host", "fact", "development", "reference"):
             table.add_column(col, overflow="fold")
-        if diffs is report.expected:
+        if with_reason:
             table.add_column("reason", overflow="fold")
         for d in diffs:
             row = [d.machine, d.reference, d.fact, d.development, d.reference_value]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,7 @@ def test_declared_override_is_expected_and_html_written(project, tmp_path):
     result = invoke(app, "--against", "staging", "--yes", "--html", str(page))
     assert result.exit_code == 0, result.output
     assert "port:tcp/8080" in result.output and "listens on 8080" in result.output
+    assert re.search(r"fact\s.*development\s.*reference\s.*reason", result.output)  # the reason has its column
     html = page.read_text()
     assert "port:tcp/8080" in html and "<script" not in html and "http" not in html
 
