@@ -126,9 +126,12 @@ def config_file_text(inv: Inventory, project_dir: Path, base: Config) -> str:
 def yaml_scalar(value) -> str:
     """A YAML scalar as a person would write it: bare when that reads back the same, JSON-quoted otherwise."""
     text = json.dumps(value)
-    if isinstance(value, str) and value and yaml.safe_load(value) == value and ":" not in value and "#" not in value:
-        return value
-    return text
+    if not isinstance(value, str) or not value or ":" in value or "#" in value:
+        return text
+    try:
+        return value if yaml.safe_load(value) == value else text
+    except yaml.YAMLError:
+        return text
 
 
 def render_project(app, topology: Topology, rules: Config, *, vars_dir: Path | None = None,

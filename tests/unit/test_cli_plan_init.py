@@ -254,3 +254,10 @@ def test_damaged_plan_json(tmp_path):
     (tmp_path / ".devbox" / "plan.json").write_text("{\"machines\": [{}]}")
     with pytest.raises(DevboxError, match="damaged"):
         Devbox(project_dir=tmp_path).load_topology()
+
+
+@pytest.mark.parametrize("value", ["web", "{{ x }}", "- x", "yes", "123", "a: b", "# c", "", "../inv/hosts.ini",
+                                   True, 3])
+def test_generated_devbox_yml_scalars_read_back_unchanged(value):
+    from provisioner.planning import yaml_scalar
+    assert yaml.safe_load(f"key: {yaml_scalar(value)}") == {"key": value}
