@@ -122,6 +122,7 @@ class ProjectDigests:
     vm_inputs: Mapping[str, Mapping[str, str]]         # global + variables, per VM
     vm_uncertain: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     subset_blockers: tuple[str, ...] = ()             # reasons no subset playbook can be derived at all
+    sources: tuple[str, ...] = ()                     # every folder and file the digests were read from
 
     def units_for(self, vm: str) -> list[Unit]:
         plays = {p.key for p in self.plays if vm in p.vms}
@@ -350,6 +351,7 @@ class _Scanner:
         self.variable_manager = VariableManager(loader=self.loader, inventory=self.inventory)
         self.role_files: dict[str, dict[str, str]] = {}   # role path -> {relpath: digest}
         self.role_scans: dict[str, _Scan] = {}
+        self.extra_sources: set[str] = set()   # vars files and imported playbooks' folders read on the way
 
     # -- roles
     def role_digests(self, path: Path) -> dict[str, str]:
@@ -515,6 +517,7 @@ def scan_project(playbook: str | os.PathLike, inventory_dir: str | os.PathLike, 
     for index, play in enumerate(p for p in loaded.get_plays() if isinstance(p, Play)):
         data = dict(play._ds) if isinstance(play._ds, Mapping) else {}
         basedir = Path(play._loader.get_basedir() if play._loader else playbook.parent)
+        scanner.extra_sources.add(str(basedir.resolve()))
         if basedir.resolve() != playbook.parent:
             blockers.append(f"play {play.get_name()!r} is imported from {basedir}, outside the playbook's folder")
         key = _unique_key(str(play.get_name() or data.get("hosts") or f"play {index + 1}"), play_keys)
@@ -535,6 +538,7 @@ def scan_project(playbook: str | os.PathLike, inventory_dir: str | os.PathLike, 
                         vm_uncertain[vm].append(f"play {key}: vars_files entry {item!r} is templated")
                     continue
                 full = Path(scanner.loader.path_dwim(item))
+                scanner.extra_sources.add(str(full))
                 own_inputs[f"play {key}: vars file {item}"] = _sha(full.read_bytes()) if full.is_file() else "missing"
                 own_scan.scoped_exports.update(_top_keys(scanner.loader, full) if full.is_file() else set())
         for section in ("pre_tasks", "tasks", "post_tasks"):
@@ -592,9 +596,13 @@ def scan_project(playbook: str | os.PathLike, inventory_dir: str | os.PathLike, 
                     vm_uncertain[vm].extend(unit.uncertain)
 
     units = _cross_host_inputs(units, scanner, vm_inputs, global_inputs)
+    sources = {str(playbook.parent), str(inventory_dir), *scanner.role_files, *scanner.extra_sources,
+               *(str(project_dir / name) for name in _GLOBAL_FILES), *(str(Path(p)) for p in extra_files)}
+    if os.environ.get("ANSIBLE_CONFIG"):
+        sources.add(os.environ["ANSIBLE_CONFIG"])
     return ProjectDigests(playbook=playbook, vms=vms, plays=tuple(plays), units=tuple(units), vm_inputs=vm_inputs,
                           vm_uncertain={vm: tuple(dict.fromkeys(r)) for vm, r in vm_uncertain.items() if r},
-                          subset_blockers=tuple(blockers))
+                          subset_blockers=tuple(blockers), sources=tuple(sorted(sources)))
 
 
 def _cross_host_inputs(units: list[Unit], scanner: "_Scanner", vm_inputs: Mapping[str, Mapping[str, str]],

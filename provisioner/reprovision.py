@@ -4,9 +4,16 @@
 plans (``incremental.plan_incremental``) and, when only part of the run is needed, writes the subset playbook to
 ``.devbox/incremental/`` (see ``write_subset``). ``record(...)`` turns the run's events into the new ledger.
 No Ansible run happens here: the caller runs ``IncrementalRun.playbook`` through its PlaybookRunner.
+
+The quick check: when a full check finds nothing to do, ``prepare`` stores a fingerprint of every file the
+digests were read from (contents, not times), the ANSIBLE_* environment, ansible-core's version and the ledger.
+While that fingerprint still matches, "nothing to do" is answered without importing or parsing anything; any
+edit, a run (which rewrites the ledger) or a VM forgotten makes it miss, and the full check runs again.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +32,7 @@ SUBSET_DIR = "incremental"
 
 @dataclass(frozen=True)
 class IncrementalRun:
-    digests: ProjectDigests
+    digests: ProjectDigests | None  # None: the quick check found every input as it was (nothing to do)
     plan: IncrementalPlan
     subset: SubsetPlaybook
     playbook: Path          # what to run: the project's playbook, or the generated subset
@@ -52,10 +59,27 @@ def _only(plan: IncrementalPlan, names: Sequence[str]) -> IncrementalPlan:
 def prepare(*, devbox_dir: Path, playbook: Path, inventory: Path, project_dir: Path, names: Sequence[str] = (),
             full: bool = False, extra_vars: Mapping | None = None, extra_files: Iterable[Path] = (),
             write: bool = True) -> IncrementalRun:
+    """Plan the run; with ``write`` (a real run) also write the subset playbook and the quick-check marker."""
+    state_path = devbox_dir / "state.json"
+    state = load_state(state_path)
+    ledger = ledger_of(state.other)
+    quiet = None if full else _quiet_marker(state.other, ledger, extra_vars)
+    if quiet is not None:
+        names = tuple(n for n in (names or quiet) if n in quiet)
+        plan = IncrementalPlan(vms=tuple(VmPlan(vm=vm, everything=False, units=()) for vm in quiet),
+                               scope=names if set(names) != set(quiet) else ())
+        return IncrementalRun(digests=None, plan=plan, subset=SubsetPlaybook(plays=()),
+                              playbook=Path(playbook).resolve(), names=names)
     digests = scan_project(playbook, inventory, project_dir=project_dir, extra_vars=extra_vars,
                            extra_files=extra_files)
-    ledger = ledger_of(load_state(devbox_dir / "state.json").other)
     plan = plan_incremental(ledger, digests, full=full)
+    if write and not full and plan.nothing_to_do:
+        # Remember the inputs as they are now: the next plain run can say "nothing" without parsing anything.
+        state = load_state(state_path)
+        state.other.setdefault(LEDGER_KEY, ledger_json(ledger_of(state.other)))[QUIET_KEY] = {
+            "fingerprint": fingerprint(digests.sources, ledger_of(state.other), extra_vars),
+            "sources": list(digests.sources), "vms": list(digests.vms)}
+        save_state(state_path, state)
     names = tuple(n for n in (names or digests.vms) if n in digests.vms)
     if set(names) != set(digests.vms):
         plan = _only(plan, names)
@@ -70,6 +94,50 @@ def prepare(*, devbox_dir: Path, playbook: Path, inventory: Path, project_dir: P
         subset = SubsetPlaybook(plays=tuple(GeneratedPlay(play=g.play, vms=tuple(v for v in g.vms if v in names),
                                                           units=g.units) for g in subset.plays))
     return IncrementalRun(digests=digests, plan=plan, subset=subset, playbook=to_run, names=names)
+
+
+QUIET_KEY = "quiet"  # in the ledger section: fingerprint of every input when a full check found nothing to do
+
+
+def _files(path: Path) -> Iterable[Path]:
+    if not path.is_dir():
+        yield path
+        return
+    for folder, dirs, names in os.walk(path, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            yield Path(folder, name)
+
+
+def fingerprint(sources: Iterable[str], ledger: Mapping, extra_vars: Mapping | None) -> str:
+    """sha256 over the content of every file under ``sources`` (hidden folders left out, as in the digests),
+    ansible-core's version, the ANSIBLE_* environment (roles_path...), devbox's extra vars and the ledger itself.
+    Reads files only: no Ansible import, no parsing."""
+    from importlib.metadata import version
+
+    h = hashlib.sha256()
+    settings = {k: v for k, v in os.environ.items() if k.startswith("ANSIBLE_")}
+    h.update(json.dumps([version("ansible-core"), settings, extra_vars or {}], sort_keys=True, default=str).encode())
+    for source in sorted(set(sources)):
+        for file in _files(Path(source)):
+            try:
+                content = hashlib.sha256(file.read_bytes()).hexdigest()
+            except OSError:
+                content = "missing"
+            h.update(f"{file}\0{content}\n".encode())
+    h.update(json.dumps(ledger, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _quiet_marker(state_other: Mapping, ledger: Mapping, extra_vars: Mapping | None) -> list[str] | None:
+    """The VMs, if every input is exactly as when a full check last found nothing to do; else None."""
+    section = state_other.get(LEDGER_KEY)
+    quiet = section.get(QUIET_KEY) if isinstance(section, Mapping) else None
+    if not isinstance(quiet, Mapping) or not isinstance(quiet.get("sources"), list):
+        return None
+    if fingerprint(quiet["sources"], ledger, extra_vars) != quiet.get("fingerprint"):
+        return None
+    return [str(vm) for vm in quiet.get("vms") or []]
 
 
 def start(*, devbox_dir: Path, playbook: Path, inventory: Path, project_dir: Path, names: Sequence[str],

@@ -519,11 +519,62 @@ def test_real_cli_process_with_nothing_changed_contacts_nothing(devbox_project):
 
     _seed_ledger(devbox_project)
     devbox = Path(sys.executable).parent / "devbox"
-    started = time.monotonic()
-    proc = subprocess.run([str(devbox), "-C", str(devbox_project), "provision"], capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"}, timeout=120)
-    seconds = time.monotonic() - started
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "nothing changed since the last successful run: no VM contacted" in proc.stdout
-    assert not (devbox_project / ".devbox/runner").exists()  # ansible-runner never started
-    print(f"[timing] devbox provision, nothing changed: {seconds:.2f} s")
+    for attempt in ("full check", "quick check"):  # the first leaves the marker the second answers from
+        started = time.monotonic()
+        proc = subprocess.run([str(devbox), "-C", str(devbox_project), "provision"], capture_output=True,
+                              text=True, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"}, timeout=120)
+        seconds = time.monotonic() - started
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "nothing changed since the last successful run: no VM contacted" in proc.stdout
+        assert not (devbox_project / ".devbox/runner").exists()  # ansible-runner never started
+        print(f"[timing] devbox provision, nothing changed ({attempt}): {seconds:.2f} s")
+
+
+def test_quick_check_answers_nothing_without_parsing_and_notices_any_edit(project):
+    from provisioner import reprovision
+    from provisioner.ledger import LEDGER_KEY
+    from provisioner.state import load_state, save_state
+
+    kw = dict(devbox_dir=project / ".devbox", playbook=project / "playbooks/site.yml",
+              inventory=project / "inventory", project_dir=project, extra_vars=EXTRA)
+    state = load_state(project / ".devbox/state.json")
+    state.other[LEDGER_KEY] = ledger_json(applied(scan(project)))
+    save_state(project / ".devbox/state.json", state)
+
+    first = reprovision.prepare(**kw)
+    assert first.digests is not None and first.nothing_to_do  # a full check, which leaves the marker
+    quick = reprovision.prepare(**kw)
+    assert quick.digests is None and quick.nothing_to_do and quick.names == ("web-1", "web-2", "db-1")
+    assert reprovision.prepare(**kw, full=True).digests is not None  # --full never takes the shortcut
+
+    template = project / "playbooks/roles/proxy/handlers/main.yml"
+    original = template.read_text()
+    template.write_text(original + "# same size? no: any byte counts\n")
+    edited = reprovision.prepare(**kw, write=False)
+    assert edited.digests is not None and "web/proxy" in edited.plan.selected("web-1")
+    template.write_text(original)
+    assert reprovision.prepare(**kw).digests is None  # back as it was: nothing to do, quickly
+
+    (project / "inventory/group_vars/db.yml").write_text("db_name: changed\n")
+    assert reprovision.prepare(**kw).digests is not None  # the inventory is watched too
+
+
+def test_quick_check_imports_no_ansible(project):
+    import subprocess
+    import sys
+
+    from provisioner import reprovision
+    from provisioner.ledger import LEDGER_KEY
+    from provisioner.state import load_state, save_state
+
+    state = load_state(project / ".devbox/state.json")
+    state.other[LEDGER_KEY] = ledger_json(applied(scan(project)))
+    save_state(project / ".devbox/state.json", state)
+    args = dict(devbox_dir=str(project / ".devbox"), playbook=str(project / "playbooks/site.yml"),
+                inventory=str(project / "inventory"), project_dir=str(project), extra_vars=EXTRA)
+    reprovision.prepare(**{k: Path(v) if k != "extra_vars" else v for k, v in args.items()})  # leaves the marker
+    code = ("import sys; from pathlib import Path; from provisioner.reprovision import prepare; "
+            f"a = {args!r}; run = prepare(**{{k: Path(v) if k != 'extra_vars' else v for k, v in a.items()}}); "
+            "print(run.digests is None, 'ansible' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.split() == ["True", "False"], proc.stdout + proc.stderr
