@@ -30,8 +30,14 @@ from .fsutil import atomic_write
 # One handshake per type, so the file pins every key the host has and the OpenSSH client (which prefers
 # whichever types it already knows for a host) and paramiko agree on what to check.
 KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512")
-# the name a key has in known_hosts -> the host-key algorithms that negotiate it
-_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
+# the name a key has in known_hosts -> the host-key algorithms that negotiate it (paramiko no longer offers the
+# SHA-1 "ssh-rsa" signature; an RSA key is fetched with the SHA-2 ones)
+_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256")}
+
+
+def _negotiable(key_types) -> tuple[str, ...]:
+    supported = set(paramiko.Transport._preferred_keys)
+    return tuple(dict.fromkeys(a for t in key_types for a in _ALGORITHMS.get(t, (t,)) if a in supported))
 
 TRUSTED, UNKNOWN, CHANGED, UNREACHABLE = "trusted", "unknown", "changed", "unreachable"
 _QUIET_CHANNEL = "devbox.trust.handshake"
@@ -168,7 +174,10 @@ def check_host(host: TargetHost, known_hosts: Path, *, timeout: float = 10.0) ->
             if not pinned:
                 offered = tuple(_offered(k) for k in fetch_host_keys(route, timeout=timeout))
                 return HostKeyCheck(host, entry, UNKNOWN, offered, (), f"no key pinned for {entry}")
-            algorithms = [a for t in pinned for a in _ALGORITHMS.get(t, (t,))]
+            algorithms = _negotiable(pinned)
+            if not algorithms:
+                return HostKeyCheck(host, entry, CHANGED, (), pinned_prints,
+                                    f"only keys of types devbox cannot check are pinned ({', '.join(pinned)})")
             try:
                 key = fetch_host_key(route, algorithms, timeout=timeout)
             except paramiko.SSHException as exc:

@@ -33,10 +33,10 @@ class Sshd:
 
     def _keys(self) -> list[Path]:
         keys = []
-        for kind in ("ed25519", "ecdsa"):
+        for kind in ("ed25519", "ecdsa", "rsa"):  # what a Debian host has
             path = self.root / f"host_{kind}_{self.generation}"
             if not path.exists():
-                subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(path)], check=True)
+                subprocess.run(["ssh-keygen", "-q", "-t", kind, *(["-b", "2048"] if kind == "rsa" else []), "-N", "", "-f", str(path)], check=True)
             keys.append(path)
         return keys
 

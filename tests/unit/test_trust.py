@@ -36,7 +36,7 @@ def test_unknown_key_is_refused_and_shows_its_real_fingerprints(sshd, tmp_path):
     assert check.status == UNKNOWN
     # the fingerprints are the server's real ones, as `ssh-keygen -lf` would show them
     assert {k.fingerprint for k in check.offered} == {sshd.host_fingerprint("ed25519"),
-                                                      sshd.host_fingerprint("ecdsa")}
+                                                      sshd.host_fingerprint("ecdsa"), sshd.host_fingerprint("rsa")}
     with pytest.raises(SafetyError, match=r"web-s1 \(\[127.0.0.1\]:\d+\): unknown") as err:
         require_trusted("staging", [check], known)
     assert "devbox trust --env staging" in err.value.hint
@@ -53,7 +53,7 @@ def test_recorded_key_is_trusted_and_kept_in_openssh_format(sshd, tmp_path):
     assert lines[0].startswith("# staging hosts") and lines[1].startswith("10.9.9.9 ")  # others kept
     # OpenSSH itself agrees with what was recorded
     found = process.run(["ssh-keygen", "-F", f"[127.0.0.1]:{sshd.port}", "-f", str(known)])
-    assert found.ok and "ssh-ed25519" in found.stdout and "ecdsa-sha2-nistp256" in found.stdout
+    assert found.ok and all(t in found.stdout for t in ("ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa"))
 
 
 def test_changed_key_is_refused_with_both_fingerprints(sshd, tmp_path):
@@ -74,11 +74,11 @@ def test_recording_again_replaces_the_old_line(sshd, tmp_path):
     record(known, check_host(sshd.target, known))
     sshd.restart(new_keys=True)
     rescan = scan_host(sshd.target, known)  # what `devbox trust` shows, and records once confirmed
-    assert rescan.status == CHANGED and len(rescan.offered) == 2
+    assert rescan.status == CHANGED and len(rescan.offered) == 3
     record(known, rescan)
     assert check_host(sshd.target, known).status == TRUSTED
     assert scan_host(sshd.target, known).status == TRUSTED
-    assert len(known.read_text().splitlines()) == 2  # ed25519 + ecdsa, old ones gone
+    assert len(known.read_text().splitlines()) == 3  # ed25519, ecdsa, rsa; the old ones gone
 
 
 def test_one_bad_host_stops_all_and_is_named(sshd, tmp_path):
@@ -161,7 +161,7 @@ def test_hosts_behind_a_jump_host_are_checked_through_it(tmp_path):
         behind = scan_host(host, known)
         assert behind.status == UNKNOWN
         assert {k.fingerprint for k in behind.offered} == {target.host_fingerprint("ed25519"),
-                                                           target.host_fingerprint("ecdsa")}
+                                                           target.host_fingerprint("ecdsa"), target.host_fingerprint("rsa")}
         record(known, behind)
         assert check_host(host, known).status == TRUSTED
         assert "Accepted publickey for root" in (jump.root / "sshd.log").read_text()  # it went through the jump
@@ -182,3 +182,15 @@ def test_jump_specs_parse_like_openssh():
     assert parse_jump("ops@bastion.example:2222") == ("ops", "bastion.example", 2222)
     assert parse_jump("10.0.0.1") == (None, "10.0.0.1", 22)
     assert parse_jump("u@[2001:db8::1]:2200") == ("u", "2001:db8::1", 2200)
+
+
+def test_a_host_with_only_an_rsa_key_pinned_is_checked_with_sha2_signatures(sshd, tmp_path):
+    known = tmp_path / "staging.known_hosts"
+    full = scan_host(sshd.target, known)
+    rsa_only = [k for k in full.offered if k.key_type == "ssh-rsa"]
+    assert len(rsa_only) == 1
+    from dataclasses import replace
+    record(known, replace(full, offered=tuple(rsa_only)))
+    assert check_host(sshd.target, known).status == TRUSTED
+    sshd.restart(new_keys=True)
+    assert check_host(sshd.target, known).status == CHANGED
