@@ -168,7 +168,9 @@ def integration(app, report_dir, lab_name, keep_workdir):
     of devbox.yml, write JUnit XML + JSON reports, tear everything down. Exit code 0 only if all passed."""
     from .integration import summary_lines
 
-    if getattr(app, "progress", None) is None or app.progress.__name__ == "_no_progress":
+    from .app import _no_progress
+
+    if getattr(app, "progress", None) in (None, _no_progress):  # progress lines on stderr, the summary on stdout
         app.progress = lambda subject, message: click.echo(f"{subject}: {message}", err=True)
     outcome = app.integration(report_dir, lab_name=lab_name, keep_workdir=keep_workdir)
     for line in summary_lines(outcome.report):

@@ -290,3 +290,20 @@ def test_a_lab_that_fails_to_start_still_leaves_a_failing_report(tmp_path):
     app.the_lab = FakeLab(lambda argv: 1)  # the inner run crashed before writing anything
     outcome = integrate(app, tmp_path / "reports", environ={})
     assert outcome.exit_code == 1 and "without writing its report" in outcome.report.steps[0].message
+
+
+def test_cli_prints_the_verdict_and_exits_with_it(tmp_path):
+    from click.testing import CliRunner
+
+    from provisioner.cli import main
+
+    def broken(argv):
+        raise DevboxError("the lab needs root")
+
+    app = LabDevbox(project_dir=tmp_path)
+    app.the_lab = FakeLab(broken)
+    result = CliRunner().invoke(main, ["-C", str(tmp_path), "integration", "--report-dir", str(tmp_path / "r")],
+                                obj=app, env={"DEVBOX_LAB": ""})
+    assert result.exit_code == 1
+    assert "FAIL lab      lab (0s): the lab did not start: the lab needs root" in result.output
+    assert "integration: FAILED" in result.output and (tmp_path / "r" / "integration.xml").exists()
