@@ -355,6 +355,9 @@ def _provision_locked(app: "Devbox", topology: "Topology", state: State, selecte
     # every real run leaves on each VM what it applied (/etc/devbox/applied.json); a check run changes nothing
     stamping = {} if check else stamp_run_args(app.project_dir, playbook, environment="dev", limit=ansible_limit,
                                                tags=tags)
+    if incremental and ansible_limit is None and not incremental.plan.run_whole_playbook:
+        # the subset's plays name their VMs; devbox's own plays after it (the stamp) must not reach the others
+        ansible_limit = ",".join(incremental.hosts_to_contact)
     for n in selected:
         app.progress(n, "provisioning")
     result = app.playbooks.run(playbook=incremental.playbook if incremental else playbook, on_event=events,

@@ -46,6 +46,11 @@ class IncrementalRun:
     def vms_to_run(self) -> tuple[str, ...]:
         return tuple(n for n in self.names if not self.plan.vm(n).nothing)
 
+    @property
+    def hosts_to_contact(self) -> tuple[str, ...]:
+        """The VMs the run connects to: those with work, and those whose facts it gathers for them."""
+        return tuple(dict.fromkeys((*self.vms_to_run, *self.plan.gather_facts_for)))
+
 
 def _only(plan: IncrementalPlan, names: Sequence[str]) -> IncrementalPlan:
     """The plan for ``names`` only (the other VMs run nothing)."""

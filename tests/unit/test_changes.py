@@ -445,6 +445,7 @@ def test_provision_runs_the_subset_playbook_on_the_changed_vm_only(devbox_projec
     [call] = runner.calls
     generated = devbox_project / ".devbox/incremental/site.yml"
     assert call["playbook"] == generated
+    assert call["limit"] == "db-1"  # devbox's own stamp play after the subset must not reach web-1 either
     plays = yaml.safe_load(generated.read_text())
     assert [(p["hosts"], p["roles"]) for p in plays] == [(["db", "&~^(db\\-1)$"], [{"role": "db"}])]
     assert (devbox_project / ".devbox/incremental/roles").resolve() == (devbox_project / "playbooks/roles").resolve()
