@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable
 
 from .environments import RunPlan, check_confirmation
 from .errors import DevboxError, UsageError
-from .parity import (Machine, ParityReport, Unreachable, baseline_json, build_report, expectations_from_config,
+from .parity import (Machine, ParityReport, baseline_json, build_report, expectations_from_config,
                      load_baseline, roles_from_ledger)
 from .parity_gather import Gathered, gather, inventory_all_vars, readable_inventory_copy
 from .parity_scan import Managed, scan_playbook
