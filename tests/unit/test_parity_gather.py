@@ -89,3 +89,14 @@ def test_the_original_inventory_with_its_vault_file_is_what_breaks(inventory, tm
                                          known_hosts=tmp_path / "known_hosts")
     with pytest.raises(CommandFailed, match="no vault secrets found"):
         gather(runner, inventory=inventory, managed=Managed(), side="staging", hosts=["alpha", "beta"])
+
+
+@pytest.mark.ansible
+def test_facts_playbook_passes_ansible_lint_production_profile(tmp_path):
+    import subprocess
+    import sys
+    from provisioner.parity_gather import FACTS_PLAYBOOK
+    lint = Path(sys.executable).parent / "ansible-lint"
+    result = subprocess.run([str(lint), "--profile", "production", "--offline", str(FACTS_PLAYBOOK)], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
