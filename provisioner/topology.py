@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -187,10 +188,10 @@ def _base_names(classes: Mapping[frozenset[str], list[Host]], inventory: Invento
         groups = {g for h in hosts for g in h.groups if g not in ignored} or set(signature)
         direct[signature] = sorted(groups, key=lambda g: (order.get(g, len(order)), g))
     first = {sig: slug(groups[0]) if groups else "ungrouped" for sig, groups in direct.items()}
-    taken = [first[sig] for sig in classes]
+    taken = Counter(first.values())
     names = {}
     for sig in classes:
-        if taken.count(first[sig]) > 1 and len(direct[sig]) > 1:
+        if taken[first[sig]] > 1 and len(direct[sig]) > 1:
             names[sig] = slug("-".join(direct[sig]))
         else:
             names[sig] = first[sig]
@@ -252,10 +253,11 @@ def _truncate(name: str) -> str:
 
 def _unique(names: list[str]) -> list[str]:
     seen: set[str] = set()
+    wanted = set(names)
     result = []
     for name in names:
         candidate, n = name, 2
-        while candidate in seen or (candidate != name and candidate in names):
+        while candidate in seen or (candidate != name and candidate in wanted):
             candidate, n = f"{name}-{n}", n + 1
         seen.add(candidate)
         result.append(candidate)

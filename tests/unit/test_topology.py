@@ -232,3 +232,13 @@ def test_network_devices_excluded_and_an_empty_plan_warned(tmp_path):
     assert topology.machines == ()
     assert "network device" in topology.excluded[0].reason
     assert any(w.startswith("no VMs") for w in topology.warnings)
+
+
+def test_thousands_of_distinct_classes_stay_fast(tmp_path):
+    import time
+    # one group per host (seen in inventories generated from a CMDB): every host is its own class
+    text = "".join(f"[svc_{i}]\nhost{i}\n" for i in range(3000))
+    start = time.perf_counter()
+    topology = plan(text, {"network": "10.0.0.0/16"}, tmp_path=tmp_path)
+    assert len(topology.machines) == 3000 and len(set(names(topology))) == 3000
+    assert time.perf_counter() - start < 20
