@@ -608,12 +608,16 @@ class Lab:
         if not argv:
             raise DevboxError("nothing to run", "usage: devbox lab run -- COMMAND [ARG...]")
         child: subprocess.Popen | None = None
+        received = [signal.SIGINT]
 
         def on_term(signum, frame):
+            received[0] = signum
             raise KeyboardInterrupt(f"signal {signum}")
 
         old_term = signal.signal(signal.SIGTERM, on_term)
         old_hup = signal.signal(signal.SIGHUP, on_term)
+        # also when started with SIGINT ignored (a background job of a script): Ctrl-C must still tear down
+        signal.signal(signal.SIGINT, on_term)
         try:
             up = self.up()
             self.progress("lab", f"up in {up.seconds:.1f} s; running: {' '.join(argv)}")
@@ -630,7 +634,7 @@ class Lab:
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait()
-            return 130
+            return 128 + received[0]  # 130 for Ctrl-C, 143 for SIGTERM
         finally:
             # a second Ctrl-C must not cut the teardown short
             signal.signal(signal.SIGINT, signal.SIG_IGN)
