@@ -264,7 +264,22 @@ def _to_model(source: Path, data, warnings: list[str]) -> Inventory:
         ancestors = frozenset(str(g.name) for g in host.groups) - {"all", "ungrouped"}
         host_vars = {k: v for k, v in plain(host.vars).items() if k not in LOADER_VARS}
         hosts[name] = Host(name=name, groups=tuple(direct.get(name, ())), all_groups=ancestors, vars=host_vars)
-    return Inventory(source=source, hosts=hosts, groups=groups, warnings=tuple(dict.fromkeys(warnings)))
+    return Inventory(source=source, hosts=hosts, groups=groups, warnings=_readable_warnings(warnings, groups))
+
+
+_VALID_GROUP = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _readable_warnings(warnings: list[str], groups: Mapping[str, Group]) -> tuple[str, ...]:
+    """Ansible's warnings without advice about its own flags, naming the groups where it only counts them."""
+    result = []
+    for warning in dict.fromkeys(warnings):
+        warning = warning.replace(", use -vvvv to see details", "")
+        if warning.startswith("Invalid characters were found in group names"):
+            bad = [g for g in groups if not _VALID_GROUP.match(g)]
+            warning = f"{warning}: {', '.join(bad)}"
+        result.append(warning)
+    return tuple(result)
 
 
 def plain(value: Any) -> Any:
