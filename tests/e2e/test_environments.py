@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -153,5 +154,7 @@ def test_integration_runs_the_smoke_checks_and_reports(devbox_project, timings):
         "up and provision", "the release file is served by python's http.server on web-1", "destroy"]
     report = json.loads((p.path / "report" / "integration.json").read_text())
     assert report["ok"] is True
-    # torn down: the run's copy of the project left no VM behind
-    assert not (p.path / ".vagrant").exists()
+    # torn down: no VM of the run's copy of the project is left in libvirt
+    domains = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture_output=True,
+                             text=True, timeout=60)
+    assert domains.returncode == 0 and "devbox-integration-" not in domains.stdout, domains.stdout
