@@ -209,6 +209,9 @@ def ansible_env(*, known_hosts: Path, log_path: Path, strict_host_keys: bool = F
         "ANSIBLE_SSH_CONTROL_PATH_DIR": control_path_dir(),
         "ANSIBLE_SSH_CONTROL_PATH": "%(directory)s/%%C",
         "ANSIBLE_HOST_KEY_CHECKING": "True",
+        # connection and become-prompt timeout (default 10 s): software-emulated VMs on a busy machine take
+        # longer than that for `sudo`, and a timeout there is reported as "unreachable"
+        "ANSIBLE_TIMEOUT": "60",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_NOCOLOR": "True",
         "ANSIBLE_LOG_PATH": str(log_path),
