@@ -7,7 +7,6 @@ import json
 import os
 import re
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -47,17 +46,14 @@ def test_parity_against_a_staging_vm_names_hand_made_changes(devbox_project, vag
     for name in ("devbox.yml", "inventories", "playbooks"):
         project.copy_in(FIXTURE / name)
 
-    # the staging VM boots while devbox brings up development
-    vagrant_project.write_vagrantfile(VAGRANTFILE)
-    booted: dict = {}
-    staging_boot = threading.Thread(target=lambda: booted.setdefault(
-        "result", vagrant_project.vagrant("up", "--no-provision", check=False)))
-    with timings.measure("devbox init + up (1 VM) while the staging VM boots"):
-        staging_boot.start()
+    # one VM boots at a time: under software emulation two booting guests on a busy machine can exceed
+    # Vagrant's boot timeout
+    with timings.measure("devbox init + up (1 VM)"):
         project.devbox("init")
         project.devbox("up")
-        staging_boot.join()
-    assert booted["result"].returncode == 0, booted["result"].stdout[-2000:] + booted["result"].stderr[-2000:]
+    vagrant_project.write_vagrantfile(VAGRANTFILE)
+    with timings.measure("vagrant up (staging VM)"):
+        vagrant_project.vagrant("up", "--no-provision")
 
     ssh_config = vagrant_project.vagrant("ssh-config").stdout
     key_file = re.search(r"IdentityFile\s+(\S+)", ssh_config).group(1).strip('"')
