@@ -387,12 +387,14 @@ class Lab:
     def _write_host_files(self) -> None:
         paths = self.paths
         private = paths.private
-        # a fresh copy of the machine's libvirt configuration, without any definitions in it
-        shutil.copytree(LIBVIRT_DIRS["etc"], private / "etc", symlinks=True,
-                        ignore=shutil.ignore_patterns("*.xml", "autostart", "storage", "secrets"),
-                        dirs_exist_ok=True) if Path(LIBVIRT_DIRS["etc"]).is_dir() else (private / "etc").mkdir(parents=True)
-        if Path(LIBVIRT_DIRS["etc"], "nwfilter").is_dir():  # nwfilter rules are part of libvirt, not ours
-            shutil.copytree(Path(LIBVIRT_DIRS["etc"], "nwfilter"), private / "etc" / "nwfilter", dirs_exist_ok=True)
+        # a fresh copy of the machine's libvirt configuration, without any domain, network or pool definitions
+        etc = Path(LIBVIRT_DIRS["etc"])
+        (private / "etc").mkdir(parents=True, exist_ok=True)
+        if etc.is_dir():
+            shutil.copytree(etc, private / "etc", symlinks=True, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("*.xml", "autostart", "storage", "secrets"))
+        if (etc / "nwfilter").is_dir():  # nwfilter rules ship with libvirt: keep them
+            shutil.copytree(etc / "nwfilter", private / "etc" / "nwfilter", dirs_exist_ok=True)
         qemu_conf = private / "etc" / "qemu.conf"
         base = qemu_conf.read_text() if qemu_conf.exists() else ""
         # qemu as root: it must read boxes under VAGRANT_HOME and images in the private pool wherever they are
