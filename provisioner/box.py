@@ -30,6 +30,9 @@ DEFAULT_CACHE_DIR = Path(os.environ.get("DEVBOX_CACHE_DIR", "/var/cache/devbox")
 DEFAULT_RELEASE = "bookworm"
 RELEASE_VERSIONS = {"bullseye": "11", "bookworm": "12", "trixie": "13"}
 DISK_SIZE_GB = 4
+# Bump when a change to the build steps in this module changes the image (the data files and the package
+# list are part of the digest already), so cached boxes built the old way are rebuilt.
+BUILD_FORMAT = 1
 
 # What every devbox VM needs before Ansible's first task: an init system and udev, a kernel, sshd, sudo, a
 # DHCP client (systemd-networkd), and Python for Ansible. python3-apt because Ansible's apt module needs it
@@ -193,12 +196,11 @@ class BoxSpec:
         """Everything that changes the box: release, sources, packages, size, our data files, the key."""
         h = hashlib.sha256()
         h.update(json.dumps({
-            "release": self.release, "sources": one_line_entries(list(self.sources)),
+            "format": BUILD_FORMAT, "release": self.release, "sources": one_line_entries(list(self.sources)),
             "packages": list(self.packages), "disk": self.disk_size_gb, "key": insecure_key,
         }, sort_keys=True).encode())
         for path in sorted(DATA_DIR.iterdir()):
             h.update(path.name.encode() + b"\0" + path.read_bytes())
-        h.update(Path(__file__).read_bytes())
         return h.hexdigest()[:16]
 
 
@@ -334,8 +336,16 @@ class BoxBuilder:
                 for name in ("metadata.json", "Vagrantfile", "devbox-box.json", "vmlinuz", "initrd.img", "box.img"):
                     tar.add(pack / name, arcname=name)
             os.replace(tmp, box)
+            self._prune_older(box)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    def _prune_older(self, keep: Path) -> None:
+        """Box files of this name built from older inputs: 250 MB each, and nothing uses them any more
+        (Vagrant keeps its own copy of the box it was given)."""
+        for old in keep.parent.glob(f"{self.spec.name.replace('/', '-')}-*.box"):
+            if old != keep:
+                old.unlink(missing_ok=True)
 
     def _write_overlay(self, overlay: Path, key_path: Path) -> None:
         files = {

@@ -121,6 +121,12 @@ def test_digest_is_stable_and_changes_with_every_input():
     assert base != spec(sources=other_sources).digest("KEY")
 
 
+def test_digest_changes_with_the_build_format(monkeypatch):
+    base = spec().digest("KEY")
+    monkeypatch.setattr(box, "BUILD_FORMAT", box.BUILD_FORMAT + 1)
+    assert spec().digest("KEY") != base
+
+
 def test_box_name_follows_the_debian_version():
     assert spec().name == "devbox/debian12"
     assert spec(release="trixie").name == "devbox/debian13"
