@@ -10,6 +10,7 @@ is a cache hit. The package mirror is never hard-coded: it comes from the machin
 """
 from __future__ import annotations
 
+import fcntl
 import glob
 import hashlib
 import json
@@ -269,20 +270,53 @@ class BoxBuilder:
         digest = self.spec.digest(key_path.read_text())
         box = self.box_path(digest)
         log_path = self.cache_dir / "logs" / f"box-build-{digest}.log"
-        cached = box.is_file() and not force
-        if cached:
-            self.progress("box", f"cached: {box}")
-        else:
-            self._build(box, key_path, log_path, digest)
-        if output:
-            output = Path(output)
-            output.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(box, output)
-        added = self._add_to_vagrant(box, digest, log_path) if add else False
+        # one build or `vagrant box add` at a time on this machine (several labs may start together)
+        with self._lock():
+            cached = box.is_file() and not force
+            if cached:
+                self.progress("box", f"cached: {box}")
+            else:
+                self._build(box, key_path, log_path, digest)
+            if output:
+                output = Path(output)
+                output.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(box, output)
+            added = self._add_to_vagrant(box, digest, log_path) if add else False
         return BoxBuildResult(self.spec.name, output or box, digest, cached, added,
                               time.monotonic() - started, box.stat().st_size, None if cached else log_path)
 
     # -- steps ------------------------------------------------------------------------------------------
+
+    def _lock(self):
+        lock_path = self.cache_dir / "box.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        builder = self
+
+        class _Lock:
+            def __enter__(self):
+                self.fh = open(lock_path, "w")
+                try:
+                    fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    builder.progress("box", f"waiting for another box build ({lock_path})")
+                    fcntl.flock(self.fh, fcntl.LOCK_EX)
+
+            def __exit__(self, *exc):
+                self.fh.close()  # closing releases the lock
+
+        return _Lock()
+
+    @staticmethod
+    def _remove_work_dir(work: Path) -> None:
+        """A build killed inside mmdebstrap can leave /proc or /sys mounted in its root: unmount, then delete."""
+        prefix = str(work) + "/"
+        try:
+            mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+        except OSError:
+            mounts = []
+        for mountpoint in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
+            process.run(["umount", "-l", mountpoint])
+        shutil.rmtree(work, ignore_errors=True)
 
     def _step(self, what: str, argv: list[str], log_path: Path, **kwargs) -> process.ProcessResult:
         self.progress("box", what)
@@ -303,7 +337,7 @@ class BoxBuilder:
             raise DevboxError("building the box needs root (mmdebstrap creates device nodes and file ownership)",
                               "run `sudo devbox box build`")
         work = self.cache_dir / "build" / digest
-        shutil.rmtree(work, ignore_errors=True)
+        self._remove_work_dir(work)
         (work / "overlay").mkdir(parents=True)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text("")
@@ -338,7 +372,7 @@ class BoxBuilder:
             os.replace(tmp, box)
             self._prune_older(box)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            self._remove_work_dir(work)
 
     def _prune_older(self, keep: Path) -> None:
         """Box files of this name built from older inputs: 250 MB each, and nothing uses them any more
