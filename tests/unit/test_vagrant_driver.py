@@ -151,3 +151,16 @@ def test_ctrl_c_waits_for_vagrant_to_clean_up_then_interrupts(tmp_path, monkeypa
     assert time.monotonic() - started >= 0.9  # vagrant was not killed at the first Ctrl-C
     assert (tmp_path / "cleaned").exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # our handler is gone again
+
+
+def test_parsers_on_output_captured_from_booted_lab_vms():
+    states = parse_status(read("status-running.txt"))
+    assert {n: (s.state, s.provider) for n, s in states.items()} == {"web-1": ("running", "libvirt"),
+                                                                     "db-1": ("running", "libvirt")}
+    configs = parse_ssh_config(read("ssh-config-running.txt"))
+    assert list(configs) == ["web-1", "db-1"]
+    web = configs["web-1"]
+    assert (web.host, web.port, web.user) == ("192.168.121.198", 22, "vagrant")
+    assert web.identity_file == "/home/dev/project/.vagrant/machines/web-1/libvirt/private_key"
+    # Vagrant's own insecure settings are kept aside, never used by devbox's connections
+    assert ("stricthostkeychecking", "no") in web.options and ("userknownhostsfile", "/dev/null") in web.options
