@@ -73,13 +73,20 @@ def test_development_and_staging_with_every_safety_rail(devbox_project, vagrant_
 
     vagrant_project.write_vagrantfile(VAGRANTFILE)
     booted: dict = {}
-    staging_boot = threading.Thread(target=lambda: booted.setdefault(
-        "result", vagrant_project.vagrant("up", "--no-provision", check=False)))
+
+    def boot_staging():
+        try:  # a loaded CI machine emulating several VMs can take long: say so instead of a KeyError
+            booted["result"] = vagrant_project.vagrant("up", "--no-provision", check=False, timeout=2400)
+        except Exception as exc:
+            booted["error"] = exc
+
+    staging_boot = threading.Thread(target=boot_staging)
     with timings.measure("staging VM boot while dev init"):
         staging_boot.start()
         init = p.devbox("init")
         # not two `vagrant up` at once: both would create libvirt's management network ("not active" errors)
         staging_boot.join()
+    assert "error" not in booted, f"the staging VM did not boot: {booted.get('error')}"
     assert booted["result"].returncode == 0, booted["result"].stdout[-2000:] + booted["result"].stderr[-2000:]
     with timings.measure("dev up (1 VM)"):
         up = p.devbox("up")
