@@ -176,7 +176,7 @@ def test_emulator_wrapper_shrinks_the_translation_cache_and_passes_everything_el
 
 def test_vagrant_home_vagrantfile_holds_the_host_specific_provider_settings():
     text = lab.vagrant_home_vagrantfile(Path("/x/wrapper"))
-    for setting in ('libvirt.driver = "qemu"', 'libvirt.emulator_path = "/x/wrapper"',
+    for setting in ('config.vm.boot_timeout = 900', 'libvirt.driver = "qemu"', 'libvirt.emulator_path = "/x/wrapper"',
                     'libvirt.graphics_type = "none"', 'libvirt.video_type = "none"'):
         assert setting in text
 
