@@ -25,8 +25,8 @@ def test_parse_status_not_created_capture():
 
 
 def test_parse_status_normalises_libvirt_shutoff():
-    states = parse_status(read("status-running-shutoff.txt"))
-    assert {n: s.state for n, s in states.items()} == {"web-1": "running", "db-1": "poweroff"}
+    states = parse_status(read("status-halted.txt"))
+    assert {n: s.state for n, s in states.items()} == {"web-1": "poweroff", "db-1": "poweroff"}
 
 
 def test_parse_status_ignores_non_machine_lines():
