@@ -417,13 +417,15 @@ class Lab:
         script = f"mkdir -p {LIBVIRT_DIRS['run']} && {binds} && exec sleep infinity"
         pid = self.system.spawn(["ip", "netns", "exec", self.name, "unshare", "--mount", "--propagation", "private",
                                  "--", "/bin/sh", "-c", script], log_path=self.paths.logs / "holder.log")
-        # the binds are done once the holder is sleeping in a mount namespace of its own
+        # The binds are done once the holder has exec'd `sleep`. Its earlier command lines (ip netns exec, unshare,
+        # sh -c SCRIPT) also contain the word "sleep", and a daemon entering one of those would join the wrong
+        # mount namespace, so only the exact final command line counts.
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if not self.system.alive(pid):
                 raise LabError("the lab's namespace holder exited during set-up",
                                f"see {self.paths.logs / 'holder.log'}")
-            if "sleep" in self.system.cmdline(pid):
+            if self.system.cmdline(pid).strip() == "sleep infinity":
                 return pid
             time.sleep(0.1)
         raise LabError("the lab's namespace holder did not start within 15 s", f"see {self.paths.logs / 'holder.log'}")

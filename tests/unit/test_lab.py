@@ -206,3 +206,36 @@ def test_commands_for_a_lab_that_is_not_up_fail_with_the_next_step(tmp_path):
     with pytest.raises(lab.LabError) as err:
         the_lab.command_argv(["true"])
     assert "devbox lab up" in err.value.hint
+
+
+class HolderStartingUp(FakeSystem):
+    """The holder's PID shows the command lines it passes through before it sleeps in its own mount namespace."""
+
+    STAGES = ["ip netns exec t-lab unshare --mount -- /bin/sh -c mkdir -p /run/libvirt && mount --bind a b && "
+              "exec sleep infinity",
+              "/bin/sh -c mkdir -p /run/libvirt && mount --bind a b && exec sleep infinity",
+              "sleep infinity"]
+
+    def __init__(self):
+        super().__init__({})
+        self.looks: list[str] = []
+
+    def spawn(self, argv, *, log_path):
+        self.processes[10] = self.STAGES[0]
+        return 10
+
+    def cmdline(self, pid):
+        line = self.STAGES[min(len(self.looks), len(self.STAGES) - 1)]
+        self.looks.append(line)
+        return line
+
+
+def test_the_holder_counts_as_ready_only_once_it_is_sleep_itself(tmp_path, monkeypatch):
+    # "sleep" appears in the earlier command lines too; entering the PID then joins the wrong mount namespace
+    # (seen: virtlogd outside the private /run/libvirt, so libvirtd could not start any domain)
+    monkeypatch.setattr(lab.time, "sleep", lambda s: None)
+    system = HolderStartingUp()
+    the_lab = make_lab(tmp_path, system)
+    the_lab.paths.logs.mkdir(parents=True, exist_ok=True)
+    assert the_lab._start_holder() == 10
+    assert system.looks == HolderStartingUp.STAGES
