@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import DevboxError
+from .role_tasks import iter_tasks, role_task_files
 
 # Identifiers in role and play text; used to know which names a unit may read.
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -199,19 +200,6 @@ def _task_action(task: Mapping) -> tuple[str | None, Any]:
     return None, None
 
 
-def _walk_tasks(tasks: Any) -> Iterable[Mapping]:
-    if not isinstance(tasks, list):
-        return
-    for task in tasks:
-        if not isinstance(task, Mapping):
-            continue
-        if any(k in task for k in ("block", "rescue", "always")):
-            for part in ("block", "rescue", "always"):
-                yield from _walk_tasks(task.get(part))
-        else:
-            yield task
-
-
 def _templated(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
@@ -233,7 +221,7 @@ class _Scan:
 
 
 def _scan_tasks(tasks: Any, where: str, scan: _Scan, *, handlers: bool = False) -> None:
-    for task in _walk_tasks(tasks):
+    for task in iter_tasks(tasks):
         action, args = _task_action(task)
         short = _short(action) if action else ""
         if handlers:
@@ -306,15 +294,13 @@ def _top_keys(loader, path: Path) -> set[str]:
 
 def _scan_role(loader, role_path: Path, role_name: str) -> _Scan:
     scan = _Scan()
-    for sub in ("tasks", "handlers"):
-        for path in _files_under(role_path / sub) if (role_path / sub).is_dir() else ():
-            if path.suffix in (".yml", ".yaml"):
-                try:
-                    data = loader.load_from_file(str(path), unsafe=True)  # read only: no defensive deep copy
-                except Exception as exc:
-                    scan.uncertain.append(f"cannot parse {path.name} of role {role_name}: {exc}")
-                    continue
-                _scan_tasks(data, f"role {role_name}", scan, handlers=(sub == "handlers"))
+    for path, handlers in role_task_files(role_path, _files_under):
+        try:
+            data = loader.load_from_file(str(path), unsafe=True)  # read only: no defensive deep copy
+        except Exception as exc:
+            scan.uncertain.append(f"cannot parse {path.name} of role {role_name}: {exc}")
+            continue
+        _scan_tasks(data, f"role {role_name}", scan, handlers=handlers)
     for sub in ("defaults", "vars"):
         for path in _files_under(role_path / sub) if (role_path / sub).is_dir() else ():
             if path.suffix in _VAR_EXTS:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import jinja2
 import jinja2.nativetypes
 import yaml
 
 from .errors import DevboxError
+from .role_tasks import iter_tasks, role_task_files
 
 PACKAGE_MODULES = {"apt", "package", "ansible.builtin.apt", "ansible.builtin.package", "ansible.legacy.apt",
                    "ansible.legacy.package"}
@@ -29,7 +30,6 @@ SERVICE_MODULES = {"service", "systemd", "systemd_service", "ansible.builtin.ser
 USER_MODULES = {"user", "ansible.builtin.user", "ansible.legacy.user"}
 GROUP_MODULES = {"group", "ansible.builtin.group", "ansible.legacy.group"}
 TASK_LIST_KEYS = ("pre_tasks", "tasks", "post_tasks", "handlers")
-BLOCK_KEYS = ("block", "rescue", "always")
 LOOP_KEYS = ("loop", "with_items", "with_list")
 # a Debian package name (policy 5.6.1), used to find packages the playbooks mention in the fallback
 PACKAGE_TOKEN = re.compile(r"[a-z0-9][a-z0-9+.-]+")
@@ -168,25 +168,12 @@ def _scan_role(name: str, search: tuple[Path, ...], outer_vars: dict, c: _Collec
             dep_name = dep if isinstance(dep, str) else (dep.get("role") or dep.get("name")) if isinstance(dep, dict) else None
             if isinstance(dep_name, str):
                 _scan_role(dep_name, search, outer_vars, c)
-    # every task file, not only main.yml: files pulled in by include_tasks/import_tasks are covered this way
-    for sub in ("tasks", "handlers"):
-        for f in _yaml_files(role_dir / sub):
-            _scan_tasks(_load_yaml(f, c), variables, search, f.parent, c)
-
-
-def _iter_tasks(tasks: Any) -> Iterator[dict]:
-    for task in tasks if isinstance(tasks, list) else []:
-        if not isinstance(task, dict):
-            continue
-        if any(k in task for k in BLOCK_KEYS):
-            for k in BLOCK_KEYS:
-                yield from _iter_tasks(task.get(k))
-        else:
-            yield task
+    for path, _handlers in role_task_files(role_dir, _yaml_files):  # handlers are read like any task
+        _scan_tasks(_load_yaml(path, c), variables, search, path.parent, c)
 
 
 def _scan_tasks(tasks: Any, variables: dict, search: tuple[Path, ...], here: Path, c: _Collector) -> None:
-    for task in _iter_tasks(tasks):
+    for task in iter_tasks(tasks):
         for module, args in task.items():
             if module in ("include_role", "import_role", "ansible.builtin.include_role",
                           "ansible.builtin.import_role") and isinstance(args, dict):

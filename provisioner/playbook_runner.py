@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -23,6 +21,7 @@ from typing import Callable, Mapping, Sequence
 
 from .errors import CommandFailed, DevboxError
 from .fsutil import atomic_write
+from .sigint import SigintHold
 
 HostProgress = Callable[[str, str], None]  # (host, "role : task")
 
@@ -322,20 +321,6 @@ def _stdout_tail(runner, lines: int = 15) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-class _cancel_on_sigint:
+class _cancel_on_sigint(SigintHold):
     """Ctrl-C asks ansible-runner to stop ansible-playbook (which runs in its own pty session and would not see
     the signal) instead of abandoning it; the caller then re-raises ``KeyboardInterrupt``."""
-
-    def __enter__(self):
-        self.flag = False
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handler)
-        return lambda: self.flag
-
-    def _handler(self, signum, frame):
-        self.flag = True
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)

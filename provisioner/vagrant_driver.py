@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Mapping, Sequence
 
 from . import process
 from .errors import CommandFailed, DevboxError
+from .sigint import SigintHold
 
 # libvirt says `shutoff` and `paused` where VirtualBox (and python-vagrant's normalisation) say `poweroff` and
 # `saved`: devbox reports one vocabulary whatever the provider.
@@ -253,25 +253,13 @@ class PythonVagrantDriver(VagrantDriver):
         self._read(["validate"], "Vagrant rejected the Vagrantfile")
 
 
-class _sigint_after_child:
+class _sigint_after_child(SigintHold):
     """Ctrl-C reaches vagrant too (same process group), and vagrant cleans up before it exits (a half-created
     domain is destroyed, its lock released). Python's subprocess would kill it 0.25 s after our own
     KeyboardInterrupt, so the first Ctrl-C is held until vagrant has exited; a second one interrupts at once."""
 
-    def __enter__(self):
-        self.flag = False
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handler)
-        return lambda: self.flag
-
-    def _handler(self, signum, frame):
-        self.flag = True
+    def on_sigint(self) -> None:
         signal.signal(signal.SIGINT, self.previous)
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
 
 
 def _tail_since(path: Path, offset: int, lines: int = process.TAIL_LINES) -> str:

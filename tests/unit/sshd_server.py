@@ -1,4 +1,5 @@
-"""A real sshd on loopback with throwaway host keys, for the trust and environment-run tests."""
+"""A real sshd on loopback with throwaway host keys, for the tests that need SSH for real (trust, environment
+runs, parity over SSH, the secrets canary). The ``sshd`` fixture in conftest.py starts one per test."""
 from __future__ import annotations
 
 import socket
@@ -79,3 +80,14 @@ class Sshd:
     @property
     def target(self) -> TargetHost:
         return TargetHost("web-s1", "127.0.0.1", self.port)
+
+    @property
+    def ansible_login(self) -> dict:
+        """Inventory variables for a host Ansible reaches on this sshd, as root with the client key."""
+        return {"ansible_host": "127.0.0.1", "ansible_port": self.port, "ansible_user": "root",
+                "ansible_ssh_private_key_file": str(self.client_key)}
+
+    @property
+    def devbox_ssh(self) -> dict:
+        """A machine's ``ssh`` entry in .devbox/state.json (what `devbox up` learns) pointing at this sshd."""
+        return {"host": "127.0.0.1", "port": self.port, "user": "root", "identity_file": str(self.client_key)}

@@ -42,23 +42,14 @@ pytestmark = pytest.mark.ansible
 
 
 @pytest.fixture
-def sshd(tmp_path):
-    server = Sshd(tmp_path / "sshd", free_port())
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def project(tmp_path, sshd):
     root = tmp_path / "project"
     shutil.copytree(ENVS / "production", root / "inventories" / "production")
     staging = root / "inventories" / "staging"
     (staging / "group_vars" / "all").mkdir(parents=True)
     shutil.copy(ENVS / "staging" / "group_vars" / "all" / "vault.yml", staging / "group_vars" / "all" / "vault.yml")
-    host = {"ansible_host": "127.0.0.1", "ansible_port": sshd.port, "ansible_user": "root",
-            "ansible_ssh_private_key_file": str(sshd.client_key), "ansible_python_interpreter": sys.executable,
-            "ansible_become": False, "out_dir": str(tmp_path / "deployed")}
+    host = {**sshd.ansible_login, "ansible_python_interpreter": sys.executable, "ansible_become": False,
+            "out_dir": str(tmp_path / "deployed")}
     (staging / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"web": {"hosts": {"web-s1": host}},
                                                                            "db": {"hosts": {"db-s1": host}}}}}))
     (root / "playbooks").mkdir()

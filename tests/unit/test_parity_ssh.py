@@ -14,7 +14,6 @@ from click.testing import CliRunner
 from provisioner.app import Devbox
 from provisioner.cli import main
 from provisioner.trust import record, scan_host
-from sshd_server import Sshd, free_port  # tests/unit/sshd_server.py
 
 pytestmark = pytest.mark.ansible
 
@@ -24,22 +23,12 @@ VAULT_FILE = ROOT / "tests" / "data" / "envs" / "staging" / "group_vars" / "all"
 
 
 @pytest.fixture
-def sshd(tmp_path):
-    server = Sshd(tmp_path / "sshd", free_port())
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def project(tmp_path, sshd) -> Path:
     root = tmp_path / "project"
     staging = root / "inventories" / "staging"
     (staging / "group_vars" / "all").mkdir(parents=True)
-    login = {"ansible_host": "127.0.0.1", "ansible_port": sshd.port, "ansible_user": "root",
-             "ansible_ssh_private_key_file": str(sshd.client_key)}
     (staging / "hosts.yml").write_text(yaml.safe_dump({"all": {
-        "children": {"staging": {"children": {"web": {"hosts": {"web-s1": login}}}}},
+        "children": {"staging": {"children": {"web": {"hosts": {"web-s1": sshd.ansible_login}}}}},
         "vars": {"ansible_python_interpreter": "/usr/bin/python3"}}}))
     shutil.copy(VAULT_FILE, staging / "group_vars" / "all" / "vault.yml")  # no password anywhere in this test
     (root / "inventories" / "production").mkdir(parents=True)
@@ -55,8 +44,7 @@ def project(tmp_path, sshd) -> Path:
          "cpus": 1, "address": "192.168.56.11"}], "excluded": [], "warnings": []}))
     (devbox / "inventory" / "hosts.yml").write_text(yaml.safe_dump({"all": {
         "children": {"web": {"hosts": {"web-1": None}}}, "vars": {"ansible_python_interpreter": "/usr/bin/python3"}}}))
-    (devbox / "state.json").write_text(json.dumps({"version": 1, "machines": {"web-1": {"ssh": {
-        "host": "127.0.0.1", "port": sshd.port, "user": "root", "identity_file": str(sshd.client_key)}}}}))
+    (devbox / "state.json").write_text(json.dumps({"version": 1, "machines": {"web-1": {"ssh": sshd.devbox_ssh}}}))
     return root
 
 

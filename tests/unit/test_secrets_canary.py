@@ -23,7 +23,6 @@ from provisioner.app import Devbox
 from provisioner.errors import SafetyError
 from provisioner.playbook_runner import AnsibleRunnerPlaybookRunner
 from provisioner.state import load_state, save_state
-from sshd_server import Sshd, free_port  # tests/unit/sshd_server.py
 
 ENVS = Path(__file__).resolve().parents[1] / "data" / "envs"
 CANARIES = ("CANARY-PROD-7f3e9c1d", "CANARY-PROD-TOKEN-91ac55e2", "CANARY-PROD-INLINE-5d2c0e77",
@@ -69,14 +68,6 @@ class StampRedirectingRunner(AnsibleRunnerPlaybookRunner):
 
 
 @pytest.fixture
-def sshd(tmp_path):
-    server = Sshd(tmp_path / "sshd", free_port())
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def project(tmp_path):
     root = tmp_path / "project"
     (root / "inventories").mkdir(parents=True)
@@ -108,8 +99,7 @@ def test_development_runs_on_generated_values_and_no_secret_reaches_any_file(pro
     state = load_state(project / ".devbox" / "state.json")
     names = [m.name for m in app.load_topology().machines]
     for name in names:
-        state.machine(name).ssh = {"host": "127.0.0.1", "port": sshd.port, "user": "root",
-                                   "identity_file": str(sshd.client_key)}
+        state.machine(name).ssh = sshd.devbox_ssh
     save_state(project / ".devbox" / "state.json", state)
     app.playbooks = StampRedirectingRunner(tmp_path / "hosts", runner_dir=project / ".devbox" / "runner",
                                            logs_dir=project / ".devbox" / "logs",

@@ -17,14 +17,6 @@ from provisioner.trust import (CHANGED, TRUSTED, UNKNOWN, UNREACHABLE, check_hos
 from sshd_server import Sshd, free_port  # tests/unit/sshd_server.py
 
 
-@pytest.fixture
-def sshd(tmp_path):
-    server = Sshd(tmp_path, free_port())
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_known_hosts_names_follow_openssh():
     assert known_hosts_name("10.0.0.1") == "10.0.0.1"
     assert known_hosts_name("10.0.0.1", 2222) == "[10.0.0.1]:2222"
