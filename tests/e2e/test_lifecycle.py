@@ -61,6 +61,10 @@ def test_lifecycle_on_two_vms(devbox_project, timings):
     with timings.measure("devbox up (2 VMs, fresh)"):
         up = p.devbox("up")
     assert "booted: web-1, db-1" in up.stdout, up.stdout
+    # the serial console that a "no SSH" error points to holds the guest's own output, up to its login prompt
+    for n in VMS:
+        console = p.path / ".devbox" / "logs" / f"console-{n}.log"
+        assert "login:" in console.read_text(errors="replace"), console
 
     status_text = capture(p, "status-running.txt", "status", "--machine-readable")
     assert {n: s.state for n, s in parse_status(status_text).items()} == {n: "running" for n in VMS}
