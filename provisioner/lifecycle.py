@@ -265,7 +265,8 @@ def up(app: "Devbox", names: Sequence[str] = (), *, provision_after: bool = True
         topology, rendered = ensure_rendered(app)
         selected = _select(topology, names)
         state = load_state(paths.state)
-        seen = app.vagrant.status()
+        # A first `up` (no machine created yet) saves a `vagrant status` start-up: every selected VM is booted.
+        seen = {} if app.vagrant.none_created(selected) else app.vagrant.status()
         for n, s in seen.items():
             if n in selected:
                 state.record_seen(n, s.state)

@@ -7,6 +7,7 @@ their output to log files under ``.devbox/logs/``. python-vagrant swallows failu
 """
 from __future__ import annotations
 
+import glob
 import os
 import signal
 import subprocess
@@ -91,6 +92,11 @@ class VagrantDriver(ABC):
     @abstractmethod
     def validate(self) -> None:
         """Let Vagrant check the Vagrantfile; raise ``CommandFailed`` if it rejects it."""
+
+    def none_created(self, names: Sequence[str]) -> bool:
+        """True only when it is certain, without starting Vagrant, that none of ``names`` exists yet; a first
+        ``devbox up`` then needs no ``vagrant status``. When unsure, False (the caller asks Vagrant)."""
+        return False
 
 
 # ---------------------------------------------------------------------------------------------------- parsers
@@ -251,6 +257,15 @@ class PythonVagrantDriver(VagrantDriver):
 
     def validate(self) -> None:
         self._read(["validate"], "Vagrant rejected the Vagrantfile")
+
+    def none_created(self, names: Sequence[str]) -> bool:
+        # Vagrant records a created machine as .vagrant/machines/NAME/PROVIDER/id (the folder can move with
+        # VAGRANT_DOTFILE_PATH); with no such file for any of the names, none of them exists.
+        if not names:
+            return False
+        dotfile = self.env.get("VAGRANT_DOTFILE_PATH") or os.environ.get("VAGRANT_DOTFILE_PATH") or ".vagrant"
+        machines = self.root / dotfile / "machines"
+        return not any(any(machines.glob(f"{glob.escape(n)}/*/id")) for n in names)
 
 
 class _sigint_after_child(SigintHold):

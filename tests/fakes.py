@@ -25,8 +25,10 @@ class FakeVagrant(VagrantDriver):
     """
 
     def __init__(self, machines: Mapping[str, str], *, allow: Sequence[str] = (),
-                 fail: Mapping[str, Exception] | None = None, base_port: int = 2200):
+                 fail: Mapping[str, Exception] | None = None, base_port: int = 2200,
+                 knows_created: bool = False):
         self.machines = dict(machines)
+        self.knows_created = knows_created  # answer none_created() the way Vagrant's machine folder would
         self.allow = set(allow)
         self.fail = dict(fail or {})
         self.calls: list[tuple[str, tuple[str, ...]]] = []
@@ -53,6 +55,11 @@ class FakeVagrant(VagrantDriver):
                 self.boots[n] += 1
             self.machines[n] = "running"
         return self._run("up", names)
+
+    def none_created(self, names):
+        if not self.knows_created:
+            return super().none_created(names)
+        return bool(names) and all(self.machines[n] == "not_created" for n in names)
 
     def status(self):
         self._call("status")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner.vagrant_driver import parse_ssh_config, parse_status
+from provisioner.vagrant_driver import PythonVagrantDriver, parse_ssh_config, parse_status
 
 pytestmark = pytest.mark.lab
 
@@ -58,8 +58,12 @@ def test_lifecycle_on_two_vms(devbox_project, timings):
         doctor = p.devbox("doctor")
     assert "FAIL" not in doctor.stdout, doctor.stdout
 
+    # Vagrant's own machine folder tells devbox, without a `vagrant status`, that nothing is created yet
+    driver = PythonVagrantDriver(root=p.path, logs_dir=p.path / "driver-logs")
+    assert driver.none_created(VMS)
     with timings.measure("devbox up (2 VMs, fresh)"):
         up = p.devbox("up")
+    assert not driver.none_created(["web-1"]) and not driver.none_created(["db-1"])
     assert "booted: web-1, db-1" in up.stdout, up.stdout
     # the serial console that a "no SSH" error points to holds the guest's own output, up to its login prompt
     for n in VMS:
@@ -124,3 +128,4 @@ def test_lifecycle_on_two_vms(devbox_project, timings):
     known_hosts = (p.path / ".devbox" / "known_hosts").read_text()
     assert not any(configs[n].host in known_hosts for n in VMS), known_hosts
     assert yaml.safe_load((p.path / ".devbox" / "inventory" / "zz-connection.yml").read_text())["all"]["hosts"] == {}
+    assert driver.none_created(VMS)  # Vagrant removed the machines' ids with them

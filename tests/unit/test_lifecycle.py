@@ -100,6 +100,22 @@ def test_first_up_boots_all_in_one_call_then_one_ssh_config_one_ansible_run(proj
         events.index(("web-1", "provisioning: app : install packages"))
 
 
+def test_first_up_skips_vagrant_status_when_no_machine_was_ever_created(project):
+    vagrant = FakeVagrant({n: "not_created" for n in BOTH}, allow=("up", "ssh_config"), knows_created=True)
+    result = make_app(project, vagrant, FakePlaybookRunner(playbook_ok(*BOTH)), FakeSshProbe(ready=BOTH)).up()
+    assert vagrant.calls == [("up", BOTH), ("ssh_config", BOTH)]
+    assert result.booted == BOTH
+    assert {n: m.provider_state for n, m in load_state(ProjectPaths(project).state).machines.items()} == {
+        n: "running" for n in BOTH}
+
+
+def test_up_asks_vagrant_for_states_once_any_machine_exists(project):
+    vagrant = FakeVagrant({"web-1": "poweroff", "db-1": "not_created"}, allow=("status", "up", "ssh_config"),
+                          knows_created=True)
+    result = make_app(project, vagrant, FakePlaybookRunner(playbook_ok(*BOTH)), FakeSshProbe(ready=BOTH)).up()
+    assert vagrant.calls[0] == ("status", ()) and result.booted == BOTH
+
+
 def test_second_up_boots_nothing_and_asks_vagrant_only_for_states(project):
     booted_project(project)
     vagrant = FakeVagrant({n: "running" for n in BOTH}, allow=("status",))  # no up, no ssh-config

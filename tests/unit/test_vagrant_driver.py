@@ -124,6 +124,19 @@ def test_real_validate(driver, project):
         driver.validate()
 
 
+def test_none_created_reads_vagrants_machine_folder(project, monkeypatch):
+    monkeypatch.delenv("VAGRANT_DOTFILE_PATH", raising=False)
+    driver = PythonVagrantDriver(root=project, logs_dir=project / "logs")
+    assert driver.none_created(["web-1", "db-1"])
+    (project / ".vagrant" / "machines" / "db-1" / "libvirt").mkdir(parents=True)
+    assert driver.none_created(["web-1", "db-1"])  # a folder without an id: created and destroyed again
+    (project / ".vagrant" / "machines" / "db-1" / "libvirt" / "id").write_text("3f1c")
+    assert driver.none_created(["web-1"]) and not driver.none_created(["web-1", "db-1"])
+    assert not driver.none_created([])  # "all machines": unknown which, so Vagrant is asked
+    moved = PythonVagrantDriver(root=project, logs_dir=project / "logs", env={"VAGRANT_DOTFILE_PATH": "elsewhere"})
+    assert moved.none_created(["db-1"])
+
+
 @vagrant_bin
 def test_real_status_without_vagrantfile_fails(tmp_path):
     with pytest.raises(CommandFailed):
