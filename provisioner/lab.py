@@ -82,6 +82,10 @@ class LabPaths:
         return self.dir / "proxy.sock"
 
     @property
+    def proxy_access_log(self) -> Path:  # where squid_config() sends the access log (benchmarks count hits here)
+        return self.logs / "squid-access.log"
+
+    @property
     def squid_conf(self) -> Path:
         return self.dir / "squid.conf"
 
@@ -184,6 +188,7 @@ def lab_env(paths: LabPaths, *, venv_bin: Path | None = None, base_path: str | N
     return {
         "DEVBOX_LAB": paths.name,
         "DEVBOX_APT_PROXY": f"http://{GATEWAY}:{PROXY_PORT_IN_LAB}",
+        "DEVBOX_LAB_PROXY_LOG": str(paths.proxy_access_log),  # the proxy's access log (hits and misses)
         "VAGRANT_HOME": str(paths.vagrant_home),
         "VAGRANT_DEFAULT_PROVIDER": "libvirt",
         "VAGRANT_CHECKPOINT_DISABLE": "1",

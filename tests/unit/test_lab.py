@@ -191,6 +191,15 @@ def test_lab_env_puts_the_venv_first_and_points_at_the_lab(tmp_path):
     assert not env["VAGRANT_HOME"].startswith("/root")
 
 
+def test_lab_env_names_the_access_log_the_proxy_writes(tmp_path):
+    paths = lab.LabPaths("t-lab", state_root=tmp_path)
+    env = lab.lab_env(paths, venv_bin=Path("/venv/bin"), base_path="/usr/bin:/bin")
+    conf = lab.squid_config(port=3999, allowed_hosts=["mirror.example.org"], cache_dir=paths.squid_cache,
+                            run_dir=paths.dir)   # run_dir as Lab._start_proxy passes it
+    access_log = next(l.split(None, 1)[1] for l in conf.splitlines() if l.startswith("access_log "))
+    assert env["DEVBOX_LAB_PROXY_LOG"] == access_log == str(paths.logs / "squid-access.log")
+
+
 def test_commands_enter_both_namespaces_of_the_holder_with_the_lab_env(tmp_path):
     system = FakeSystem({10: "sleep infinity"})
     the_lab = make_lab(tmp_path, system)

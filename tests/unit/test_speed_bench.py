@@ -1,0 +1,380 @@
+"""bench/speed_bench.py without VMs: the project it generates (planned by devbox's own code, the playbook applied
+twice by the real ansible-playbook to a folder), the Vagrantfile with provisioner blocks (the real `vagrant
+validate`), the vagrant shim run for real, and the parsers on the real formats of squid's access.log and
+ansible-playbook's recap."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from provisioner.config import load_config
+from provisioner.inventory import load_inventory
+from provisioner.render import DEFAULT_TEMPLATE, render_vagrantfile
+from provisioner.topology import derive_topology
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("speed_bench", REPO / "bench" / "speed_bench.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["speed_bench"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+sb = _load()
+
+
+def project(tmp_path: Path, n: int) -> tuple[Path, object]:
+    root = tmp_path / f"p{n}"
+    sb.write_project(root, n, box="devbox/debian12", memory=384)
+    config = load_config(root / "devbox.yml", required=True)
+    topology = derive_topology(load_inventory(config.inventory_path()), config)
+    return root, (topology, config)
+
+
+# --- the generated project --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+def test_one_vm_per_role_group(tmp_path, n):
+    _root, (topology, _config) = project(tmp_path, n)
+    assert [m.name for m in topology.machines] == [f"{g}-1" for g in sb.ROLE_GROUPS[:n]]
+    assert all(m.memory == 384 and m.cpus == 1 for m in topology.machines)
+    assert all(len(m.represents) == 2 for m in topology.machines)  # production has two hosts per role
+
+
+def test_sizes_outside_the_role_list_are_refused():
+    with pytest.raises(ValueError):
+        sb.production_inventory(len(sb.ROLE_GROUPS) + 1)
+
+
+@pytest.mark.ansible
+def test_the_playbook_applies_and_then_changes_nothing(tmp_path):
+    """The real ansible-playbook, local connection, every path under a folder; the network step (packages) and
+    the accounts are skipped. The second run must report changed=0: the bench compares runs on converged VMs."""
+    root = tmp_path / "p"
+    sb.write_project(root, 2, box="devbox/debian12", memory=384)
+    target = tmp_path / "target"
+    for sub in ("etc/apt/apt.conf.d", "usr/local/bin"):
+        (target / sub).mkdir(parents=True)
+    argv = [str(BIN / "ansible-playbook"), "-i", "web-1,", "-c", "local", str(root / "playbooks" / "site.yml"),
+            "--skip-tags", "packages,accounts",
+            "-e", f"bench_root={target} ansible_become=false apt_proxy=http://127.0.0.1:9 "
+                  f"ansible_python_interpreter={sys.executable}"]
+    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0",
+           "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    recaps = []
+    for _ in range(2):
+        run = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        recaps.append(sb.parse_recap(run.stdout)["web-1"])
+    assert recaps[0]["changed"] == 10 and recaps[0]["failed"] == 0, recaps
+    assert recaps[1] == {"ok": 10, "changed": 0, "unreachable": 0, "failed": 0}, recaps
+    assert (target / "etc" / "apt" / "apt.conf.d" / "01proxy").read_text() == \
+        'Acquire::http::Proxy "http://127.0.0.1:9";'
+    assert "name = web-1" in (target / "opt" / "bench" / "app.conf").read_text()
+    assert os.readlink(target / "usr" / "local" / "bin" / "bench-run") == str(target / "opt" / "bench" / "run.sh")
+
+
+# --- Vagrant's per-machine provisioner ---------------------------------------------------------------------
+
+def test_provisioner_blocks_go_into_every_define_block_of_the_rendered_vagrantfile(tmp_path):
+    _root, (topology, config) = project(tmp_path, 4)
+    original = render_vagrantfile(topology, config, DEFAULT_TEMPLATE)
+    text = sb.vagrantfile_with_provisioners(original, playbook="playbooks/site.yml", inventory=".devbox/inventory")
+    assert text.count('.vm.provision "ansible" do |ansible|') == 4
+    assert text.count("ansible.playbook = 'playbooks/site.yml'") == 4
+    assert text.count("ansible.inventory_path = '.devbox/inventory'") == 4
+    blocks = re.findall(r"  config\.vm\.define '([^']+)' do \|node\|\n    node\.vm\.provision \"ansible\"", text)
+    assert blocks == [m.name for m in topology.machines]   # first thing inside each machine's block
+    # only lines were added: removing the blocks gives the original back
+    stripped = re.sub(r'    node\.vm\.provision "ansible" do \|ansible\|\n(      ansible\..*\n)+    end\n', "", text)
+    assert stripped == original
+
+
+def test_a_vagrantfile_without_define_blocks_is_refused():
+    with pytest.raises(sb.BenchError):
+        sb.vagrantfile_with_provisioners('Vagrant.configure("2") do |config|\nend\n', playbook="p.yml",
+                                         inventory="i")
+
+
+@pytest.mark.vagrant
+def test_vagrant_validate_accepts_the_vagrantfile_with_provisioners(tmp_path):
+    if shutil.which("vagrant") is None:
+        pytest.fail("vagrant is required for the vagrant tier (scripts/setup installs it)")
+    root, (topology, config) = project(tmp_path, 2)
+    (root / "Vagrantfile").write_text(render_vagrantfile(topology, config, DEFAULT_TEMPLATE))
+    (root / ".devbox" / "inventory").mkdir(parents=True)   # Vagrant checks that the inventory exists
+    (root / sb.ALT_VAGRANTFILE).write_text(sb.vagrantfile_with_provisioners(
+        (root / "Vagrantfile").read_text(), playbook="playbooks/site.yml", inventory=".devbox/inventory"))
+    env = {**os.environ, "VAGRANT_VAGRANTFILE": sb.ALT_VAGRANTFILE, "VAGRANT_CHECKPOINT_DISABLE": "1"}
+    result = subprocess.run(["vagrant", "validate"], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # and the check is real: Vagrant read the provisioner blocks of that file (the Vagrantfile itself is unchanged)
+    good = (root / sb.ALT_VAGRANTFILE).read_text()
+    (root / sb.ALT_VAGRANTFILE).write_text(good.replace("ansible.inventory_path", "ansible.no_such_option = 1\n"
+                                                        "      ansible.inventory_path", 1))
+    bad = subprocess.run(["vagrant", "validate"], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "no_such_option" in bad.stdout + bad.stderr
+
+
+# --- the vagrant shim ----------------------------------------------------------------------------------------
+
+def test_the_shim_records_each_call_and_passes_arguments_output_and_exit_code(tmp_path):
+    real = tmp_path / "real-vagrant"
+    real.write_text('#!/bin/sh\nfor a in "$@"; do echo "arg:$a"; done\nexit 3\n')
+    real.chmod(0o755)
+    log = tmp_path / "calls.tsv"
+    shim = tmp_path / "vagrant"
+    shim.write_text(sb.shim_script(str(real), log))
+    shim.chmod(0o755)
+    run = subprocess.run([str(shim), "up", "--no-provision", "web 1\tx"], capture_output=True, text=True)
+    assert run.returncode == 3
+    assert run.stdout.splitlines() == ["arg:up", "arg:--no-provision", "arg:web 1\tx"]
+    subprocess.run([str(shim), "status"], capture_output=True)
+    calls = sb.parse_shim_log(log.read_text())
+    assert [c.argv for c in calls] == [["up", "--no-provision", "web 1 x"], ["status"]]
+    assert [c.rc for c in calls] == [3, 3]
+    assert all(c.end is not None and 0 <= c.seconds < 10 for c in calls)
+
+
+def test_vagrant_calls_are_summarized_and_per_vm_calls_flagged():
+    log = ("S\t1700000000.100000\t11\tstatus\t--machine-readable\n"
+           "E\t1700000002.600000\t11\t0\n"
+           "S\t1700000002.700000\t12\tup\t--no-provision\t--parallel\tweb-1\tdb-1\n"
+           "E\t1700000060.700000\t12\t0\n"
+           "S\t1700000060.800000\t13\tssh-config\tweb-1\tdb-1\n")   # no end line: still running or killed
+    calls = sb.parse_shim_log(log)
+    summary = sb.summarize_calls(calls, ["web-1", "db-1"])
+    assert summary["count"] == 3 and summary["subcommands"] == ["status", "up", "ssh-config"]
+    assert summary["per_vm"] is False and summary["seconds_in_vagrant"] == pytest.approx(60.5)
+    assert calls[2].end is None and calls[2].rc is None
+
+    per_vm = sb.parse_shim_log("S\t1.0\t1\tssh-config\tweb-1\nE\t2.0\t1\t0\nS\t2.0\t2\tssh-config\tdb-1\n"
+                               "E\t3.0\t2\t0\n")
+    summary = sb.summarize_calls(per_vm, ["web-1", "db-1"])
+    assert summary["per_vm"] is True and summary["repeated"] == ["ssh-config"]
+    assert summary["per_vm_calls"] == ["ssh-config web-1", "ssh-config db-1"]
+    # naming the only VM of a one-VM project is not per VM
+    assert sb.summarize_calls(per_vm[:1], ["web-1"])["per_vm"] is False
+
+
+def test_a_decimal_comma_from_the_locale_is_read():
+    assert sb.parse_shim_log("S\t1700000000,25\t7\tstatus\nE\t1700000001,75\t7\t0\n")[0].seconds == 1.5
+
+
+# --- the lab proxy's access log ----------------------------------------------------------------------------
+
+SQUID_LOG = """\
+1718000000.101    350 127.0.0.1 TCP_REFRESH_UNMODIFIED/200 151860 GET http://mirror.example.org/debian/dists/bookworm/InRelease - HIER_DIRECT/192.0.2.10 -
+1718000003.512   2210 127.0.0.1 TCP_MISS/200 8800512 GET http://mirror.example.org/debian/dists/bookworm/main/binary-amd64/Packages.xz - HIER_DIRECT/192.0.2.10 application/x-xz
+1718000010.004     41 127.0.0.1 TCP_MISS/200 48032 GET http://mirror.example.org/debian/pool/main/t/tree/tree_2.1.0-1_amd64.deb - HIER_DIRECT/192.0.2.10 application/vnd.debian.binary-package
+1718000010.120     12 127.0.0.1 TCP_HIT/200 26480 GET http://mirror.example.org/debian/pool/main/b/bc/bc_1.07.1-3%2bb1_amd64.deb - HIER_NONE/- application/vnd.debian.binary-package
+1718000010.130      2 127.0.0.1 TCP_MEM_HIT/200 63616 GET http://mirror.example.org/debian/pool/main/j/jq/jq_1.6-2.1_amd64.deb - HIER_NONE/- application/vnd.debian.binary-package
+1718000010.140     35 127.0.0.1 TCP_REFRESH_UNMODIFIED/200 135268 GET http://mirror.example.org/debian/pool/main/j/jq/libjq1_1.6-2.1_amd64.deb - HIER_DIRECT/192.0.2.10 application/vnd.debian.binary-package
+1718000010.150      0 127.0.0.1 TCP_DENIED/403 3900 GET http://elsewhere.example.net/pool/x_1_all.deb - HIER_NONE/- text/html
+1718000010.160     51 127.0.0.1 TCP_REFRESH_MODIFIED/200 20000 GET http://mirror.example.org/debian/pool/main/o/oniguruma/libonig5_6.9.8-1_amd64.deb?x=1 - HIER_DIRECT/192.0.2.10 application/vnd.debian.binary-package
+"""
+
+
+def test_deb_requests_in_squids_access_log_are_counted_by_cache_result():
+    counts = sb.squid_deb_counts(SQUID_LOG)
+    assert (counts.hit, counts.revalidated, counts.miss, counts.other) == (2, 1, 2, 1)
+    assert counts.missed == ["tree_2.1.0-1_amd64.deb", "libonig5_6.9.8-1_amd64.deb"]
+    assert counts.total == 6
+    assert sb.squid_deb_counts("").total == 0
+
+
+def test_the_log_window_reads_only_what_was_added(tmp_path):
+    log = tmp_path / "access.log"
+    first, second = SQUID_LOG.splitlines(keepends=True)[:3], SQUID_LOG.splitlines(keepends=True)[3:]
+    log.write_text("".join(first))
+    window = sb.LogWindow(log).start()
+    with open(log, "a") as fh:
+        fh.write("".join(second))
+    assert window.stop(settle=0) == "".join(second)
+    log.write_text(first[0])   # rotated (smaller than the start offset): everything counts
+    assert sb.LogWindow(log).start().stop(settle=0) == ""
+    rotated = sb.LogWindow(log)
+    rotated.offset = 10_000
+    assert rotated.stop(settle=0) == first[0]
+    assert sb.LogWindow(tmp_path / "absent.log").start().stop(settle=0) == ""
+    assert sb.LogWindow(None).start().stop(settle=0) == ""
+
+
+def test_the_rebuild_verdict_says_when_the_cache_was_not_cold():
+    debs = lambda hit, miss: {"hit": hit, "revalidated": 0, "miss": miss, "other": 0, "total": hit + miss,  # noqa: E731
+                              "missed": ["tree_2.1.0-1_amd64.deb"] * miss}
+    cold_ok = {"cold": {"debs": debs(0, 5)}, "warm": {"debs": debs(10, 0)}, "cache_dir": "/c/squid/lab"}
+    assert sb.rebuild_verdict(cold_ok) == [
+        "target met: the rebuild downloaded no package again (10 of 10 .deb requests served from the cache)"]
+    warm_cache = {"cold": {"debs": debs(3, 2)}, "warm": {"debs": debs(9, 1)}, "cache_dir": "/c/squid/lab"}
+    verdict = sb.rebuild_verdict(warm_cache)
+    assert verdict[0].startswith("target MISSED: the rebuild downloaded 1 .deb again: tree_2.1.0-1_amd64.deb")
+    assert "not cold" in verdict[1] and "/c/squid/lab" in verdict[1]
+    assert "not counted" in sb.rebuild_verdict({"cold": {"debs": None}, "warm": {"debs": None}})[0]
+
+
+# --- ansible output and tables ------------------------------------------------------------------------------
+
+RECAP = """\
+PLAY RECAP *********************************************************************
+\x1b[0;32mweb-1\x1b[0m                      : \x1b[0;32mok=13  \x1b[0m changed=0    unreachable=0    failed=0    skipped=0    rescued=0    ignored=0
+db-1                       : ok=12   changed=1    unreachable=0    failed=0    skipped=1    rescued=0    ignored=0
+"""
+
+
+def test_the_play_recap_is_read_per_host_and_summed_over_runs():
+    assert sb.parse_recap(RECAP) == {"web-1": {"ok": 13, "changed": 0, "unreachable": 0, "failed": 0},
+                                     "db-1": {"ok": 12, "changed": 1, "unreachable": 0, "failed": 0}}
+    twice = sb.parse_recap(RECAP + RECAP)
+    assert twice["db-1"]["changed"] == 2
+
+
+def test_tables_align_and_show_ratios():
+    text = sb.format_table("ready", ["VMs", "vagrant", "devbox", "ratio"],
+                           [[1, sb.fmt_seconds(61.04), sb.fmt_seconds(63.5), sb.fmt_ratio(61.04, 63.5)],
+                            [4, sb.fmt_seconds(180.0), sb.fmt_seconds(None), sb.fmt_ratio(180.0, None)]])
+    assert text.splitlines() == [
+        "ready",
+        "VMs  vagrant  devbox  ratio",
+        "---  -------  ------  -----",
+        "1      61.0s   63.5s  0.96x",
+        "4     180.0s       -      -",
+    ]
+
+
+def test_the_report_has_one_table_per_benchmark_with_baseline_devbox_and_ratio():
+    calls = {"count": 3, "subcommands": ["status", "up", "ssh-config"], "per_vm": False}
+    results = {
+        "ready": {"2": {"vagrant": 90.0, "devbox": 93.0, "overhead": 3.0, "devbox_calls": calls}},
+        "provision": {"2": {"vagrant_per_machine": 120.0, "ansible_default": 70.0, "devbox": 50.0, "errors": {},
+                            "changed": {"vagrant_per_machine": 0, "ansible_default": 0}}},
+        "status": {"2": {"vagrant": 3.2, "devbox": 0.8, "devbox_calls": {"count": 0}}}, "status_repeat": 5,
+        "rebuild": {"size": 2, "cache_dir": "/c",
+                    "cold": {"seconds": 400.0, "parts": {"up": 1, "provision": 2},
+                             "debs": {"hit": 0, "revalidated": 0, "miss": 10, "other": 0, "total": 10, "missed": []}},
+                    "warm": {"seconds": 300.0, "parts": {"devbox up": 300},
+                             "debs": {"hit": 10, "revalidated": 0, "miss": 0, "other": 0, "total": 10,
+                                      "missed": []}}},
+        "errors": [],
+    }
+    text = sb.report(results)
+    ready_row = next(line for line in text.splitlines() if line.startswith("2 ") and "+3.0s" in line)
+    assert "0.97x" in ready_row and "status, up, ssh-config" in ready_row and ready_row.endswith("MISSED")
+    prov_row = next(line for line in text.splitlines() if "120.0s" in line)
+    assert "2.40x" in prov_row and "1.40x" in prov_row and prov_row.endswith("met")
+    assert any(line.startswith("2 ") and "4.00x" in line for line in text.splitlines())
+    assert "1.33x" in text and "target met: the rebuild downloaded no package again" in text
+
+
+def test_help_works_outside_the_lab():
+    run = subprocess.run([sys.executable, str(REPO / "bench" / "speed_bench.py"), "--help"], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0 and "--only" in run.stdout and "--rebuild-size" in run.stdout
+
+
+def test_outside_the_lab_it_stops_before_doing_anything(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in sb.LAB_VARS}
+    run = subprocess.run([sys.executable, str(REPO / "bench" / "speed_bench.py"), "--workdir", str(tmp_path / "w")],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode != 0 and "inside the lab" in run.stderr
+    assert not (tmp_path / "w").exists()
+
+
+def test_only_accepts_known_benchmarks():
+    assert sb.parse_only("ready,status") == ["ready", "status"]
+    with pytest.raises(Exception):
+        sb.parse_only("ready,boot")
+
+
+# --- the whole run, with every VM command replaced --------------------------------------------------------
+
+def test_a_run_follows_the_order_of_the_issue_and_writes_every_figure(tmp_path, monkeypatch, capsys):
+    """main() end to end with `Bench.run` faked (only `devbox init` and `devbox plan` really run): the order of
+    the commands per size, the vagrant calls counted from the shim log, the proxy log windows, the JSON."""
+    proxy_log = tmp_path / "access.log"
+    proxy_log.write_text("")
+    for key, value in {"DEVBOX_LAB": "t-bench", "VAGRANT_HOME": str(tmp_path / "vh"),
+                       "DEVBOX_APT_PROXY": "http://192.0.2.1:3142", sb.PROXY_LOG_VAR: str(proxy_log)}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(sb, "box_in_pool", lambda env: False)
+    deb = ("1718000010.004 41 127.0.0.1 {code}/200 48032 GET http://mirror.example.org/debian/pool/main/t/tree/"
+           "tree_2.1.0-1_amd64.deb - HIER_DIRECT/192.0.2.10 application/vnd.debian.binary-package\n")
+    seen: list[str] = []
+    real_run = sb.Bench.run
+
+    seconds = {"vagrant up": 60.0, "devbox up": 61.0, "vagrant provision": 90.0, "ansible-playbook": 50.0,
+               "devbox provision --full": 30.0}
+
+    def fake_run(self, label, argv, *, cwd, env=None, timeout=3600, check=True):
+        seen.append(label)
+        if argv[-1] == "init":
+            return real_run(self, label, argv, cwd=cwd, env=env, timeout=timeout, check=check)
+        log = self.logs / f"fake-{len(seen)}.log"
+        provisioning = argv[0].endswith("ansible-playbook") or argv[:2] == ["vagrant", "provision"]
+        log.write_text(RECAP.replace("changed=1", "changed=0") if provisioning else "")
+        names = [m["name"] for m in json.loads((cwd / ".devbox" / "plan.json").read_text())["machines"]]
+        if argv[:2] == ["vagrant", "up"]:
+            calls = [argv[1:]]
+        elif argv[-1] == "up" or argv[-2:] == ["up", "--no-provision"]:   # what devbox up does
+            calls = [["status", "--machine-readable"], ["up", "--no-provision", "--parallel", *names],
+                     ["ssh-config", *names]]
+        else:
+            calls = []
+        with open(self.shim_log, "a") as fh:
+            for i, c in enumerate(calls):
+                fh.write("S\t%d.0\t%d\t%s\nE\t%d.5\t%d\t0\n" % (i, 100 + i, "\t".join(c), i, 100 + i))
+        if "converge" in label:   # the first provisioning downloads the package
+            proxy_log.write_text(proxy_log.read_text() + deb.format(code="TCP_MISS"))
+        if argv[-1] == "up":      # the rebuild finds it in the cache
+            proxy_log.write_text(proxy_log.read_text() + deb.format(code="TCP_HIT"))
+        key = next((k for k in seconds if k in label), None)
+        return seconds.get(key, 1.0), log, 0
+
+    monkeypatch.setattr(sb.Bench, "run", fake_run)
+    monkeypatch.setattr(sb.time, "sleep", lambda seconds: None)   # LogWindow's settle time
+    out_json = tmp_path / "speed.json"
+    code = sb.main(["--sizes", "1", "2", "--status-repeat", "2", "--workdir", str(tmp_path / "w"),
+                    "--json", str(out_json)])
+    assert code == 0, capsys.readouterr()
+    strip = lambda label: re.sub(r"^\dvm ", "", label)  # noqa: E731
+    assert [strip(s) for s in seen] == [
+        "devbox init", "warm-up: vagrant up (box upload)", "warm-up: vagrant destroy",
+        "vagrant up --no-provision", "vagrant destroy -f", "devbox up --no-provision",
+        "vagrant status #1", "devbox status #1", "vagrant status #2", "devbox status #2", "devbox destroy --yes",
+        "devbox init", "vagrant up --no-provision", "vagrant destroy -f", "devbox up --no-provision",
+        "devbox provision --full (converge, first run)",
+        "vagrant provision (ansible provisioner per machine)", "ansible-playbook (defaults)", "devbox provision --full",
+        "vagrant status #1", "devbox status #1", "vagrant status #2", "devbox status #2",
+        "devbox destroy --yes (before the rebuild)", "devbox up (rebuild, cache warm)", "devbox destroy --yes",
+    ]
+    results = json.loads(out_json.read_text())
+    ready = results["ready"]["2"]
+    assert (ready["vagrant"], ready["devbox"], ready["overhead"]) == (60.0, 61.0, 1.0)
+    assert ready["devbox_calls"]["subcommands"] == ["status", "up", "ssh-config"]
+    assert ready["devbox_calls"]["per_vm"] is False and ready["vagrant_calls"]["count"] == 1
+    prov = results["provision"]["2"]
+    assert (prov["vagrant_per_machine"], prov["ansible_default"], prov["devbox"]) == (90.0, 50.0, 30.0)
+    assert prov["changed"] == {"vagrant_per_machine": 0, "ansible_default": 0} and prov["vagrant_runs"] == 2
+    assert (tmp_path / "w" / "vms-2" / sb.ALT_VAGRANTFILE).exists()
+    assert results["status"]["1"]["devbox_calls"]["count"] == 0
+    rebuild = results["rebuild"]
+    assert rebuild["size"] == 2 and rebuild["cold"]["seconds"] == 91.0 and rebuild["warm"]["seconds"] == 61.0
+    assert (rebuild["cold"]["debs"]["miss"], rebuild["warm"]["debs"]["miss"], rebuild["warm"]["debs"]["hit"]) == \
+        (1, 0, 1)
+    assert results["warm_up"]["box_in_pool_before"] is False
+    printed = capsys.readouterr().out
+    assert "target met: the rebuild downloaded no package again" in printed
+    assert "provision: the same playbook on converged VMs" in printed
+
