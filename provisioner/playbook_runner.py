@@ -178,9 +178,17 @@ def control_path_dir() -> str:
 
     A unix socket path is limited to 108 bytes; OpenSSH's ``%C`` alone is 40, so a folder inside a deep
     project directory would break multiplexing. One folder per user under the temp dir stays short.
+
+    ``DEVBOX_SSH_CONTROL_DIR`` replaces it: each test lab sets its own. Labs are separate network namespaces
+    whose VMs get the same addresses, and ``%C`` hashes host, port and user but not the namespace, so with a
+    shared folder one lab's Ansible could reuse a master connection into another lab's VM.
     """
-    path = Path(tempfile.gettempdir()) / f"devbox-cp-{os.getuid()}"
-    path.mkdir(mode=0o700, exist_ok=True)
+    override = os.environ.get("DEVBOX_SSH_CONTROL_DIR")
+    path = Path(override) if override else Path(tempfile.gettempdir()) / f"devbox-cp-{os.getuid()}"
+    if len(str(path)) + 1 + 40 > 100:
+        raise DevboxError(f"SSH control folder {path} is too long for a unix socket path with its 40-character name",
+                          "set DEVBOX_SSH_CONTROL_DIR to a shorter folder")
+    path.mkdir(mode=0o700, parents=bool(override), exist_ok=True)
     st = path.stat()
     if st.st_uid != os.getuid() or st.st_mode & 0o077:
         raise DevboxError(f"{path} is not a private folder of this user",

@@ -189,6 +189,7 @@ def test_lab_env_puts_the_venv_first_and_points_at_the_lab(tmp_path):
     assert env["DEVBOX_APT_PROXY"] == f"http://{lab.GATEWAY}:{lab.PROXY_PORT_IN_LAB}"
     assert env["LIBVIRT_DEFAULT_URI"] == "qemu:///system"
     assert not env["VAGRANT_HOME"].startswith("/root")
+    assert env["DEVBOX_SSH_CONTROL_DIR"] == str(tmp_path / "labs" / "t-lab" / "ssh")  # never shared between labs
 
 
 def test_lab_env_names_the_access_log_the_proxy_writes(tmp_path):

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 import ansible.release
@@ -55,6 +57,20 @@ def test_ansible_env_is_safe_and_uses_this_python(tmp_path):
     cp = Path(env["ANSIBLE_SSH_CONTROL_PATH_DIR"])
     assert len(str(cp)) + 1 + 40 < 100
     assert stat.S_IMODE(cp.stat().st_mode) == 0o700
+
+
+def test_control_folder_can_be_set_per_lab_and_must_stay_short(tmp_path, monkeypatch):
+    short = Path(tempfile.mkdtemp(prefix="cp-"))  # pytest's tmp_path is itself too deep for a socket folder
+    try:
+        monkeypatch.setenv("DEVBOX_SSH_CONTROL_DIR", str(short / "lab" / "ssh"))
+        env = ansible_env(known_hosts=tmp_path / "known_hosts", log_path=tmp_path / "ansible.log")
+        assert env["ANSIBLE_SSH_CONTROL_PATH_DIR"] == str(short / "lab" / "ssh")
+        assert stat.S_IMODE((short / "lab" / "ssh").stat().st_mode) == 0o700
+    finally:
+        shutil.rmtree(short)
+    monkeypatch.setenv("DEVBOX_SSH_CONTROL_DIR", "/" + "x" * 80)
+    with pytest.raises(DevboxError, match="too long"):
+        ansible_env(known_hosts=tmp_path / "known_hosts", log_path=tmp_path / "ansible.log")
 
 
 # ------------------------------------------------------------------------------------ real ansible runs
