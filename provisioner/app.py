@@ -107,10 +107,12 @@ class Devbox:
 
     # --- base box and the test lab (issue 3): the work is in box.py and lab.py ------------------------------
     def box_build(self, release: str = "bookworm", mirror: str | None = None, output: Path | None = None, *,
-                  force: bool = False):
-        """Build (or find in the cache) the libvirt base box for ``release`` and add it to Vagrant if needed."""
-        from . import box
-        builder = box.BoxBuilder(box.spec_for(release, mirror), progress=self.progress)
+                  force: bool = False, lab_name: str | None = None):
+        """Build (or find in the cache) the libvirt base box for ``release`` and add it to Vagrant if needed:
+        the user's Vagrant, or with ``lab_name`` the Vagrant home that lab's commands use."""
+        from . import box, lab
+        vagrant_env = {"VAGRANT_HOME": str(lab.LabPaths(lab_name).vagrant_home)} if lab_name else None
+        builder = box.BoxBuilder(box.spec_for(release, mirror), progress=self.progress, vagrant_env=vagrant_env)
         return builder.build(output=output, force=force)
 
     def lab(self, name: str | None = None):

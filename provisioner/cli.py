@@ -135,11 +135,12 @@ def box():
 @click.option("--mirror", metavar="URL", help="Debian mirror (default: this machine's apt sources).")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Also copy the box file here.")
 @click.option("--force", is_flag=True, help="Build again even if a box with the same inputs is cached.")
+@click.option("--lab", "lab_name", metavar="NAME", help="Add the box where the lab NAME's Vagrant looks for it.")
 @pass_app
-def box_build(app, release, mirror, output, force):
+def box_build(app, release, mirror, output, force, lab_name):
     """Build the box (cached by a digest of its inputs) and add it to Vagrant when Vagrant lacks it."""
     _echo_progress(app)
-    r = app.box_build(release=release, mirror=mirror, output=output, force=force)
+    r = app.box_build(release=release, mirror=mirror, output=output, force=force, lab_name=lab_name)
     how = "cached" if r.cached else f"built in {r.seconds:.0f} s"
     click.echo(f"{r.name}: {r.path} ({r.size_bytes / 1e6:.0f} MB, {how}"
                f"{', added to Vagrant' if r.added else ', already in Vagrant'})")
