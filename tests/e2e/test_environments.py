@@ -27,19 +27,6 @@ STAGING_IP = "192.168.56.201"  # outside devbox's VM addresses (.11 upwards), on
 STAGING_PASSWORD = (ENVS / "staging-vault-password.txt").read_text().strip()
 CANARIES = ("CANARY-PROD-7f3e9c1d", "CANARY-PROD-TOKEN-91ac55e2", "CANARY-PROD-INLINE-5d2c0e77",
             "CANARY-STAGING-4b8a2e60", STAGING_PASSWORD, (ENVS / "production-vault-password.txt").read_text().strip())
-VAGRANTFILE = f"""
-Vagrant.configure("2") do |config|
-  config.vm.box = "devbox/debian12"
-  config.vm.define "stg-web-1" do |m|
-    m.vm.hostname = "stg-web-1"
-    m.vm.network :private_network, ip: "{STAGING_IP}"
-    m.vm.provider :libvirt do |lv|
-      lv.memory = 384
-      lv.cpus = 1
-    end
-  end
-end
-"""
 
 
 def devbox_written_files(root: Path) -> list[Path]:
@@ -71,7 +58,7 @@ def test_development_and_staging_with_every_safety_rail(devbox_project, vagrant_
     (p.path / "inventories").mkdir()
     p.copy_in(ENVS / "production", "inventories/production")
 
-    vagrant_project.write_vagrantfile(VAGRANTFILE)
+    vagrant_project.define_reference_vm("stg-web-1", STAGING_IP)
     booted: dict = {}
 
     def boot_staging():

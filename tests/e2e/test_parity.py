@@ -20,19 +20,6 @@ pytestmark = pytest.mark.lab
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "parity" / "e2e"
 STAGING_IP = "192.168.56.200"  # outside the addresses devbox gives VMs (.11 upwards), on the same lab network
-VAGRANTFILE = f"""
-Vagrant.configure("2") do |config|
-  config.vm.box = "devbox/debian12"
-  config.vm.define "web-s1" do |m|
-    m.vm.hostname = "web-s1"
-    m.vm.network :private_network, ip: "{STAGING_IP}"
-    m.vm.provider :libvirt do |lv|
-      lv.memory = 384
-      lv.cpus = 1
-    end
-  end
-end
-"""
 
 
 def _staging_inventory(key_file: str, proxy: str) -> dict:
@@ -51,7 +38,7 @@ def test_parity_against_a_staging_vm_names_hand_made_changes(devbox_project, vag
     with timings.measure("devbox init + up (1 VM)"):
         project.devbox("init")
         project.devbox("up")
-    vagrant_project.write_vagrantfile(VAGRANTFILE)
+    vagrant_project.define_reference_vm("web-s1", STAGING_IP)
     with timings.measure("vagrant up (staging VM)"):
         vagrant_project.vagrant("up", "--no-provision")
 
