@@ -10,7 +10,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import yaml
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the app imports us, not the other way round at run time
     from .app import Devbox
     from .incremental import IncrementalPlan
     from .topology import Topology
+    from .vagrant_driver import SshConfig
 
 SSH_TIMEOUT = 300.0  # software-emulated guests answer SSH ~30 s after start; a loaded CI machine needs more
 STATUS_PROBE_TIMEOUT = 0.3  # a VM on a local bridge answers a TCP connect in milliseconds
@@ -242,10 +243,15 @@ def _targets(paths: ProjectPaths, state: State, names: Sequence[str]) -> list[Ss
     return targets
 
 
-def _refresh_connections(app: "Devbox", state: State, names: Sequence[str], recreated: Sequence[str]) -> None:
-    """One `vagrant ssh-config` for ``names``; recreated VMs lose their old host keys (new VM, new key)."""
+def _refresh_connections(app: "Devbox", state: State, names: Sequence[str], recreated: Sequence[str],
+                         known: Mapping[str, SshConfig] | None = None) -> None:
+    """Connection details for ``names``: those ``known`` already, the rest from one `vagrant ssh-config`.
+    Recreated VMs lose their old host keys (new VM, new key)."""
     paths = ProjectPaths(app.project_dir)
-    configs = app.vagrant.ssh_config(names=list(names))
+    configs = dict(known or {})
+    missing = [n for n in names if n not in configs]
+    if missing:
+        configs.update(app.vagrant.ssh_config(names=missing))
     for name in names:
         cfg = configs[name]
         old = state.machine(name).ssh
@@ -277,6 +283,7 @@ def up(app: "Devbox", names: Sequence[str] = (), *, provision_after: bool = True
         reprovision.forget_in(state, recreated)  # a VM created again has nothing applied yet
 
         boot_started = time.monotonic()
+        boot_started_wall = time.time()
         if to_boot:
             for n in to_boot:
                 app.progress(n, "booting")
@@ -290,7 +297,10 @@ def up(app: "Devbox", names: Sequence[str] = (), *, provision_after: bool = True
         # that were already running stay valid, so a second `up` starts no `vagrant ssh-config` at all.
         stale = [n for n in selected if n in to_boot or not state.machine(n).ssh]
         if stale:
-            _refresh_connections(app, state, stale, recreated)
+            # what Vagrant recorded while booting them spares most `up`s the `vagrant ssh-config` start-up
+            recorded = app.vagrant.recorded_ssh_config(names=[n for n in stale if n in to_boot],
+                                                       since=boot_started_wall) if to_boot else {}
+            _refresh_connections(app, state, stale, recreated, known=recorded)
         save_state(paths.state, state)
         write_connection_inventory(paths, topology, state)
 

@@ -8,6 +8,7 @@ their output to log files under ``.devbox/logs/``. python-vagrant swallows failu
 from __future__ import annotations
 
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -28,6 +29,9 @@ _STATE_ALIASES = {"shutoff": "poweroff", "paused": "saved", "shutdown": "powerof
 RUNNING = "running"
 POWEROFF = "poweroff"
 NOT_CREATED = "not_created"
+
+
+SSH_DETAILS_DIR = ".devbox/ssh-details"  # where Vagrantfile.j2's after-up trigger records each machine's SSH details
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,11 @@ class VagrantDriver(ABC):
     @abstractmethod
     def validate(self) -> None:
         """Let Vagrant check the Vagrantfile; raise ``CommandFailed`` if it rejects it."""
+
+    def recorded_ssh_config(self, *, names: Sequence[str], since: float) -> dict[str, SshConfig]:
+        """Connection details the Vagrantfile recorded while ``names`` booted (after ``since``, a wall-clock
+        time), without starting Vagrant; a machine with nothing recorded is left out (ask ``ssh_config``)."""
+        return {}
 
     def none_created(self, names: Sequence[str]) -> bool:
         """True only when it is certain, without starting Vagrant, that none of ``names`` exists yet; a first
@@ -257,6 +266,20 @@ class PythonVagrantDriver(VagrantDriver):
 
     def validate(self) -> None:
         self._read(["validate"], "Vagrant rejected the Vagrantfile")
+
+    def recorded_ssh_config(self, *, names: Sequence[str], since: float) -> dict[str, SshConfig]:
+        # Vagrantfile.j2's after-up trigger writes them; one from an earlier boot may be out of date (a new
+        # DHCP lease), so only files written since this boot began count
+        found = {}
+        for name in names:
+            path = self.root / SSH_DETAILS_DIR / f"{name}.json"
+            try:
+                if path.stat().st_mtime < since:
+                    continue
+                found[name] = SshConfig.from_json(name, json.loads(path.read_text()))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return found
 
     def none_created(self, names: Sequence[str]) -> bool:
         # Vagrant records a created machine as .vagrant/machines/NAME/PROVIDER/id (the folder can move with

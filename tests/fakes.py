@@ -26,8 +26,9 @@ class FakeVagrant(VagrantDriver):
 
     def __init__(self, machines: Mapping[str, str], *, allow: Sequence[str] = (),
                  fail: Mapping[str, Exception] | None = None, base_port: int = 2200,
-                 knows_created: bool = False):
+                 knows_created: bool = False, records_ssh: bool = False):
         self.machines = dict(machines)
+        self.records_ssh = records_ssh  # like Vagrantfile.j2's after-up trigger: details of booted VMs on disk
         self.knows_created = knows_created  # answer none_created() the way Vagrant's machine folder would
         self.allow = set(allow)
         self.fail = dict(fail or {})
@@ -55,6 +56,11 @@ class FakeVagrant(VagrantDriver):
                 self.boots[n] += 1
             self.machines[n] = "running"
         return self._run("up", names)
+
+    def recorded_ssh_config(self, *, names, since):
+        if not self.records_ssh:
+            return super().recorded_ssh_config(names=names, since=since)
+        return {n: self.config_for(n) for n in names if self.machines[n] == "running"}
 
     def none_created(self, names):
         if not self.knows_created:

@@ -64,6 +64,11 @@ def test_lifecycle_on_two_vms(devbox_project, timings):
     with timings.measure("devbox up (2 VMs, fresh)"):
         up = p.devbox("up")
     assert not driver.none_created(["web-1"]) and not driver.none_created(["db-1"])
+    # connection details came from what the Vagrantfile recorded during `vagrant up`: no vagrant call of ours
+    # read them (the comparison with `vagrant ssh-config` follows)
+    reads = p.path / ".devbox" / "logs" / "vagrant-read.log"
+    assert "ssh-config" not in (reads.read_text() if reads.exists() else ""), reads.read_text()
+    assert {f.stem for f in (p.path / ".devbox" / "ssh-details").glob("*.json")} == set(VMS)
     assert "booted: web-1, db-1" in up.stdout, up.stdout
     # the serial console that a "no SSH" error points to holds the guest's own output, up to its login prompt
     for n in VMS:
@@ -76,7 +81,9 @@ def test_lifecycle_on_two_vms(devbox_project, timings):
     assert set(configs) == set(VMS) and all(Path(c.identity_file).is_file() for c in configs.values())
     # the connection devbox cached is the one Vagrant reports, and Ansible got it through zz-connection.yml
     conn = yaml.safe_load((p.path / ".devbox" / "inventory" / "zz-connection.yml").read_text())["all"]["hosts"]
-    assert {n: conn[n]["ansible_host"] for n in VMS} == {n: configs[n].host for n in VMS}
+    assert {n: (conn[n]["ansible_host"], conn[n]["ansible_port"], conn[n]["ansible_user"],
+                conn[n]["ansible_ssh_private_key_file"]) for n in VMS} == {
+        n: (configs[n].host, configs[n].port, configs[n].user, configs[n].identity_file) for n in VMS}
     known_hosts = (p.path / ".devbox" / "known_hosts").read_text()
     assert all(configs[n].host in known_hosts for n in VMS)  # accept-new recorded both keys
 
@@ -129,3 +136,4 @@ def test_lifecycle_on_two_vms(devbox_project, timings):
     assert not any(configs[n].host in known_hosts for n in VMS), known_hosts
     assert yaml.safe_load((p.path / ".devbox" / "inventory" / "zz-connection.yml").read_text())["all"]["hosts"] == {}
     assert driver.none_created(VMS)  # Vagrant removed the machines' ids with them
+    assert not list((p.path / ".devbox" / "ssh-details").glob("*.json"))  # and the trigger their SSH details

@@ -109,6 +109,14 @@ def test_first_up_skips_vagrant_status_when_no_machine_was_ever_created(project)
         n: "running" for n in BOTH}
 
 
+def test_first_up_takes_connections_vagrant_recorded_while_booting(project):
+    vagrant = FakeVagrant({n: "not_created" for n in BOTH}, allow=("up",), knows_created=True, records_ssh=True)
+    make_app(project, vagrant, FakePlaybookRunner(playbook_ok(*BOTH)), FakeSshProbe(ready=BOTH)).up()
+    assert vagrant.calls == [("up", BOTH)]  # neither `vagrant status` nor `vagrant ssh-config`
+    conn = yaml.safe_load(ProjectPaths(project).connection_inventory.read_text())["all"]["hosts"]
+    assert conn["db-1"]["ansible_host"] == vagrant.config_for("db-1").host
+
+
 def test_up_asks_vagrant_for_states_once_any_machine_exists(project):
     vagrant = FakeVagrant({"web-1": "poweroff", "db-1": "not_created"}, allow=("status", "up", "ssh_config"),
                           knows_created=True)

@@ -2,13 +2,16 @@
 and failures (no VM is booted here; the lab tier does that)."""
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
 from provisioner.errors import CommandFailed, DevboxError
-from provisioner.vagrant_driver import (MachineState, PythonVagrantDriver, SshConfig, machine_readable_error,
+from provisioner.vagrant_driver import (SSH_DETAILS_DIR, MachineState, PythonVagrantDriver, SshConfig, machine_readable_error,
                                         parse_machine_readable, parse_ssh_config, parse_status)
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "vagrant"
@@ -122,6 +125,20 @@ def test_real_validate(driver, project):
     (project / "Vagrantfile").write_text('Vagrant.configure("2") do |config|\n  config.vm.nonsense = 1\nend\n')
     with pytest.raises(CommandFailed, match="Vagrant rejected the Vagrantfile"):
         driver.validate()
+
+
+def test_recorded_ssh_config_takes_only_what_this_boot_wrote(project):
+    driver = PythonVagrantDriver(root=project, logs_dir=project / "logs")
+    folder = project / SSH_DETAILS_DIR
+    folder.mkdir(parents=True)
+    details = {"host": "192.168.121.7", "port": 22, "user": "vagrant", "identity_file": "/p/.vagrant/key"}
+    (folder / "web-1.json").write_text(json.dumps(details))
+    (folder / "db-1.json").write_text(json.dumps({**details, "host": "192.168.121.8"}))
+    os.utime(folder / "db-1.json", (1000, 1000))  # from an earlier boot: its lease may have changed
+    (folder / "cache-1.json").write_text("{not json")
+    since = time.time() - 60
+    found = driver.recorded_ssh_config(names=["web-1", "db-1", "cache-1", "lb-1"], since=since)
+    assert found == {"web-1": SshConfig("web-1", "192.168.121.7", 22, "vagrant", "/p/.vagrant/key")}
 
 
 def test_none_created_reads_vagrants_machine_folder(project, monkeypatch):
