@@ -115,6 +115,7 @@ def playbook_files(packages: Sequence[str] = PACKAGES) -> dict[str, str]:
     content: 'Acquire::http::Proxy "{{{{ apt_proxy }}}}";'
     mode: "0644"
   when: apt_proxy | default('') | length > 0
+  register: bench_apt_proxy
 
 - name: No translations in the package index (less to fetch and parse)
   ansible.builtin.copy:
@@ -127,7 +128,9 @@ def playbook_files(packages: Sequence[str] = PACKAGES) -> dict[str, str]:
     name:
 {pkgs}
     update_cache: true
-    cache_valid_time: 86400
+    # the box's package index looks fresh but lists nothing fetched through the proxy: a new proxy setting
+    # forces one refresh, converged runs skip it
+    cache_valid_time: "{{{{ 0 if bench_apt_proxy is changed else 86400 }}}}"
     install_recommends: false
   tags: [packages]
 
