@@ -501,8 +501,10 @@ class Bench:
         return seconds, log, rc
 
     def devbox_env(self) -> dict[str, str]:
-        # devbox keeps its SSH sockets under the temp dir: a fresh one per command
-        return {"TMPDIR": str(self.fresh_dir())}
+        # devbox keeps its SSH sockets in DEVBOX_SSH_CONTROL_DIR (set by the lab) or under the temp dir: a fresh
+        # folder per command either way, so no run reuses another's open connections
+        fresh = self.fresh_dir()
+        return {"TMPDIR": str(fresh), "DEVBOX_SSH_CONTROL_DIR": str(fresh / "ssh")}
 
     def ansible_baseline_env(self) -> dict[str, str]:
         return {"ANSIBLE_CONFIG": str(self.empty_cfg), "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.fresh_dir())}
