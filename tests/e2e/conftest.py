@@ -91,22 +91,23 @@ class VagrantProject:
     def write_vagrantfile(self, text: str) -> None:
         (self.path / "Vagrantfile").write_text(text)
 
-    def define_reference_vm(self, name: str, address: str) -> None:
-        """One small VM standing for a staging host, at a fixed address on the lab's private network (tests
-        pick addresses above devbox's own, which start at .11)."""
-        self.write_vagrantfile(f"""
-Vagrant.configure("2") do |config|
-  config.vm.box = "devbox/debian12"
+    def define_vms(self, addresses: dict[str, str], *, memory: int = 384) -> None:
+        """Plain VMs of the devbox box, one CPU each, at fixed addresses on the lab's private network (tests
+        pick addresses away from devbox's own, which start at .11)."""
+        self.write_vagrantfile('\nVagrant.configure("2") do |config|\n  config.vm.box = "devbox/debian12"\n' + "".join(f"""
   config.vm.define "{name}" do |m|
     m.vm.hostname = "{name}"
     m.vm.network :private_network, ip: "{address}"
     m.vm.provider :libvirt do |lv|
-      lv.memory = 384
+      lv.memory = {memory}
       lv.cpus = 1
     end
   end
-end
-""")
+""" for name, address in addresses.items()) + "end\n")
+
+    def define_reference_vm(self, name: str, address: str) -> None:
+        """One small VM standing for a staging host."""
+        self.define_vms({name: address})
 
     def vagrant(self, *args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess:
         # `vagrant up` prints thousands of progress lines while uploading the box: they go to the log only

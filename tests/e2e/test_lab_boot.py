@@ -11,20 +11,6 @@ pytestmark = pytest.mark.lab
 
 ADDRESSES = {"alpha": "192.168.56.21", "beta": "192.168.56.22"}
 
-VAGRANTFILE = """
-Vagrant.configure("2") do |config|
-  config.vm.box = "devbox/debian12"
-""" + "".join(f"""
-  config.vm.define "{name}" do |m|
-    m.vm.hostname = "{name}"
-    m.vm.network :private_network, ip: "{ip}"
-    m.vm.provider :libvirt do |lv|
-      lv.memory = 512
-      lv.cpus = 1
-    end
-  end
-""" for name, ip in ADDRESSES.items()) + "end\n"
-
 # Fetch the Release file of the guest's first apt source (the mirror the box was built from) with Python's
 # urllib, optionally through a proxy: the same request must fail direct and work through the proxy.
 FETCH_MIRROR = r"""python3 - <<'EOF'
@@ -43,7 +29,7 @@ EOF"""
 
 def test_two_vms_boot_talk_privately_and_use_only_the_package_proxy(vagrant_project, lab_env, timings):
     proxy = lab_env["DEVBOX_APT_PROXY"]
-    vagrant_project.write_vagrantfile(VAGRANTFILE)
+    vagrant_project.define_vms(ADDRESSES, memory=512)
 
     with timings.measure("vagrant up --parallel (2 VMs)"):
         vagrant_project.vagrant("up", "--parallel", "--no-provision")
