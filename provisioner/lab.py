@@ -86,6 +86,10 @@ class LabPaths:
         return self.logs / "squid-access.log"
 
     @property
+    def ssh_control_dir(self) -> Path:  # SSH master connections of this lab only: other labs' VMs share addresses
+        return self.dir / "ssh"
+
+    @property
     def squid_conf(self) -> Path:
         return self.dir / "squid.conf"
 
@@ -189,8 +193,7 @@ def lab_env(paths: LabPaths, *, venv_bin: Path | None = None, base_path: str | N
         "DEVBOX_LAB": paths.name,
         "DEVBOX_APT_PROXY": f"http://{GATEWAY}:{PROXY_PORT_IN_LAB}",
         "DEVBOX_LAB_PROXY_LOG": str(paths.proxy_access_log),  # the proxy's access log (hits and misses)
-        # SSH master connections of this lab only: another lab's VMs have the same addresses
-        "DEVBOX_SSH_CONTROL_DIR": str(paths.dir / "ssh"),
+        "DEVBOX_SSH_CONTROL_DIR": str(paths.ssh_control_dir),
         "VAGRANT_HOME": str(paths.vagrant_home),
         "VAGRANT_DEFAULT_PROVIDER": "libvirt",
         "VAGRANT_CHECKPOINT_DISABLE": "1",

@@ -299,7 +299,7 @@ def up(app: "Devbox", names: Sequence[str] = (), *, provision_after: bool = True
         if stale:
             # what Vagrant recorded while booting them spares most `up`s the `vagrant ssh-config` start-up
             recorded = app.vagrant.recorded_ssh_config(names=[n for n in stale if n in to_boot],
-                                                       since=boot_started_wall) if to_boot else {}
+                                                       since=boot_started_wall)
             _refresh_connections(app, state, stale, recreated, known=recorded)
         save_state(paths.state, state)
         write_connection_inventory(paths, topology, state)
