@@ -68,6 +68,12 @@ class Devbox:
         from . import lifecycle
         return lifecycle.up(self, names, provision_after=provision)
 
+    def use_mitogen(self, requested: bool = True):
+        """Opt in to Mitogen for the development VMs' Ansible runs; the strategy chosen (or why not: accelerate.py)."""
+        from .accelerate import choose
+        self.playbooks.strategy = choose(requested)
+        return self.playbooks.strategy
+
     def provision(self, names: Sequence[str] = (), *, tags: str | None = None, limit: str | None = None,
                   check: bool = False, full: bool = False, dry_run: bool = False):
         """Runs only what changed since the last successful run (``full``: everything; ``dry_run``: only plan)."""
@@ -153,10 +159,11 @@ class Devbox:
     def trust_record(self, environment, checks):
         return self.environment_runs().record_keys(environment, checks)
 
-    def integration(self, report_dir: Path, *, lab_name: str | None = None, keep_workdir: bool = False):
+    def integration(self, report_dir: Path, *, lab_name: str | None = None, keep_workdir: bool = False,
+                    mitogen: bool = False):
         """The development topology from this checkout, in a lab: up, smoke checks, reports, teardown."""
         from .integration import integrate
-        return integrate(self, report_dir, lab_name=lab_name, keep_workdir=keep_workdir)
+        return integrate(self, report_dir, lab_name=lab_name, keep_workdir=keep_workdir, mitogen=mitogen)
 
     # --- parity (issue 7): the work is in parity_flow.py ------------------------------------------------------
     def parity(self, against: str | None, *, yes: bool = False, confirm=None):

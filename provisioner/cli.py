@@ -45,7 +45,7 @@ def main(ctx: click.Context, project_dir: Path, verbose: bool) -> None:
 
 pass_app = click.make_pass_decorator(object)
 
-from .env_cli import env_option, provision_env, status_env  # noqa: E402 - needs nothing from this module
+from .env_cli import env_option, mitogen_option, provision_env, status_env  # noqa: E402 - needs nothing from this module
 
 
 # --- plan / init (issue 2) -----------------------------------------------------------------------------
@@ -234,6 +234,8 @@ def _print_provision(result) -> None:
     if pb is None:
         return
     mode = " (check mode: nothing changed)" if result.check else ""
+    if pb.strategy.requested:
+        click.echo(pb.strategy.describe())
     console().print(host_summary_table(pb.hosts, f"provisioned in {pb.seconds:.0f}s from revision "
                                                  f"{result.revision or 'outside git'}{mode}"))
 
@@ -248,11 +250,14 @@ def _provision_failed(exc) -> None:
 @main.command()
 @_names_argument
 @click.option("--no-provision", is_flag=True, help="Boot and wait for SSH only.")
+@mitogen_option
 @pass_app
-def up(app, names, no_provision):
+def up(app, names, no_provision, mitogen):
     """Boot the VMs (all, or NAMES) and provision them in one Ansible run."""
     from .lifecycle import ProvisionFailed
 
+    if mitogen:
+        app.use_mitogen()
     try:
         with _with_progress(app, "devbox up"):
             result = app.up(names, provision=not no_provision)
@@ -277,8 +282,9 @@ def up(app, names, no_provision):
 @click.option("--yes", "-y", is_flag=True, help="With --env on the command line: do not ask for the typed name "
                                                 "(never for production).")
 @click.option("--no-check-first", is_flag=True, help="With --env: skip the check-mode diff before applying.")
+@mitogen_option
 @click.pass_context
-def provision(ctx, names, tags, limit, check, full, dry_run, env, yes, no_check_first):
+def provision(ctx, names, tags, limit, check, full, dry_run, env, yes, no_check_first, mitogen):
     """Run the production playbook against the development VMs (all, or NAMES), or an environment (--env)."""
     from .lifecycle import ProvisionFailed
 
@@ -290,6 +296,8 @@ def provision(ctx, names, tags, limit, check, full, dry_run, env, yes, no_check_
             raise click.UsageError("with --env, select hosts with --limit (no NAMES), and --check is implied "
                                    "unless --no-check-first")
         return provision_env(app, ctx, env, yes=yes, no_check_first=no_check_first, tags=tags, limit=limit)
+    if mitogen:
+        app.use_mitogen()
     try:
         with _with_progress(app, "devbox provision"):
             result = app.provision(names, tags=tags, limit=limit, check=check, full=full, dry_run=dry_run)

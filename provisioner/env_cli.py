@@ -157,13 +157,21 @@ def _show_keys(environment, checks) -> None:
     _console().print(table)
 
 
+mitogen_option = click.option(
+    "--mitogen", is_flag=True, envvar="DEVBOX_MITOGEN",
+    help="Development VMs only, opt-in: run Ansible with Mitogen's strategy (one Python per VM for the whole run; "
+         "much faster on emulated VMs). Falls back to Ansible's own strategy, saying why, when Mitogen is missing "
+         "or does not support the installed ansible-core. Also DEVBOX_MITOGEN=1.")
+
+
 @click.command()
 @click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("integration-report"),
               show_default=True, help="Where integration.xml (JUnit) and integration.json are written.")
 @click.option("--lab-name", default=None, help="Lab (network namespace) name; default: devbox-lab.")
 @click.option("--keep-workdir", is_flag=True, help="Keep the copy of the checkout the run used (for debugging).")
+@mitogen_option
 @pass_app
-def integration(app, report_dir, lab_name, keep_workdir):
+def integration(app, report_dir, lab_name, keep_workdir, mitogen):
     """Build the development topology from this checkout in an isolated lab, provision it, run the smoke checks
     of devbox.yml, write JUnit XML + JSON reports, tear everything down. Exit code 0 only if all passed."""
     from .integration import summary_lines
@@ -172,7 +180,7 @@ def integration(app, report_dir, lab_name, keep_workdir):
 
     if getattr(app, "progress", None) in (None, _no_progress):  # progress lines on stderr, the summary on stdout
         app.progress = lambda subject, message: click.echo(f"{subject}: {message}", err=True)
-    outcome = app.integration(report_dir, lab_name=lab_name, keep_workdir=keep_workdir)
+    outcome = app.integration(report_dir, lab_name=lab_name, keep_workdir=keep_workdir, mitogen=mitogen)
     for line in summary_lines(outcome.report):
         click.echo(line)
     click.echo(f"reports: {outcome.junit} {outcome.json}")

@@ -282,8 +282,9 @@ class IntegrationRun:
         result = app.up(())
         prov = result.provision
         hosts = prov.playbook.hosts if prov and prov.playbook else ()
+        how = f"; {prov.playbook.strategy.describe()}" if prov and prov.playbook and prov.playbook.strategy.requested else ""
         return f"booted {', '.join(result.booted) or 'nothing'}; provisioned " + \
-               ", ".join(f"{h.host} (ok {h.ok}, changed {h.changed})" for h in hosts)
+               ", ".join(f"{h.host} (ok {h.ok}, changed {h.changed})" for h in hosts) + how
 
     def _step(self, report: IntegrationReport, name: str, kind: str, action: Callable[[], str | None]) -> bool:
         self.progress("integration", name)
@@ -336,14 +337,14 @@ def lab_failure_report(project: Path, message: str, seconds: float) -> Integrati
     return report
 
 
-def devbox_argv(project: Path, report_dir: Path, keep_workdir: bool = False) -> list[str]:
+def devbox_argv(project: Path, report_dir: Path, keep_workdir: bool = False, mitogen: bool = False) -> list[str]:
     """The command the lab runs: this same devbox, inside the lab."""
     import sys
 
     exe = Path(sys.executable).parent / "devbox"
     argv = [str(exe) if exe.exists() else "devbox", "-C", str(project), "integration", "--report-dir",
             str(report_dir)]
-    return argv + (["--keep-workdir"] if keep_workdir else [])
+    return argv + (["--keep-workdir"] if keep_workdir else []) + (["--mitogen"] if mitogen else [])
 
 
 def summary_lines(report: IntegrationReport) -> list[str]:
@@ -367,7 +368,7 @@ class IntegrationOutcome:
 
 
 def integrate(app, report_dir: Path, *, lab_name: str | None = None, keep_workdir: bool = False,
-              environ: Mapping[str, str] | None = None) -> IntegrationOutcome:
+              mitogen: bool = False, environ: Mapping[str, str] | None = None) -> IntegrationOutcome:
     """Inside a lab: run the steps here. Outside: start a lab, run this command in it, tear the lab down."""
     import os
     import tempfile
@@ -380,6 +381,8 @@ def integrate(app, report_dir: Path, *, lab_name: str | None = None, keep_workdi
             def make_app(project_dir: Path):
                 inner = type(app).create(project_dir)  # the real adapters, for the copy
                 inner.progress = app.progress
+                if mitogen:
+                    inner.use_mitogen()
                 return inner
 
             run = IntegrationRun(checkout=app.project_dir, workdir=workdir, progress=app.progress,
@@ -396,7 +399,7 @@ def integrate(app, report_dir: Path, *, lab_name: str | None = None, keep_workdi
     if json_path.exists():
         json_path.unlink()  # never read last run's verdict as this run's
     try:
-        app.lab(lab_name).run(devbox_argv(app.project_dir, report_dir, keep_workdir))
+        app.lab(lab_name).run(devbox_argv(app.project_dir, report_dir, keep_workdir, mitogen=mitogen))
     except DevboxError as exc:
         report = lab_failure_report(app.project_dir, f"the lab did not start: {exc}", time.monotonic() - began)
         junit, data = write_reports(report, report_dir)

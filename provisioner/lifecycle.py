@@ -21,7 +21,7 @@ from .fsutil import atomic_write
 from .lock import ProjectLock
 from .playbook_runner import PlaybookResult
 from .ledger import EventLog
-from .ssh_probe import SshTarget, known_hosts_name
+from .ssh_probe import ProjectKnownHosts, SshTarget, known_hosts_name
 from .stamp import stamp_run_args
 from .state import State, load_state, now_iso, save_state
 
@@ -243,6 +243,17 @@ def _targets(paths: ProjectPaths, state: State, names: Sequence[str]) -> list[Ss
     return targets
 
 
+def _learn_host_keys(app: "Devbox", paths: ProjectPaths, state: State, names: Sequence[str]) -> None:
+    """Record the keys of VMs missing from the project's known_hosts with devbox's own accept-new probe (`up`
+    does this while waiting for SSH; `provision` may meet a VM booted outside devbox)."""
+    known = ProjectKnownHosts(paths.known_hosts)
+    targets = [t for t in _targets(paths, state, names) if not known.knows(t.host, t.port)]
+    results = app.ssh_probe.wait_ready(targets=targets, timeout=SSH_TIMEOUT)
+    errors = [r.error for r in results.values() if not r.ready]
+    if errors:
+        raise SshNotReady(errors)
+
+
 def _refresh_connections(app: "Devbox", state: State, names: Sequence[str], recreated: Sequence[str],
                          known: Mapping[str, SshConfig] | None = None) -> None:
     """Connection details for ``names``: those ``known`` already, the rest from one `vagrant ssh-config`.
@@ -329,6 +340,8 @@ def provision(app: "Devbox", names: Sequence[str] = (), *, tags: str | None = No
             _refresh_connections(app, state, missing, recreated=())
             save_state(paths.state, state)
         write_connection_inventory(paths, topology, state)
+        if app.playbooks.strategy.needs_known_host_keys:
+            _learn_host_keys(app, paths, state, selected)
         return _provision_locked(app, topology, state, selected, names_given=bool(names), tags=tags,
                                  limit=limit, check=check, full=full, dry_run=dry_run)
 

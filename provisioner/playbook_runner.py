@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+from .accelerate import DEFAULT as DEFAULT_STRATEGY, Strategy
 from .errors import CommandFailed, DevboxError
 from .fsutil import atomic_write
 from .sigint import SigintHold
@@ -64,6 +65,7 @@ class PlaybookResult:
     log_path: str
     seconds: float
     argv: tuple[str, ...] = field(default=())
+    strategy: Strategy = DEFAULT_STRATEGY  # how it ran (Mitogen, or why not when it was asked for)
 
     @property
     def ok(self) -> bool:
@@ -74,6 +76,9 @@ class PlaybookResult:
 
 
 class PlaybookRunner(ABC):
+    # Ansible's strategy for the runs; the app sets Mitogen's when the user opts in (accelerate.choose)
+    strategy: Strategy = DEFAULT_STRATEGY
+
     @abstractmethod
     def run(self, *, playbook: Path, inventory: Path, forks: int, limit: str | None = None,
             tags: str | None = None, check: bool = False, extravars: Mapping | None = None,
@@ -280,7 +285,8 @@ class AnsibleRunnerPlaybookRunner(PlaybookRunner):
                 playbook=str(run_playbook),
                 inventory=str(inventory),
                 envvars={**ansible_env(known_hosts=self.known_hosts, log_path=log_path,
-                                       strict_host_keys=self.strict_host_keys), **self.extra_env},
+                                       strict_host_keys=self.strict_host_keys), **self.strategy.env,
+                         **self.extra_env},
                 extravars=dict(extravars) if extravars else None,
                 cmdline=cmdline,
                 limit=limit,
@@ -297,7 +303,7 @@ class AnsibleRunnerPlaybookRunner(PlaybookRunner):
         hosts = summarize(runner.stats, collector.durations())
         result = PlaybookResult(status=runner.status, rc=runner.rc if runner.rc is not None else -1, hosts=hosts,
                                 failures=tuple(collector.failures), log_path=str(log_path), seconds=seconds,
-                                argv=argv)
+                                argv=argv, strategy=self.strategy)
         if not result.ok and not result.failures and not any(not h.succeeded for h in hosts):
             # Ansible stopped before any task could fail: syntax error, missing role, bad inventory...
             raise CommandFailed(list(argv), result.rc, _stdout_tail(runner), log_path=str(log_path),

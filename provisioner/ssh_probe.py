@@ -70,6 +70,12 @@ class ProjectKnownHosts:
         self.path = Path(path)
         self._lock = threading.Lock()
 
+    def knows(self, host: str, port: int) -> bool:
+        import paramiko
+
+        with self._lock:
+            return self.path.exists() and paramiko.HostKeys(str(self.path)).lookup(known_hosts_name(host, port)) is not None
+
     def check_or_add(self, host: str, port: int, key) -> None:
         import paramiko
 

@@ -275,6 +275,9 @@ def test_outside_a_lab_the_lab_runs_the_inner_command_and_its_report_is_read(tmp
     outcome = integrate(app, tmp_path / "reports", environ={})
     assert outcome.exit_code == 0 and outcome.report.steps[0].name == "health"
     assert app.the_lab.argv[1:5] == ["-C", str(tmp_path), "integration", "--report-dir"]
+    assert "--mitogen" not in app.the_lab.argv
+    integrate(app, tmp_path / "reports", environ={}, mitogen=True)  # the opt-in reaches the run inside the lab
+    assert app.the_lab.argv[-1] == "--mitogen"
 
 
 def test_a_lab_that_fails_to_start_still_leaves_a_failing_report(tmp_path):
