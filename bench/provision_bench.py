@@ -24,14 +24,14 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from benchlib import commit_snapshot, run_logged, tail  # noqa: E402
 from provisioner import process  # noqa: E402
 from provisioner.lifecycle import ProjectPaths  # noqa: E402
 from provisioner.planning import load_rules  # noqa: E402
@@ -41,11 +41,10 @@ BIN = Path(sys.executable).parent
 
 
 def timed(argv: list[str], *, cwd: Path, env: dict | None = None, log: Path, expect: str | None = None) -> float:
-    started = time.monotonic()
-    result = process.run(argv, cwd=cwd, env=env, log_path=log)
-    seconds = time.monotonic() - started
-    result.check(what=" ".join(argv[:3]))
-    if expect is not None and expect not in result.stdout + result.stderr:
+    seconds, rc = run_logged(argv, cwd=cwd, env=env, log=log)
+    if rc != 0:
+        raise SystemExit(f"`{' '.join(argv)}` exited with {rc}:\n{tail(log)}\n(full log: {log})")
+    if expect is not None and expect not in log.read_text(errors="replace"):
         raise SystemExit(f"`{' '.join(argv)}` did not say {expect!r}; see {log}")
     return seconds
 
@@ -75,10 +74,7 @@ def copy_project(source: Path, workdir: Path) -> Path:
         top = Path(ref).parts[0]
         if not (workdir / top).exists():
             shutil.copytree(source / top, workdir / top, symlinks=True)
-    git = ["git", "-C", str(workdir), "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
-    subprocess.run(git + ["init", "-q"], check=True)
-    subprocess.run(git + ["add", "."], check=True)
-    subprocess.run(git + ["commit", "-qm", "bench copy"], check=True)
+    commit_snapshot(workdir, "bench copy")
     return workdir
 
 

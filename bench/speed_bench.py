@@ -11,7 +11,8 @@ devbox derives N VMs), devbox.yml and a small playbook, runs `devbox init`, then
 * provision: (N >= 2) one untimed-for-the-comparison `devbox provision --full` converges the VMs, then on the same
              converged VMs, the same playbook: Vagrant's own Ansible provisioner declared in each machine's
              define block (`vagrant provision`: one ansible-playbook per machine, one after another), plain
-             `ansible-playbook` with Ansible's defaults, and `devbox provision --full`.
+             `ansible-playbook` with Ansible's defaults, and `devbox provision --full`. Reported on its own:
+             `devbox provision --full --mitogen` (the opt-in accelerated strategy, or the fallback it took).
 * status:    `vagrant status` against `devbox status`, best of 5 each.
 * rebuild:   (at --rebuild-size) the first boot + provisioning with a cold package cache, against `devbox destroy`
              + `devbox up` with the cache warm; the lab proxy's access log counts .deb requests (hit/miss).
@@ -40,6 +41,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import commit_snapshot, run_logged, tail  # noqa: E402
 
 BIN = Path(sys.executable).parent
 BENCHMARKS = ("ready", "provision", "status", "rebuild")
@@ -330,6 +334,9 @@ class DebCounts:
     miss: int = 0         # downloaded from the mirror: TCP_MISS, TCP_REFRESH_MODIFIED, ...
     other: int = 0        # denied, aborted (NONE/000), errors
     missed: list[str] = field(default_factory=list)  # file names of the misses
+    # hits and revalidations of a file this log window had not downloaded first: cached before the window began
+    # (a second VM of the same run getting a package the first one fetched is the cache working, not this)
+    cached_before: int = 0
 
     @property
     def total(self) -> int:
@@ -340,6 +347,7 @@ def squid_deb_counts(text: str) -> DebCounts:
     """Count .deb requests in squid's native access.log format:
     ``time elapsed client CODE/STATUS bytes METHOD URL user HIERARCHY/PEER type``."""
     counts = DebCounts()
+    fetched: set[str] = set()
     for raw in text.splitlines():
         parts = raw.split()
         if len(parts) < 7 or "/" not in parts[3]:
@@ -351,13 +359,16 @@ def squid_deb_counts(text: str) -> DebCounts:
         name = url.rsplit("/", 1)[-1]
         if code.startswith("TCP_DENIED") or code.startswith("NONE") or not status.startswith(("2", "3")):
             counts.other += 1
-        elif code == "TCP_REFRESH_UNMODIFIED":
-            counts.revalidated += 1
-        elif "HIT" in code:
-            counts.hit += 1
+        elif code == "TCP_REFRESH_UNMODIFIED" or "HIT" in code:
+            if code == "TCP_REFRESH_UNMODIFIED":
+                counts.revalidated += 1
+            else:
+                counts.hit += 1
+            counts.cached_before += name not in fetched
         else:
             counts.miss += 1
             counts.missed.append(name)
+            fetched.add(name)
     return counts
 
 
@@ -474,25 +485,7 @@ class Bench:
         """Run a whole process, output to its own log; (seconds, log, exit code). Raises BenchError if check."""
         self._n += 1
         log = self.logs / f"{self._n:03d}-{re.sub(r'[^A-Za-z0-9.-]+', '-', label).strip('-')}.log"
-        full_env = {**self.env, **(env or {})}
-        with open(log, "w", encoding="utf-8") as fh:
-            fh.write(f"$ {shlex.join(argv)}\n(cwd {cwd})\n")
-            fh.flush()
-            started = time.monotonic()
-            proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=fh,
-                                    stderr=subprocess.STDOUT)
-            try:
-                rc = proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                rc = -1
-            except KeyboardInterrupt:  # Ctrl-C or the lab's SIGTERM: let devbox/vagrant stop cleanly first
-                stop_child(proc)
-                fh.write(f"\n[interrupted after {time.monotonic() - started:.1f} s]\n")
-                raise
-            seconds = time.monotonic() - started
-            fh.write(f"\n[exit {rc} after {seconds:.1f} s]\n")
+        seconds, rc = run_logged(argv, cwd=cwd, env={**self.env, **(env or {})}, log=log, timeout=timeout)
         print(f"  {label}: {seconds:.1f}s" + ("" if rc == 0 else f"  FAILED (exit {rc}; log {log})"),
               file=sys.stderr, flush=True)
         if check and rc != 0:
@@ -514,23 +507,6 @@ class Bench:
         window = LogWindow(self.shim_log).start()
         seconds, _log, _rc = self.run(label, argv, **kw)
         return seconds, summarize_calls(parse_shim_log(window.stop(settle=0)), machines)
-
-
-def stop_child(proc: subprocess.Popen, grace: float = 60) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").rstrip().splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def require_lab() -> None:
@@ -576,9 +552,7 @@ def bench_size(b: Bench, n: int, args, results: dict, *, rebuild_here: bool, las
     only = args.only
     project = b.work / f"vms-{n}"
     write_project(project, n, box=args.box, memory=args.memory)
-    git = ["git", "-C", str(project), "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
-    for cmd in (["init", "-q"], ["add", "."], ["commit", "-qm", "speed bench project"]):
-        subprocess.run(git + cmd, check=True, stdout=subprocess.DEVNULL)
+    commit_snapshot(project, "speed bench project")
     devbox = [str(BIN / "devbox"), "-C", str(project)]
     print(f"\n== {n} VM(s): {project}", file=sys.stderr, flush=True)
     b.run(f"{n}vm devbox init", devbox + ["init"], cwd=project)
@@ -683,13 +657,20 @@ def provision_comparison(b: Bench, n: int, project: Path, machines: Sequence[str
          {**b.ansible_baseline_env(), "VAGRANT_VAGRANTFILE": ALT_VAGRANTFILE}),
         ("ansible_default", f"{n}vm ansible-playbook (defaults)", plain, plain_env),
         ("devbox", f"{n}vm devbox provision --full", devbox + ["provision", "--full"], b.devbox_env()),
+        # opt-in, reported on its own: Mitogen's strategy (one Python per VM for the run), or the fallback
+        ("devbox_mitogen", f"{n}vm devbox provision --full --mitogen", devbox + ["provision", "--full", "--mitogen"],
+         b.devbox_env()),
     ]
     for key, label, argv, env in variants:
         seconds, log, rc = b.run(label, argv, cwd=project, env=env, check=False)
         result[key] = round(seconds, 2) if rc == 0 else None
         if rc != 0:
             result["errors"][key] = f"exit {rc}; log {log}"
-        recap = parse_recap(log.read_text(errors="replace"))
+        text = log.read_text(errors="replace")
+        if key == "devbox_mitogen":
+            fallback = re.search(r"^Mitogen not used \((.*)\); ran with", text, re.M)
+            result["mitogen_fallback"] = fallback.group(1) if fallback else None
+        recap = parse_recap(text)
         if recap:
             result["changed"][key] = sum(h["changed"] for h in recap.values())
             if key == "vagrant_per_machine":
@@ -741,6 +722,18 @@ def report(results: dict) -> str:
             "per-machine provisioner, > 1 x ansible-playbook)",
             ["VMs", "vagrant provision (per machine)", "ansible-playbook (defaults)", "devbox provision --full",
              "ratio per-machine", "ratio ansible", "changed (vagrant / ansible)", "target"], rows))
+        rows = []
+        for n, r in sorted(prov.items(), key=lambda kv: int(kv[0])):
+            v, a, d, m = (r.get(k) for k in ("vagrant_per_machine", "ansible_default", "devbox", "devbox_mitogen"))
+            if "devbox_mitogen" in r:
+                rows.append([n, fmt_seconds(m), fmt_ratio(d, m), fmt_ratio(v, m), fmt_ratio(a, m),
+                             f"fell back: {r['mitogen_fallback']}" if r.get("mitogen_fallback") else "Mitogen ran"])
+        if rows:
+            out.append(format_table(
+                "provision, opt-in accelerated strategy: devbox provision --full --mitogen on the same VMs "
+                "(ratio = other / mitogen)",
+                ["VMs", "devbox --mitogen", "ratio devbox default", "ratio per-machine", "ratio ansible", "strategy"],
+                rows))
         for n, r in prov.items():
             for key, err in r["errors"].items():
                 out.append(f"  {n} VMs: {key} failed: {err}")
@@ -788,10 +781,14 @@ def rebuild_verdict(rebuild: dict) -> list[str]:
                      f"of {warm['total']} .deb requests served from the cache)")
     else:
         lines.append(f"target MISSED: the rebuild downloaded {warm['miss']} .deb again: {', '.join(warm['missed'])}")
-    if cold["hit"] or cold["revalidated"]:
-        lines.append(f"the cache was not cold: the first up already had {cold['hit'] + cold['revalidated']} cached "
-                     f".deb; for a cold figure wipe this lab's proxy cache ({rebuild.get('cache_dir') or 'see lab.py'})"
-                     " before `devbox lab up`/`lab run`")
+    before = cold.get("cached_before", cold["hit"] + cold["revalidated"])
+    if before:
+        lines.append(f"the cache was not cold: the first up got {before} .deb from the cache that it had not "
+                     f"downloaded itself; for a cold figure wipe this lab's proxy cache "
+                     f"({rebuild.get('cache_dir') or 'see lab.py'}) before `devbox lab up`/`lab run`")
+    elif cold["hit"] or cold["revalidated"]:
+        lines.append(f"cold run: {cold['miss']} .deb downloaded once; the other VMs' {cold['hit'] + cold['revalidated']}"
+                     " requests for the same files came from the cache")
     return lines
 
 

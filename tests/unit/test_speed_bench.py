@@ -192,6 +192,11 @@ def test_deb_requests_in_squids_access_log_are_counted_by_cache_result():
     assert (counts.hit, counts.revalidated, counts.miss, counts.other) == (2, 1, 2, 1)
     assert counts.missed == ["tree_2.1.0-1_amd64.deb", "libonig5_6.9.8-1_amd64.deb"]
     assert counts.total == 6
+    assert counts.cached_before == 3  # none of the hits was a file this log had downloaded first
+    second_vm = ("1 2 c TCP_MISS/200 9 GET http://m.example.org/p/tree_2_amd64.deb - D/x t\n"
+                 "3 4 c TCP_HIT/200 9 GET http://m.example.org/p/tree_2_amd64.deb - N/- t\n")
+    cold = sb.squid_deb_counts(second_vm)
+    assert (cold.miss, cold.hit, cold.cached_before) == (1, 1, 0)
     assert sb.squid_deb_counts("").total == 0
 
 
@@ -213,8 +218,9 @@ def test_the_log_window_reads_only_what_was_added(tmp_path):
 
 
 def test_the_rebuild_verdict_says_when_the_cache_was_not_cold():
-    debs = lambda hit, miss: {"hit": hit, "revalidated": 0, "miss": miss, "other": 0, "total": hit + miss,  # noqa: E731
-                              "missed": ["tree_2.1.0-1_amd64.deb"] * miss}
+    debs = lambda hit, miss, before=None: {  # noqa: E731
+        "hit": hit, "revalidated": 0, "miss": miss, "other": 0, "total": hit + miss,
+        "missed": ["tree_2.1.0-1_amd64.deb"] * miss, "cached_before": hit if before is None else before}
     cold_ok = {"cold": {"debs": debs(0, 5)}, "warm": {"debs": debs(10, 0)}, "cache_dir": "/c/squid/lab"}
     assert sb.rebuild_verdict(cold_ok) == [
         "target met: the rebuild downloaded no package again (10 of 10 .deb requests served from the cache)"]
@@ -223,6 +229,11 @@ def test_the_rebuild_verdict_says_when_the_cache_was_not_cold():
     assert verdict[0].startswith("target MISSED: the rebuild downloaded 1 .deb again: tree_2.1.0-1_amd64.deb")
     assert "not cold" in verdict[1] and "/c/squid/lab" in verdict[1]
     assert "not counted" in sb.rebuild_verdict({"cold": {"debs": None}, "warm": {"debs": None}})[0]
+    # the second VM of a cold run got what the first one downloaded: the cache was cold, and that is said
+    second_vm = {"cold": {"debs": debs(5, 5, before=0)}, "warm": {"debs": debs(10, 0)}, "cache_dir": "/c"}
+    lines = sb.rebuild_verdict(second_vm)
+    assert len(lines) == 2 and "not cold" not in lines[1]
+    assert lines[1] == "cold run: 5 .deb downloaded once; the other VMs' 5 requests for the same files came from the cache"
 
 
 # --- ansible output and tables ------------------------------------------------------------------------------
@@ -315,7 +326,7 @@ def test_a_run_follows_the_order_of_the_issue_and_writes_every_figure(tmp_path, 
     real_run = sb.Bench.run
 
     seconds = {"vagrant up": 60.0, "devbox up": 61.0, "vagrant provision": 90.0, "ansible-playbook": 50.0,
-               "devbox provision --full": 30.0}
+               "devbox provision --full --mitogen": 15.0, "devbox provision --full": 30.0}
 
     def fake_run(self, label, argv, *, cwd, env=None, timeout=3600, check=True):
         seen.append(label)
@@ -356,6 +367,7 @@ def test_a_run_follows_the_order_of_the_issue_and_writes_every_figure(tmp_path, 
         "devbox init", "vagrant up --no-provision", "vagrant destroy -f", "devbox up --no-provision",
         "devbox provision --full (converge, first run)",
         "vagrant provision (ansible provisioner per machine)", "ansible-playbook (defaults)", "devbox provision --full",
+        "devbox provision --full --mitogen",
         "vagrant status #1", "devbox status #1", "vagrant status #2", "devbox status #2",
         "devbox destroy --yes (before the rebuild)", "devbox up (rebuild, cache warm)", "devbox destroy --yes",
     ]
@@ -367,6 +379,7 @@ def test_a_run_follows_the_order_of_the_issue_and_writes_every_figure(tmp_path, 
     prov = results["provision"]["2"]
     assert (prov["vagrant_per_machine"], prov["ansible_default"], prov["devbox"]) == (90.0, 50.0, 30.0)
     assert prov["changed"] == {"vagrant_per_machine": 0, "ansible_default": 0} and prov["vagrant_runs"] == 2
+    assert prov["devbox_mitogen"] == 15.0 and prov["mitogen_fallback"] is None
     assert (tmp_path / "w" / "vms-2" / sb.ALT_VAGRANTFILE).exists()
     assert results["status"]["1"]["devbox_calls"]["count"] == 0
     rebuild = results["rebuild"]
@@ -377,4 +390,6 @@ def test_a_run_follows_the_order_of_the_issue_and_writes_every_figure(tmp_path, 
     printed = capsys.readouterr().out
     assert "target met: the rebuild downloaded no package again" in printed
     assert "provision: the same playbook on converged VMs" in printed
+    mitogen_row = next(line for line in printed.splitlines() if line.startswith("2 ") and "Mitogen ran" in line)
+    assert mitogen_row.split()[1:5] == ["15.0s", "2.00x", "6.00x", "3.33x"]
 
