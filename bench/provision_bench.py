@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import commit_snapshot, run_logged, tail  # noqa: E402
-from provisioner import process  # noqa: E402
-from provisioner.lifecycle import ProjectPaths  # noqa: E402
-from provisioner.planning import load_rules  # noqa: E402
-from provisioner.playbook_runner import ansible_env  # noqa: E402
+from provisioner.adapters import process  # noqa: E402
+from provisioner.project.paths import ProjectPaths  # noqa: E402
+from provisioner.project.context import load_rules  # noqa: E402
+from provisioner.adapters.playbook_runner import ansible_env  # noqa: E402
 
 BIN = Path(sys.executable).parent
 

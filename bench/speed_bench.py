@@ -531,7 +531,7 @@ def known_hosts_cover(known_hosts: Path, connection_inventory: Path) -> bool:
     """True if the project's known_hosts holds a key for every VM address Ansible will connect to."""
     import yaml
 
-    from provisioner.ssh_probe import known_hosts_name
+    from provisioner.adapters.ssh_probe import known_hosts_name
 
     try:
         hosts = (yaml.safe_load(connection_inventory.read_text()) or {}).get("all", {}).get("hosts") or {}
@@ -833,7 +833,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = (args.workdir or Path(tempfile.mkdtemp(prefix="devbox-speed-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
     bench = Bench(work, real_vagrant)
-    from provisioner.lab import LabPaths
+    from provisioner.lab.namespace import LabPaths
     results: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "lab": os.environ["DEVBOX_LAB"],
                      "sizes": sizes, "only": args.only, "status_repeat": args.status_repeat, "work": str(work),
                      "ready": {}, "provision": {}, "status": {},

@@ -1,53 +1,72 @@
 """The app object: one method per user-facing action, returning result objects.
 
-It wires the pure core (inventory, topology, render, state) to the adapters (vagrant, ansible, ssh).
-Progress is reported through a callback, never printed here.
+It wires the adapters (Vagrant, Ansible, SSH) into a ``Project`` and hands that to the workflows (plan,
+machines, incremental, environments, parity, lab); it holds no logic of its own. Progress is reported through
+a callback, never printed here. Nothing below imports this module.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
-from .planning import (InitResult, PlanResult, RenderResult, derive, init_project, load_plan, load_rules,
-                       render_project)
-from .topology import Topology
+from provisioner.adapters.mitogen import choose as choose_strategy
+from provisioner.adapters.playbook_runner import AnsibleRunnerPlaybookRunner, PlaybookRunner
+from provisioner.adapters.ssh_probe import ParamikoSshProbe, SshProbe
+from provisioner.adapters.vagrant_driver import PythonVagrantDriver, VagrantDriver
+from provisioner.environments.runs import EnvironmentRuns
+from provisioner.incremental import reprovision
+from provisioner.lab import box
+from provisioner.lab.integration import integrate
+from provisioner.lab.namespace import DEFAULT_NAME, Lab, LabPaths
+from provisioner.machines import doctor, lifecycle
+from provisioner.parity import flow as parity_flow
+from provisioner.plan.planning import (InitResult, PlanResult, RenderResult, init_project, load_plan, plan_project,
+                                       render_project)
+from provisioner.plan.topology import Topology
+from provisioner.project.context import Progress, Project, load_rules, no_progress
+from provisioner.project.paths import ProjectPaths
 
-Progress = Callable[[str, str], None]  # (subject, message), e.g. ("web-1", "SSH ready")
 
-
-def _no_progress(subject: str, message: str) -> None:
-    pass
+def real_adapters(project_dir: Path) -> dict:
+    """The real Vagrant, Ansible and SSH adapters for a project (no side effects until they are used)."""
+    paths = ProjectPaths(Path(project_dir))
+    return {"vagrant": PythonVagrantDriver(root=paths.root, logs_dir=paths.logs),
+            "playbooks": AnsibleRunnerPlaybookRunner(runner_dir=paths.runner, logs_dir=paths.logs,
+                                                     known_hosts=paths.known_hosts),
+            "ssh_probe": ParamikoSshProbe(known_hosts=paths.known_hosts)}
 
 
 @dataclass
 class Devbox:
     project_dir: Path
-    progress: Progress = field(default=_no_progress)
-    # adapters (VagrantDriver, PlaybookRunner, SshProbe); create() wires the real ones, tests pass fakes
-    vagrant: Any = None
-    playbooks: Any = None
-    ssh_probe: Any = None
+    progress: Progress = field(default=no_progress)
+    # the adapters; create() wires the real ones, tests pass fakes that subclass the same interfaces
+    vagrant: VagrantDriver | None = None
+    playbooks: PlaybookRunner | None = None
+    ssh_probe: SshProbe | None = None
 
     @classmethod
     def create(cls, project_dir: Path) -> "Devbox":
         """The real wiring, used by the CLI; tests build ``Devbox`` with fakes instead."""
-        from .lifecycle import real_adapters
         project_dir = Path(project_dir).resolve()
         return cls(project_dir=project_dir, **real_adapters(project_dir))
 
-    # --- plan / init / render (issue 2) -------------------------------------------------------------------
+    def project(self) -> Project:
+        """What the workflows receive: this project's paths, progress and adapters (as they are now)."""
+        return Project(root=Path(self.project_dir), vagrant=self.vagrant, playbooks=self.playbooks,
+                       ssh_probe=self.ssh_probe, progress=self.progress)
+
+    # --- plan / init / render -------------------------------------------------------------------------------
     def plan(self, inventory: str | Path | None = None, config: str | Path | None = None, *,
              allow_inventory_scripts: bool = False) -> PlanResult:
         """Read the production inventory and derive the VMs; writes nothing."""
-        rules = load_rules(self.project_dir, config)
-        topology, source = derive(self.project_dir, rules, inventory, allow_inventory_scripts, self.progress)
-        return PlanResult(topology=topology, inventory=source, config=rules.path)
+        return plan_project(self.project(), inventory, config, allow_scripts=allow_inventory_scripts)
 
     def init(self, inventory: str | Path | None = None, force: bool = False, *,
              allow_inventory_scripts: bool = False) -> InitResult:
         """Write devbox.yml (if absent or ``force``), the Vagrantfile, the dev inventory and plan.json."""
-        return init_project(self, inventory, force, allow_inventory_scripts)
+        return init_project(self.project(), inventory, force, allow_inventory_scripts)
 
     def load_topology(self) -> Topology:
         """The plan written by the last init/render (``.devbox/plan.json``), without reading production."""
@@ -55,88 +74,88 @@ class Devbox:
 
     def render(self, topology: Topology) -> RenderResult:
         """Write the Vagrantfile (validated by Vagrant), the dev inventory and plan.json for ``topology``."""
-        return render_project(self, topology, load_rules(self.project_dir, None))
+        return render_project(self.project(), topology, load_rules(self.project_dir))
 
-    # --- VM lifecycle (issue 3): the work is in lifecycle.py ------------------------------------------------
     def config(self):
         """devbox.yml of this project (defaults when there is none)."""
-        from .planning import load_rules
-        return load_rules(self.project_dir, None)
+        return load_rules(self.project_dir)
 
+    # --- VM lifecycle: machines/ ----------------------------------------------------------------------------
     def up(self, names: Sequence[str] = (), *, provision: bool = True):
         """Render if the plan changed, boot what is not running, wait for SSH, provision all in one run."""
-        from . import lifecycle
-        return lifecycle.up(self, names, provision_after=provision)
+        return lifecycle.up(self.project(), names, provision_after=provision)
 
     def use_mitogen(self, requested: bool = True):
-        """Opt in to Mitogen for the development VMs' Ansible runs; the strategy chosen (or why not: accelerate.py)."""
-        from .accelerate import choose
-        self.playbooks.strategy = choose(requested)
+        """Opt in to Mitogen for the development VMs' Ansible runs; the strategy chosen (or why not)."""
+        self.playbooks.strategy = choose_strategy(requested)
         return self.playbooks.strategy
 
     def provision(self, names: Sequence[str] = (), *, tags: str | None = None, limit: str | None = None,
                   check: bool = False, full: bool = False, dry_run: bool = False):
         """Runs only what changed since the last successful run (``full``: everything; ``dry_run``: only plan)."""
-        from . import lifecycle
-        return lifecycle.provision(self, names, tags=tags, limit=limit, check=check, full=full, dry_run=dry_run)
+        return lifecycle.provision(self.project(), names, tags=tags, limit=limit, check=check, full=full,
+                                   dry_run=dry_run)
 
     def pending_changes(self):
         """Per VM, what `devbox provision` would run now and why; reads files only, contacts no VM."""
-        from . import reprovision
-        from .lifecycle import ProjectPaths
-        paths = ProjectPaths(self.project_dir)
-        config = self.config()
-        playbook = (config.path.parent if config.path else paths.root) / config.playbook
-        return reprovision.pending(devbox_dir=paths.devbox, playbook=playbook, inventory=paths.inventory,
+        project = self.project()
+        paths = project.paths
+        return reprovision.pending(devbox_dir=paths.devbox, playbook=project.playbook(), inventory=paths.inventory,
                                    project_dir=paths.root)
 
     def status(self, *, refresh: bool = False):
-        from . import lifecycle
-        return lifecycle.status(self, refresh=refresh)
+        return lifecycle.status(self.project(), refresh=refresh)
 
     def ssh(self, name: str, command: Sequence[str] = ()):
-        from . import lifecycle
-        return lifecycle.ssh_command(self, name, command)
+        return lifecycle.ssh_command(self.project(), name, command)
 
     def halt(self, names: Sequence[str] = ()):
-        from . import lifecycle
-        return lifecycle.halt(self, names)
+        return lifecycle.halt(self.project(), names)
 
     def destroy(self, names: Sequence[str] = ()):
         """Destroys without asking: the CLI asks first (unless --yes)."""
-        from . import lifecycle
-        return lifecycle.destroy(self, names)
+        return lifecycle.destroy(self.project(), names)
 
     def doctor(self):
-        from . import doctor
-        return doctor.run_checks(self)
+        return doctor.run_checks(self.project())
 
-    # --- base box and the test lab (issue 3): the work is in box.py and lab.py ------------------------------
+    # --- base box and the test lab: lab/ --------------------------------------------------------------------
     def box_build(self, release: str = "bookworm", mirror: str | None = None, output: Path | None = None, *,
                   force: bool = False, lab_name: str | None = None):
         """Build (or find in the cache) the libvirt base box for ``release`` and add it to Vagrant if needed:
         the user's Vagrant, or with ``lab_name`` the Vagrant home that lab's commands use."""
-        from . import box, lab
-        vagrant_env = {"VAGRANT_HOME": str(lab.LabPaths(lab_name).vagrant_home)} if lab_name else None
+        vagrant_env = {"VAGRANT_HOME": str(LabPaths(lab_name).vagrant_home)} if lab_name else None
         builder = box.BoxBuilder(box.spec_for(release, mirror), progress=self.progress, vagrant_env=vagrant_env)
         return builder.build(output=output, force=force)
 
-    def lab(self, name: str | None = None):
-        """The network-namespace lab that end-to-end tests run in (see lab.py)."""
-        from . import box, lab
-        paths = lab.LabPaths(name or lab.DEFAULT_NAME)
+    def lab(self, name: str | None = None) -> Lab:
+        """The network-namespace lab that end-to-end tests run in (see lab/namespace.py)."""
+        paths = LabPaths(name or DEFAULT_NAME)
 
         def ensure_box() -> None:  # a cache hit (and no `vagrant box add`) once the box exists
             builder = box.BoxBuilder(box.spec_for(box.DEFAULT_RELEASE), progress=self.progress,
                                      vagrant_env={"VAGRANT_HOME": str(paths.vagrant_home)})
             builder.build()
 
-        return lab.Lab(paths.name, paths=paths, progress=self.progress, prepare=ensure_box)
+        return Lab(paths.name, paths=paths, progress=self.progress, prepare=ensure_box)
 
-    # --- named environments (issue 6): the work is in env_runs.py -------------------------------------------
-    def environment_runs(self):
-        from .env_runs import EnvironmentRuns
-        return EnvironmentRuns(self.project_dir, progress=self.progress, dev_runner=self.playbooks)
+    def integration(self, report_dir: Path, *, lab_name: str | None = None, keep_workdir: bool = False,
+                    mitogen: bool = False):
+        """The development topology from this checkout, in a lab: up, smoke checks, reports, teardown."""
+        def machines_of(project_dir: Path) -> "Devbox":
+            inner = type(self).create(project_dir)  # the real adapters, for the copy
+            inner.progress = self.progress
+            if mitogen:
+                inner.use_mitogen()
+            return inner
+
+        return integrate(Path(self.project_dir), report_dir, machines_factory=machines_of,
+                         start_lab=lambda argv: self.lab(lab_name).run(argv), progress=self.progress,
+                         keep_workdir=keep_workdir, mitogen=mitogen)
+
+    # --- named environments: environments/ ------------------------------------------------------------------
+    def environment_runs(self) -> EnvironmentRuns:
+        return EnvironmentRuns(Path(self.project_dir), progress=self.progress, dev_runner=self.playbooks)
 
     def env_plan(self, env: str | None, *, env_explicit: bool, yes: bool = False, no_check_first: bool = False,
                  limit: str | None = None):
@@ -159,19 +178,11 @@ class Devbox:
     def trust_record(self, environment, checks):
         return self.environment_runs().record_keys(environment, checks)
 
-    def integration(self, report_dir: Path, *, lab_name: str | None = None, keep_workdir: bool = False,
-                    mitogen: bool = False):
-        """The development topology from this checkout, in a lab: up, smoke checks, reports, teardown."""
-        from .integration import integrate
-        return integrate(self, report_dir, lab_name=lab_name, keep_workdir=keep_workdir, mitogen=mitogen)
-
-    # --- parity (issue 7): the work is in parity_flow.py ------------------------------------------------------
+    # --- parity: parity/ ------------------------------------------------------------------------------------
     def parity(self, against: str | None, *, yes: bool = False, confirm=None):
-        """Compare the VMs with an environment or a baseline file; returns a ``parity.ParityReport``."""
-        from . import parity_flow
-        return parity_flow.compare(self, against, yes=yes, confirm=confirm)
+        """Compare the VMs with an environment or a baseline file; returns a ``ParityReport``."""
+        return parity_flow.compare(self.project(), self.environment_runs(), against, yes=yes, confirm=confirm)
 
     def parity_export(self, env: str, *, yes: bool = False, confirm=None) -> str:
         """A baseline (JSON text) of ``env``'s hosts, to compare with later without access to them."""
-        from . import parity_flow
-        return parity_flow.export(self, env, yes=yes, confirm=confirm)
+        return parity_flow.export(self.project(), self.environment_runs(), env, yes=yes, confirm=confirm)

@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Callable, Mapping, Sequence
 
 from provisioner.errors import CommandFailed
-from provisioner.playbook_runner import HostSummary, PlaybookResult, PlaybookRunner, TaskFailure
-from provisioner.ssh_probe import ProbeResult, SshProbe, SshTarget
-from provisioner.vagrant_driver import MachineState, SshConfig, VagrantDriver, VagrantRun
+from provisioner.adapters.playbook_runner import HostSummary, PlaybookResult, PlaybookRunner, TaskFailure
+from provisioner.adapters.ssh_probe import ProbeResult, SshProbe, SshTarget
+from provisioner.adapters.vagrant_driver import MachineState, SshConfig, VagrantDriver, VagrantRun
 
 
 class UnexpectedCall(AssertionError):

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from helpers import git_commit
+
 DEVBOX = Path(sys.executable).parent / "devbox"
 LAB_COMMAND = "devbox lab run -- .venv/bin/pytest -m lab tests/e2e"
 
@@ -156,6 +157,10 @@ class DevboxProject:
         else:
             shutil.copyfile(source, target)
         return target
+
+    def commit(self, *paths: str, message: str = "fixture") -> None:
+        """Make the project a git checkout with ``paths`` committed, as a team's playbook repository is."""
+        git_commit(self.path, *paths, message=message, author=("e2e", "e2e@example.com"))
 
     def cleanup(self) -> None:
         if (self.path / ".vagrant").exists():

@@ -9,16 +9,14 @@ report changed=0 on every host.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
+from helpers import INCREMENTAL as DATA, add_cache_role, append, write
+
 pytestmark = pytest.mark.lab
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "incremental"
 VMS = ("web-1", "db-1")
 ROW = re.compile(r"^\W*(web-1|db-1)\W+(\d+)\W+(\d+)\W+(\d+)\W+(\d+)", re.M)  # host, ok, changed, failed, unreachable
 
@@ -29,29 +27,16 @@ def recap(output: str) -> dict[str, dict[str, int]]:
             for m in ROW.finditer(output)}
 
 
-def append(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text((path.read_text() if path.exists() else "") + text)
-
-
-def add_cache_role(p: Path) -> None:
-    append(p / "playbooks/roles/cache/tasks/main.yml",
-           "- name: cache marker\n  ansible.builtin.copy:\n    content: \"{{ db_name }} cache\\n\"\n"
-           "    dest: \"{{ out_dir }}/{{ inventory_hostname }}/cache\"\n    mode: \"0644\"\n")
-    site = p / "playbooks/site.yml"
-    site.write_text(site.read_text().replace("    - role: db\n", "    - role: db\n    - cache\n"))
-
-
 # (what changes, the edit, the command that applies it, the VMs the incremental run may touch)
 CHANGES = [
     ("template edit", lambda p: append(p / "playbooks/roles/webapp/templates/app.conf.j2", "# tuned\n"),
      "provision", {"web-1"}),
-    ("defaults change", lambda p: (p / "playbooks/roles/db/defaults/main.yml").write_text("db_unused_default: 2\n"),
+    ("defaults change", lambda p: write(p / "playbooks/roles/db/defaults/main.yml", "db_unused_default: 2\n"),
      "provision", {"db-1"}),
     # a production group_vars edit reaches the development inventory's copy when `devbox init` renders again
-    ("group_vars change", lambda p: (p / "prod/group_vars/db.yml").write_text("db_name: other\n"), "init+provision",
+    ("group_vars change", lambda p: write(p / "prod/group_vars/db.yml", "db_name: other\n"), "init+provision",
      {"db-1"}),
-    ("change in a dependency", lambda p: (p / "playbooks/roles/base/files/base.txt").write_text("base v2\n"),
+    ("change in a dependency", lambda p: write(p / "playbooks/roles/base/files/base.txt", "base v2\n"),
      "provision", {"web-1"}),
     ("new role in a play", add_cache_role, "provision", {"db-1"}),
 ]
@@ -62,10 +47,7 @@ def test_full_run_after_each_incremental_run_changes_nothing(devbox_project, tim
     p.copy_in(DATA / "e2e" / "prod", "prod")
     p.copy_in(DATA / "e2e" / "devbox.yml", "devbox.yml")
     p.copy_in(DATA / "project" / "playbooks", "playbooks")
-    git = ["git", "-C", str(p.path), "-c", "user.name=e2e", "-c", "user.email=e2e@example.com"]
-    subprocess.run(git + ["init", "-q"], check=True)
-    subprocess.run(git + ["add", "."], check=True)
-    subprocess.run(git + ["commit", "-qm", "fixture"], check=True)
+    p.commit(".")
 
     p.devbox("init")
     with timings.measure("devbox up (2 VMs, fresh, everything applied)"):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -16,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner.vagrant_driver import PythonVagrantDriver, parse_ssh_config, parse_status
+from helpers import git_head
+from provisioner.adapters.vagrant_driver import PythonVagrantDriver, parse_ssh_config, parse_status
 
 pytestmark = pytest.mark.lab
 
@@ -37,19 +37,11 @@ def status_json(project) -> dict:
     return {m["name"]: m for m in json.loads(project.devbox("status", "--json").stdout)["machines"]}
 
 
-def git_head(path: Path) -> str:
-    return subprocess.run(["git", "-C", str(path), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                          text=True, check=True).stdout.strip()
-
-
 def test_lifecycle_on_two_vms(devbox_project, timings):
     p = devbox_project
     for item in ("prod", "playbooks", "devbox.yml"):
         p.copy_in(DATA / item)
-    git = ["git", "-C", str(p.path), "-c", "user.name=e2e", "-c", "user.email=e2e@example.com"]
-    subprocess.run(git + ["init", "-q"], check=True)
-    subprocess.run(git + ["add", "prod", "playbooks", "devbox.yml"], check=True)
-    subprocess.run(git + ["commit", "-qm", "fixture"], check=True)
+    p.commit("prod", "playbooks", "devbox.yml")
     revision = git_head(p.path)
 
     with timings.measure("devbox init"):

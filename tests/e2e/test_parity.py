@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner.environments import TargetHost
-from provisioner.playbook_runner import ansible_env
-from provisioner.trust import record, scan_host
+from provisioner.environments.model import TargetHost
+from provisioner.adapters.playbook_runner import ansible_env
+from provisioner.environments.trust import record, scan_host
 
 pytestmark = pytest.mark.lab
 

@@ -13,26 +13,23 @@ this tier run Ansible's default strategy.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 import yaml
 
+from helpers import copy_reference_project
+
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[2]
 SMOKE = "the service answers through the load balancer with database and cache up"
 VMS = ("cache-1", "db-primary", "db-replica", "lb-1", "web-1")
 
 
 def test_reference_service_converges_and_answers_through_the_load_balancer(devbox_project, timings):
     p = devbox_project
-    for name in ("devbox.yml", "Vagrantfile.j2"):
-        p.copy_in(REPO / name)
-    shutil.copytree(REPO / "playbooks", p.path / "playbooks", ignore=shutil.ignore_patterns(".devbox", "*.retry"))
+    copy_reference_project(p.path)
     smoke = yaml.safe_load((p.path / "devbox.yml").read_text())["smoke"]
     assert [c["name"] for c in smoke] == [SMOKE]  # the check below is the shipped one, unchanged
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import paramiko
 
-from provisioner.environments import TargetHost
-from provisioner.trust import fingerprint
+from provisioner.environments.model import TargetHost
+from provisioner.environments.trust import fingerprint
 
 SSHD = "/usr/sbin/sshd"
 

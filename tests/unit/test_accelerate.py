@@ -10,10 +10,10 @@ import yaml
 from ansible import __version__ as ANSIBLE_VERSION
 from ansible.errors import AnsibleError
 
-from provisioner import accelerate
-from provisioner.accelerate import DEFAULT, MITOGEN_STRATEGY, choose
-from provisioner.playbook_runner import AnsibleRunnerPlaybookRunner
-from provisioner.ssh_probe import ParamikoSshProbe, ProjectKnownHosts, SshTarget
+from provisioner.adapters import mitogen as accelerate
+from provisioner.adapters.mitogen import DEFAULT, MITOGEN_STRATEGY, choose
+from provisioner.adapters.playbook_runner import AnsibleRunnerPlaybookRunner
+from provisioner.adapters.ssh_probe import ParamikoSshProbe, ProjectKnownHosts, SshTarget
 
 
 def test_not_requested_is_ansibles_default_with_no_environment():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import box
+from provisioner.lab import box
 from provisioner.errors import DevboxError
 
 # Test data uses example.org/example.net hosts: no real mirror name belongs in the project.

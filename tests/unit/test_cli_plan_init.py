@@ -12,7 +12,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from provisioner.cli import main
+from provisioner.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORIES = REPO / "tests" / "data" / "inventories"
@@ -259,5 +259,5 @@ def test_damaged_plan_json(tmp_path):
 @pytest.mark.parametrize("value", ["web", "{{ x }}", "- x", "yes", "123", "a: b", "# c", "", "../inv/hosts.ini",
                                    True, 3])
 def test_generated_devbox_yml_scalars_read_back_unchanged(value):
-    from provisioner.planning import yaml_scalar
+    from provisioner.plan.planning import yaml_scalar
     assert yaml.safe_load(f"key: {yaml_scalar(value)}") == {"key": value}

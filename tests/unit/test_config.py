@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.config import Config, GroupRule, load_config, parse_config
+from provisioner.config.schema import Config, GroupRule, load_config, parse_config
 from provisioner.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

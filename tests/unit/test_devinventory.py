@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner.config import parse_config
-from provisioner.devinventory import (INVENTORY_DIR, SECRETS_VARS_FILE, build_dev_inventory, load_secrets,
+from provisioner.config.schema import parse_config
+from provisioner.plan.devinventory import (INVENTORY_DIR, SECRETS_VARS_FILE, build_dev_inventory, load_secrets,
                                       secrets_file_content)
 from provisioner.errors import InventoryError
-from provisioner.inventory import load_inventory
-from provisioner.topology import derive_topology
+from provisioner.plan.inventory import load_inventory
+from provisioner.plan.topology import derive_topology
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORIES = REPO / "tests" / "data" / "inventories"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner.env_runs import EnvironmentRuns, private_secret_file, real_runner
-from provisioner.environments import DEV_ENVIRONMENT
+from provisioner.environments.runs import EnvironmentRuns, private_secret_file, real_runner
+from provisioner.environments.model import DEV_ENVIRONMENT
 from provisioner.errors import SafetyError, UsageError
 from sshd_server import Sshd, free_port  # tests/unit/sshd_server.py
 
@@ -185,7 +185,7 @@ def cli(project, args, input=None, env=None):
     from click.testing import CliRunner
 
     from provisioner.app import Devbox
-    from provisioner.cli import main
+    from provisioner.cli.main import main
 
     app = Devbox(project_dir=project)
     app.environment_runs = lambda: runs(project)  # the stamp goes to the test's file, not /etc

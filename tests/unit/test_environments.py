@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.environments import (DEV, DEV_ENVIRONMENT, Environment, TargetHost, check_confirmation,
+from provisioner.environments.model import (DEV, DEV_ENVIRONMENT, Environment, TargetHost, check_confirmation,
                                       ensure_dev_gets_no_vault_password, guard_against_production,
                                       normalize_address, parse_environments, plan_run, production_overlap,
-                                      read_target_hosts, select_environment, validate_environments,
+                                      read_target_hosts, select_environment,
                                       vault_labels, vault_run_settings)
+from provisioner.config.environments import validate_environments
 from provisioner.errors import InventoryError, SafetyError, UsageError
 
 ENVS = Path(__file__).resolve().parents[1] / "data" / "envs"
@@ -214,7 +215,7 @@ def test_no_prompt_means_no_answer_needed():
 # --- through config.py -----------------------------------------------------------------------------------
 
 def test_config_reports_environment_problems_with_the_others(tmp_path):
-    from provisioner.config import load_config
+    from provisioner.config.schema import load_config
     from provisioner.errors import ConfigError
 
     path = tmp_path / "devbox.yml"
@@ -226,8 +227,8 @@ def test_config_reports_environment_problems_with_the_others(tmp_path):
 
 
 def test_config_environments_resolve_next_to_devbox_yml(tmp_path):
-    from provisioner.config import load_config
-    from provisioner.environments import environments_of
+    from provisioner.config.schema import load_config
+    from provisioner.environments.model import environments_of
 
     path = tmp_path / "devbox.yml"
     path.write_text("environments:\n  staging: {inventory: playbooks/inventories/staging, vault_id: staging}\n")
@@ -279,7 +280,7 @@ def test_vaults_without_a_password_are_a_usage_error():
 ])
 def test_the_settings_really_decrypt_the_environments_vault(inventory, password, canary, tmp_path):
     import sys
-    from provisioner import process
+    from provisioner.adapters import process
 
     args, env = vault_run_settings(staging(), password, vault_labels(inventory))
     host = read_target_hosts(inventory)[0].name
@@ -312,7 +313,7 @@ def test_the_reference_playbooks_give_dev_runs_no_password(tmp_path):
 # --- how hosts are reached -------------------------------------------------------------------------------
 
 def test_proxy_jump_is_read_from_ssh_arguments_in_every_spelling():
-    from provisioner.environments import proxy_jump
+    from provisioner.environments.model import proxy_jump
 
     assert proxy_jump("-o ProxyJump=ops@bastion:2222 -C") == "ops@bastion:2222"
     assert proxy_jump("-J ops@bastion") == "ops@bastion" and proxy_jump("-Jops@b") == "ops@b"

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.reprovision import prepare, record
+from helpers import INCREMENTAL, add_cache_role, append, copy_project, replace, write
+from provisioner.incremental.reprovision import prepare, record
 
 pytestmark = pytest.mark.ansible
 
-FIXTURE = Path(__file__).resolve().parents[1] / "data" / "incremental" / "project"
+FIXTURE = INCREMENTAL / "project"
 
 
 def run_playbook(project: Path, playbook: Path, tmp: Path) -> tuple[dict, list[dict]]:
@@ -53,8 +54,7 @@ def changed(stats: dict) -> dict[str, int]:
 def applied_project(tmp_path_factory):
     """The fixture project after a first devbox run (everything, recorded in the ledger)."""
     root = tmp_path_factory.mktemp("applied")
-    project = root / "project"
-    shutil.copytree(FIXTURE, project)
+    project = copy_project(FIXTURE, root / "project")
     run, stats = incremental(project, root)
     assert run.plan.run_whole_playbook and run.playbook == (project / "playbooks" / "site.yml").resolve()
     assert set(changed(stats)) == {"web-1", "web-2", "db-1"}
@@ -63,37 +63,21 @@ def applied_project(tmp_path_factory):
 
 @pytest.fixture
 def project(applied_project, tmp_path):
-    dest = tmp_path / "project"
-    shutil.copytree(applied_project, dest, symlinks=True)
-    return dest
-
-
-def append(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text((path.read_text() if path.exists() else "") + text)
-
-
-def add_role_to_db_play(p: Path) -> None:
-    append(p / "playbooks/roles/cache/tasks/main.yml",
-           "- name: cache marker\n  ansible.builtin.copy:\n    content: \"{{ db_name }} cache\\n\"\n"
-           "    dest: \"{{ out_dir }}/{{ inventory_hostname }}/cache\"\n    mode: \"0644\"\n")
-    site = p / "playbooks/site.yml"
-    site.write_text(site.read_text().replace("    - role: db\n", "    - role: db\n    - cache\n"))
+    return copy_project(applied_project, tmp_path / "project")
 
 
 CHANGES = {
     # change kind: (edit, VMs the incremental run must touch)
     "template edit": (lambda p: append(p / "playbooks/roles/webapp/templates/app.conf.j2", "# tuned\n"),
                       {"web-1", "web-2"}),
-    "defaults change": (lambda p: (p / "playbooks/roles/proxy/defaults/main.yml").write_text("proxy_timeout: 45\n"),
+    "defaults change": (lambda p: write(p / "playbooks/roles/proxy/defaults/main.yml", "proxy_timeout: 45\n"),
                         {"web-1", "web-2"}),
-    "group_vars change": (lambda p: (p / "inventory/group_vars/db.yml").write_text("db_name: other\n"), {"db-1"}),
-    "change in a dependency": (lambda p: (p / "playbooks/roles/base/files/base.txt").write_text("base file v2\n"),
+    "group_vars change": (lambda p: write(p / "inventory/group_vars/db.yml", "db_name: other\n"), {"db-1"}),
+    "change in a dependency": (lambda p: write(p / "playbooks/roles/base/files/base.txt", "base file v2\n"),
                                {"web-1", "web-2"}),
-    "new role in a play": (add_role_to_db_play, {"db-1"}),
-    "play pre_tasks change": (lambda p: (p / "playbooks/site.yml").write_text(
-        (p / "playbooks/site.yml").read_text().replace("where this host writes", "where this host writes to")),
-        {"web-1", "web-2"}),
+    "new role in a play": (add_cache_role, {"db-1"}),
+    "play pre_tasks change": (lambda p: replace(p / "playbooks/site.yml", "where this host writes",
+                                                "where this host writes to"), {"web-1", "web-2"}),
     "host_vars change": (lambda p: append(p / "inventory/host_vars/web-2.yml", "app_port: 9090\n"), {"web-2"}),
     "fact from an earlier role": (lambda p: (
         append(p / "playbooks/roles/common/defaults/main.yml", "common_banner: v2\n"),
@@ -165,8 +149,7 @@ def test_another_vms_variable_read_through_hostvars(project, tmp_path):
            "\n- name: upstream\n  ansible.builtin.template:\n    src: upstream.j2\n"
            "    dest: \"{{ host_dir }}/upstream\"\n    mode: \"0644\"\n")
     incremental(project, tmp_path)
-    hosts = project / "inventory/hosts.yml"
-    hosts.write_text(hosts.read_text().replace("db_port: 5432", "db_port: 5433"))
+    replace(project / "inventory/hosts.yml", "db_port: 5432", "db_port: 5433")
     run, _ = incremental(project, tmp_path)
     assert set(run.vms_to_run) == {"web-1", "web-2", "db-1"}
     assert "web/webapp" not in run.plan.selected("web-1")

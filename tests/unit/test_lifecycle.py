@@ -7,8 +7,6 @@ which external commands each devbox command starts.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,13 +15,15 @@ import yaml
 from click.testing import CliRunner
 
 from fakes import FakePlaybookRunner, FakeSshProbe, FakeVagrant, UnexpectedCall, playbook_failed, playbook_ok
-from provisioner import doctor
+from helpers import copy_project, git_commit, git_head as head
+from provisioner.machines import doctor
 from provisioner.app import Devbox
-from provisioner.cli import main
+from provisioner.cli.main import main
 from provisioner.errors import LockHeld, UsageError
-from provisioner.lifecycle import ProjectPaths, ProvisionFailed, SshNotReady, forget_host_keys
-from provisioner.lock import ProjectLock
-from provisioner.state import load_state
+from provisioner.machines.lifecycle import ProvisionFailed, SshNotReady, forget_host_keys
+from provisioner.project.paths import ProjectPaths
+from provisioner.project.lock import ProjectLock
+from provisioner.project.state import load_state
 
 BOTH = ("web-1", "db-1")
 
@@ -35,19 +35,14 @@ def template_project(tmp_path_factory):
     (root / "prod" / "hosts.ini").write_text("[web]\nweb01.example.com\nweb02.example.com\n\n[db]\ndb01.example.com\n")
     (root / "playbooks").mkdir()
     (root / "playbooks" / "site.yml").write_text("- hosts: all\n  tasks: []\n")
-    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    subprocess.run(git + ["init", "-q"], check=True)
-    subprocess.run(git + ["add", "prod", "playbooks"], check=True)
-    subprocess.run(git + ["commit", "-qm", "playbooks"], check=True)
+    git_commit(root, "prod", "playbooks", message="playbooks")
     Devbox(project_dir=root).init(inventory=root / "prod" / "hosts.ini")
     return root
 
 
 @pytest.fixture
 def project(template_project, tmp_path):
-    dest = tmp_path / "p"
-    shutil.copytree(template_project, dest, symlinks=True)
-    return dest
+    return copy_project(template_project, tmp_path / "p")
 
 
 class Recorder:
@@ -61,11 +56,6 @@ class Recorder:
 def make_app(project, vagrant, playbooks=None, probe=None):
     return Devbox(project_dir=project, progress=Recorder(), vagrant=vagrant,
                   playbooks=playbooks or FakePlaybookRunner(), ssh_probe=probe or FakeSshProbe())
-
-
-def head(project) -> str:
-    return subprocess.run(["git", "-C", str(project), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                          text=True, check=True).stdout.strip()
 
 
 def booted_project(project):
@@ -238,6 +228,37 @@ def test_dirty_playbooks_are_recorded_as_such(project):
     assert load_state(ProjectPaths(project).state).machines["web-1"].revision == head(project) + "-dirty"
 
 
+def test_a_provision_asks_git_once_and_parses_site_yml_once(project, monkeypatch):
+    """The change planner, the state record and the stamp share one revision lookup and one read of site.yml."""
+    from provisioner.adapters import process
+
+    site = project / "playbooks" / "site.yml"
+    site.write_text("- hosts: all\n  roles: []\n  tasks: []\n")  # a text no earlier test parsed in this process
+    real_run, real_load = process.run, yaml.load
+    argvs, parses = [], []
+
+    def recording_run(argv, **kwargs):
+        argvs.append(list(argv))
+        return real_run(argv, **kwargs)
+
+    def counting_load(stream, *args, **kwargs):  # every YAML parse: Ansible's loader and yaml.safe_load go here
+        if isinstance(stream, str) and stream == site.read_text():
+            parses.append(stream)
+        return real_load(stream, *args, **kwargs)
+
+    monkeypatch.setattr(process, "run", recording_run)
+    monkeypatch.setattr(yaml, "load", counting_load)
+    vagrant = FakeVagrant({n: "running" for n in BOTH}, allow=("ssh_config",))
+    runner = FakePlaybookRunner(playbook_ok(*BOTH))
+    result = make_app(project, vagrant, runner).provision()
+    assert len(runner.calls) == 1 and runner.calls[0]["after"]  # a real run, stamped
+    git = [argv[3] for argv in argvs if argv[0] == "git"]
+    assert git == ["rev-parse", "status"]
+    assert len(parses) == 1
+    stamp = runner.calls[0]["extravars"]["devbox_applied"]
+    assert result.revision == stamp["revision"] == head(project) + "-dirty"
+
+
 # ---------------------------------------------------------------------------------------------- status
 
 def test_status_json_from_cache_without_vagrant(project):
@@ -365,7 +386,7 @@ def test_provision_failure_on_the_cli_shows_table_then_error(project):
 # ---------------------------------------------------------------------------------------------- doctor
 
 def test_memory_check_against_planned_vms(project):
-    app = make_app(project, FakeVagrant({}))
+    app = make_app(project, FakeVagrant({})).project()
     plenty = doctor.check_memory(app, "MemTotal: 24000000 kB\nMemAvailable: 20000000 kB\n")
     short = doctor.check_memory(app, "MemAvailable: 1000000 kB\n")
     assert plenty.status == "ok" and short.status == "fail" and "count:" in short.hint
@@ -374,7 +395,7 @@ def test_memory_check_against_planned_vms(project):
 
 @pytest.mark.vagrant
 def test_doctor_checks_real_tools(project):
-    app = make_app(project, FakeVagrant({}))
+    app = make_app(project, FakeVagrant({})).project()
     assert doctor.check_vagrant(app).status == "ok"
     assert doctor.check_provider_plugin(app, "libvirt").status == "ok"
     missing = doctor.check_box(app, "no-such/box", "libvirt")

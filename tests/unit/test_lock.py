@@ -8,7 +8,7 @@ import time
 import pytest
 
 from provisioner.errors import LockHeld
-from provisioner.lock import ProjectLock
+from provisioner.project.lock import ProjectLock
 
 
 def test_second_holder_fails_fast_naming_the_first(tmp_path):
@@ -27,7 +27,7 @@ def test_second_holder_fails_fast_naming_the_first(tmp_path):
 
 def test_lock_held_by_another_process_and_freed_when_it_dies(tmp_path):
     path = tmp_path / "lock"
-    code = ("import sys, time; from provisioner.lock import ProjectLock; "
+    code = ("import sys, time; from provisioner.project.lock import ProjectLock; "
             f"l = ProjectLock({str(path)!r}, 'devbox provision').acquire(); print('held', flush=True); time.sleep(60)")
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:

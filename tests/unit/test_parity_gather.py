@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from provisioner.errors import CommandFailed
-from provisioner.parity_gather import gather, inventory_all_vars, is_vault_file, readable_inventory_copy
-from provisioner.parity_scan import Managed
-from provisioner.playbook_runner import AnsibleRunnerPlaybookRunner
+from provisioner.parity.gather import gather, inventory_all_vars, is_vault_file, readable_inventory_copy
+from provisioner.parity.scan import Managed
+from provisioner.adapters.playbook_runner import AnsibleRunnerPlaybookRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 VAULT_FILE = ROOT / "tests" / "data" / "envs" / "production" / "group_vars" / "all" / "vault.yml"
@@ -95,7 +95,7 @@ def test_the_original_inventory_with_its_vault_file_is_what_breaks(inventory, tm
 def test_facts_playbook_passes_ansible_lint_production_profile(tmp_path):
     import subprocess
     import sys
-    from provisioner.parity_gather import FACTS_PLAYBOOK
+    from provisioner.parity.gather import FACTS_PLAYBOOK
     lint = Path(sys.executable).parent / "ansible-lint"
     result = subprocess.run([str(lint), "--profile", "production", "--offline", str(FACTS_PLAYBOOK)], cwd=tmp_path,
                             capture_output=True, text=True, timeout=600)

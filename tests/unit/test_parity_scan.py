@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.errors import DevboxError
-from provisioner.parity_scan import scan_playbook
+from provisioner.parity.scan import scan_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 TREE = ROOT / "tests" / "data" / "parity" / "playbooks" / "site.yml"

@@ -12,8 +12,8 @@ import yaml
 from click.testing import CliRunner
 
 from provisioner.app import Devbox
-from provisioner.cli import main
-from provisioner.trust import record, scan_host
+from provisioner.cli.main import main
+from provisioner.environments.trust import record, scan_host
 
 pytestmark = pytest.mark.ansible
 

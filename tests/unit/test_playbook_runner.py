@@ -11,7 +11,7 @@ import ansible.release
 import pytest
 
 from provisioner.errors import CommandFailed, DevboxError
-from provisioner.playbook_runner import (AnsibleRunnerPlaybookRunner, HostSummary, TaskFailure, ansible_env,
+from provisioner.adapters.playbook_runner import (AnsibleRunnerPlaybookRunner, HostSummary, TaskFailure, ansible_env,
                                          failure_from_event, summarize)
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "ansible"

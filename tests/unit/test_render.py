@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.config import parse_config
+from provisioner.config.schema import parse_config
 from provisioner.errors import RenderError
-from provisioner.inventory import load_inventory
-from provisioner.planning import vagrant_validator
-from provisioner.render import (DEFAULT_TEMPLATE, install_vagrantfile, render_template, render_vagrantfile,
+from provisioner.plan.inventory import load_inventory
+from provisioner.adapters.vagrant_driver import validate_vagrantfile
+from provisioner.plan.render import (DEFAULT_TEMPLATE, install_vagrantfile, render_template, render_vagrantfile,
                                 ruby_string, template_for, write_if_changed)
-from provisioner.topology import derive_topology
+from provisioner.plan.topology import derive_topology
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORIES = REPO / "tests" / "data" / "inventories"
@@ -144,7 +144,7 @@ def test_vagrant_validate_accepts_the_rendered_vagrantfile(tmp_path, rules):
     if shutil.which("vagrant") is None:
         pytest.fail("vagrant is required for the vagrant tier (scripts/setup installs it)")
     topology, config = webapp(rules)
-    install_vagrantfile(tmp_path, render_vagrantfile(topology, config, DEFAULT_TEMPLATE), vagrant_validator())
+    install_vagrantfile(tmp_path, render_vagrantfile(topology, config, DEFAULT_TEMPLATE), validate_vagrantfile)
     assert (tmp_path / "Vagrantfile").exists()
     assert not (tmp_path / ".vagrant").exists()   # validation leaves nothing in the project
 
@@ -159,6 +159,6 @@ def test_vagrant_validate_rejects_a_bad_template_and_the_old_file_stays(tmp_path
     bad = good.replace("libvirt.cpus = 2", "libvirt.cpus = 2\n      libvirt.no_such_setting = 1", 1)
     assert bad != good
     with pytest.raises(RenderError) as info:
-        install_vagrantfile(tmp_path, bad, vagrant_validator())
+        install_vagrantfile(tmp_path, bad, validate_vagrantfile)
     assert "no_such_setting" in str(info.value)   # Vagrant's own message reaches the user
     assert (tmp_path / "Vagrantfile").read_text() == good

@@ -21,8 +21,8 @@ import yaml
 
 from provisioner.app import Devbox
 from provisioner.errors import SafetyError
-from provisioner.playbook_runner import AnsibleRunnerPlaybookRunner
-from provisioner.state import load_state, save_state
+from provisioner.adapters.playbook_runner import AnsibleRunnerPlaybookRunner
+from provisioner.project.state import load_state, save_state
 
 ENVS = Path(__file__).resolve().parents[1] / "data" / "envs"
 CANARIES = ("CANARY-PROD-7f3e9c1d", "CANARY-PROD-TOKEN-91ac55e2", "CANARY-PROD-INLINE-5d2c0e77",

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from provisioner.sigint import SigintHold
+from provisioner.adapters.sigint import SigintHold
 
 
 @pytest.fixture

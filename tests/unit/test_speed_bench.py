@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.config import load_config
-from provisioner.inventory import load_inventory
-from provisioner.render import DEFAULT_TEMPLATE, render_vagrantfile
-from provisioner.topology import derive_topology
+from provisioner.config.schema import load_config
+from provisioner.plan.inventory import load_inventory
+from provisioner.plan.render import DEFAULT_TEMPLATE, render_vagrantfile
+from provisioner.plan.topology import derive_topology
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

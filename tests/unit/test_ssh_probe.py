@@ -10,7 +10,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from provisioner.ssh_probe import ParamikoSshProbe, SshTarget, known_hosts_name, tcp_open
+from provisioner.adapters.ssh_probe import ParamikoSshProbe, SshTarget, known_hosts_name, tcp_open
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 

@@ -2,21 +2,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
-from provisioner.playbook_runner import AnsibleRunnerPlaybookRunner
-from provisioner.stamp import (APPLIED_PATH, HostRevision, Revision, collect_fetched, make_stamp,
+from helpers import git, git_commit
+from provisioner.adapters.playbook_runner import AnsibleRunnerPlaybookRunner
+from provisioner.environments.stamp import (APPLIED_PATH, HostRevision, Revision, collect_fetched, make_stamp,
                                playbook_revision, plays_roles, read_extravars, stamp_extravars,
                                write_stamp_playbooks)
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
 
 
 @pytest.fixture
@@ -24,9 +19,7 @@ def repo(tmp_path):
     repo = tmp_path / "repo"
     (repo / "playbooks").mkdir(parents=True)
     (repo / "playbooks" / "site.yml").write_text("- hosts: all\n  tasks: []\n")
-    git(repo, "init", "-q")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "add", ".")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-m", "site")
+    git_commit(repo, ".", message="site", author=("t", "t@example.invalid"))
     return repo
 
 
@@ -51,6 +44,14 @@ def test_no_git_repository_is_unversioned(tmp_path):
     (tmp_path / "site.yml").write_text("[]\n")
     rev = playbook_revision(tmp_path / "site.yml")
     assert rev.commit is None and rev.describe() == "unversioned"
+
+
+def test_one_lookup_serves_the_state_record_and_the_stamp_and_can_log_git(repo, tmp_path):
+    log = tmp_path / "logs" / "git.log"
+    rev = playbook_revision(repo / "playbooks" / "site.yml", log_path=log)
+    assert rev.recorded == rev.describe() == rev.commit[:12]  # what `devbox status` shows for a dev VM
+    assert "rev-parse HEAD" in log.read_text() and "status --porcelain" in log.read_text()
+    assert Revision(None, True).recorded is None  # outside git the state records no revision
 
 
 def test_stamp_records_what_when_who():

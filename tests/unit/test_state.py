@@ -5,7 +5,7 @@ import json
 import pytest
 
 from provisioner.errors import DevboxError
-from provisioner.state import MachineRecord, State, load_state, save_state
+from provisioner.project.state import MachineRecord, State, load_state, save_state
 
 
 def test_missing_file_is_empty_state(tmp_path):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.config import load_config, parse_config
+from provisioner.config.schema import load_config, parse_config
 from provisioner.errors import ConfigError
-from provisioner.inventory import load_inventory
-from provisioner.topology import Topology, derive_topology, is_connection_var, slug, suggest_rules
+from provisioner.plan.inventory import load_inventory
+from provisioner.plan.topology import Topology, derive_topology, is_connection_var, slug, suggest_rules
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORIES = REPO / "tests" / "data" / "inventories"

@@ -8,11 +8,11 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from provisioner import process
-from provisioner.environments import TargetHost
+from provisioner.adapters import process
+from provisioner.environments.model import TargetHost
 from provisioner.errors import SafetyError
-from provisioner.playbook_runner import ansible_env
-from provisioner.trust import (CHANGED, TRUSTED, UNKNOWN, UNREACHABLE, check_host, check_hosts,
+from provisioner.adapters.playbook_runner import ansible_env
+from provisioner.environments.trust import (CHANGED, TRUSTED, UNKNOWN, UNREACHABLE, check_host, check_hosts,
                                known_hosts_name, pinned_client, record, require_trusted, scan_host)
 from sshd_server import Sshd, free_port  # tests/unit/sshd_server.py
 
@@ -169,7 +169,7 @@ def test_hosts_behind_a_jump_host_are_checked_through_it(tmp_path):
 
 
 def test_jump_specs_parse_like_openssh():
-    from provisioner.trust import parse_jump
+    from provisioner.environments.trust import parse_jump
 
     assert parse_jump("ops@bastion.example:2222") == ("ops", "bastion.example", 2222)
     assert parse_jump("10.0.0.1") == (None, "10.0.0.1", 22)

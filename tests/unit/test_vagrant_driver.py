@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.errors import CommandFailed, DevboxError
-from provisioner.vagrant_driver import (SSH_DETAILS_DIR, MachineState, PythonVagrantDriver, SshConfig, machine_readable_error,
+from provisioner.adapters.vagrant_driver import (SSH_DETAILS_DIR, MachineState, PythonVagrantDriver, SshConfig, machine_readable_error,
                                         parse_machine_readable, parse_ssh_config, parse_status)
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "vagrant"

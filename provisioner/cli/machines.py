@@ -1,0 +1,174 @@
+"""The development VMs' lifecycle: `devbox up`, `provision`, `status`, `ssh`, `halt`, `destroy`, `doctor`.
+
+`provision --env` and `status --env` hand over to environments.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from provisioner.cli.context import console, pass_app
+from provisioner.cli.environments import provision_env, status_env
+from provisioner.cli.incremental_view import plan_table, plan_title
+from provisioner.cli.options import env_option, json_option, mitogen_option, names_argument, yes_option
+from provisioner.cli.views import LiveProgress, doctor_table, host_summary_table, status_table
+from provisioner.errors import DevboxError
+from provisioner.machines.lifecycle import ProvisionFailed
+
+
+def _with_progress(app, title: str) -> LiveProgress:
+    """Show the app's progress live while a command runs."""
+    display = LiveProgress(title)
+    app.progress = display
+    return display
+
+
+def _print_provision(result) -> None:
+    if result.plan is not None:  # incremental provisioning: what ran (or would run) per VM, and why
+        console().print(plan_table(result.plan, plan_title(result.plan, ran=result.playbook is not None,
+                                                            dry_run=result.playbook is None and not result.plan.nothing_to_do)))
+    pb = result.playbook
+    if pb is None:
+        return
+    mode = " (check mode: nothing changed)" if result.check else ""
+    if pb.strategy.requested:
+        click.echo(pb.strategy.describe())
+    console().print(host_summary_table(pb.hosts, f"provisioned in {pb.seconds:.0f}s from revision "
+                                                 f"{result.revision or 'outside git'}{mode}"))
+
+
+def _provision_failed(exc: ProvisionFailed) -> None:
+    """Show the per-host table before the error message (the group prints the message)."""
+    console(stderr=True).print(host_summary_table(exc.result.playbook.hosts, "provisioning summary"))
+
+
+@click.command()
+@names_argument
+@click.option("--no-provision", is_flag=True, help="Boot and wait for SSH only.")
+@mitogen_option
+@pass_app
+def up(app, names, no_provision, mitogen):
+    """Boot the VMs (all, or NAMES) and provision them in one Ansible run."""
+    if mitogen:
+        app.use_mitogen()
+    try:
+        with _with_progress(app, "devbox up"):
+            result = app.up(names, provision=not no_provision)
+    except ProvisionFailed as exc:
+        _provision_failed(exc)
+        raise
+    booted = ", ".join(result.booted) or "none"
+    click.echo(f"booted: {booted} ({result.boot_seconds:.0f}s); SSH ready after {result.ssh_seconds:.0f}s"
+               + (f"; already running: {', '.join(result.already_running)}" if result.already_running else ""))
+    if result.provision:
+        _print_provision(result.provision)
+
+
+@click.command()
+@names_argument
+@click.option("--tags", "-t", help="Only run plays and tasks tagged with these values (Ansible --tags).")
+@click.option("--limit", "-l", help="Further limit the hosts (Ansible --limit pattern).")
+@click.option("--check", is_flag=True, help="Dry run (Ansible --check --diff): change nothing.")
+@click.option("--full", is_flag=True, help="Run the whole playbook on every VM, whatever changed.")
+@click.option("--dry-run", is_flag=True, help="List per VM what would run and why; run nothing.")
+@env_option
+@yes_option("With --env on the command line: do not ask for the typed name (never for production).")
+@click.option("--no-check-first", is_flag=True, help="With --env: skip the check-mode diff before applying.")
+@mitogen_option
+@pass_app
+@click.pass_context
+def provision(ctx, app, names, tags, limit, check, full, dry_run, env, yes, no_check_first, mitogen):
+    """Run the production playbook against the development VMs (all, or NAMES), or an environment (--env)."""
+    if env and env != "dev":
+        if full or dry_run:
+            raise click.UsageError("--full and --dry-run are for the development VMs, not with --env")
+        if names or check:
+            raise click.UsageError("with --env, select hosts with --limit (no NAMES), and --check is implied "
+                                   "unless --no-check-first")
+        return provision_env(app, ctx, env, yes=yes, no_check_first=no_check_first, tags=tags, limit=limit)
+    if mitogen:
+        app.use_mitogen()
+    try:
+        with _with_progress(app, "devbox provision"):
+            result = app.provision(names, tags=tags, limit=limit, check=check, full=full, dry_run=dry_run)
+    except ProvisionFailed as exc:
+        _provision_failed(exc)
+        raise
+    _print_provision(result)
+
+
+@click.command()
+@json_option("Print {\"machines\": [...]} as JSON.")
+@click.option("--refresh", is_flag=True, help="Ask vagrant for the current states (one call; slower).")
+@env_option
+@pass_app
+def status(app, as_json, refresh, env):
+    """Per VM: state, SSH reachability, when it was last provisioned and from which revision.
+
+    With --env (dev included): read from each host which revision devbox last applied there."""
+    if env:
+        return status_env(app, env, as_json)
+    result = app.status(refresh=refresh)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    console().print(status_table(result.machines, result.refreshed))
+    _print_pending(app)
+
+
+def _print_pending(app) -> None:
+    """Pending changes per VM; a playbook devbox cannot read must not hide the machines' status."""
+    try:
+        plan = app.pending_changes()
+    except DevboxError as exc:
+        click.secho(f"pending changes: unknown ({exc})", fg="yellow", err=True)
+        return
+    console().print(plan_table(plan, plan_title(plan, ran=False, dry_run=False)))
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_app
+def ssh(app, name, command):
+    """Open a shell on VM NAME, or run `-- COMMAND` there (uses the cached connection, no vagrant)."""
+    argv = app.ssh(name, command).argv
+    sys.stdout.flush()
+    os.execvp(argv[0], list(argv))  # become ssh: the terminal, signals and exit code are the user's
+
+
+@click.command()
+@names_argument
+@pass_app
+def halt(app, names):
+    """Shut the VMs (all, or NAMES) down; `devbox up` starts them again."""
+    with _with_progress(app, "devbox halt"):
+        result = app.halt(names)
+    click.echo(f"halted: {', '.join(result.names)} ({result.seconds:.0f}s)")
+
+
+@click.command()
+@names_argument
+@yes_option("Do not ask.")
+@pass_app
+def destroy(app, names, yes):
+    """Delete the VMs (all, or NAMES), their cached connection data and host keys."""
+    if not yes:
+        which = ", ".join(names) if names else "ALL development VMs of this project"
+        click.confirm(f"Destroy {which}?", abort=True, err=True)
+    with _with_progress(app, "devbox destroy"):
+        result = app.destroy(names)
+    click.echo(f"destroyed: {', '.join(result.names)} ({result.seconds:.0f}s)")
+
+
+@click.command()
+@pass_app
+def doctor(app):
+    """Check vagrant, its libvirt plugin and daemon, ansible-core, memory and the box; say what to fix."""
+    result = app.doctor()
+    console().print(doctor_table(result.checks))
+    if not result.ok:
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,138 @@
+"""Terminal rendering for the commands: live per-VM progress and result tables (rich).
+
+Only the CLI uses this module: it builds tables, the commands print them with ``context.console``. On a terminal
+the progress is one live-updating line per VM; elsewhere (CI logs, pipes) each update is printed as a plain
+``subject: message`` line, so logs read well.
+"""
+from __future__ import annotations
+
+import time
+from typing import Iterable
+
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from provisioner.cli.context import console
+
+
+class LiveProgress:
+    """A ``progress(subject, message)`` callback that shows the latest message per subject (VM)."""
+
+    def __init__(self, title: str):
+        self.title = title
+        self.console = console(stderr=True)
+        self.rows: dict[str, tuple[str, float]] = {}
+        self.started = time.monotonic()
+        self._live: Live | None = None
+
+    def __call__(self, subject: str, message: str) -> None:
+        self.rows[subject] = (message, time.monotonic())
+        if self._live is not None:
+            self._live.update(self._table())
+        else:
+            self.console.print(f"{subject}: {message}", markup=False)
+
+    def _table(self) -> Table:
+        table = Table(title=f"{self.title} ({time.monotonic() - self.started:.0f}s)", title_justify="left",
+                      show_header=False, box=None)
+        table.add_column("subject", style="bold")
+        table.add_column("message", overflow="ellipsis", no_wrap=True)
+        for subject, (message, _at) in self.rows.items():
+            table.add_row(subject, message)
+        return table
+
+    def __enter__(self) -> "LiveProgress":
+        if self.console.is_terminal:
+            self._live = Live(self._table(), console=self.console, refresh_per_second=4, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self._live.update(self._table())
+            self._live.__exit__(*exc)
+            self._live = None
+
+
+def host_summary_table(hosts: Iterable, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("host", "ok", "changed", "failed", "unreachable", "skipped", "duration"):
+        table.add_column(column, justify="left" if column == "host" else "right")
+    for h in hosts:
+        style = "red" if not h.succeeded else None
+        table.add_row(h.host, str(h.ok), str(h.changed), str(h.failed), str(h.unreachable), str(h.skipped),
+                      f"{h.duration:.0f}s", style=style)
+    return table
+
+
+def status_table(machines: Iterable, refreshed: bool) -> Table:
+    source = "states from vagrant" if refreshed else "states as last seen (--refresh asks vagrant)"
+    table = Table(title=source, title_justify="left")
+    for column in ("VM", "state", "ssh", "address", "last provisioned", "revision"):
+        table.add_column(column)
+    for m in machines:
+        ssh = "-" if m.ssh is None else ("answers" if m.ssh else "no answer")
+        table.add_row(m.name, m.state, ssh, m.address or "-", m.last_provisioned or "never", m.revision or "-")
+    return table
+
+
+def doctor_table(checks: Iterable) -> Table:
+    table = Table(title="devbox doctor", title_justify="left")
+    for column in ("check", "result", "detail", "fix"):
+        table.add_column(column, overflow="fold")
+    marks = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+    for c in checks:
+        table.add_row(c.name, marks.get(c.status, c.status), Text(c.detail), Text(c.hint or ""))
+    return table
+
+
+def topology_table(topology, source: str) -> Table:
+    """The VMs of a plan (`devbox plan`, `devbox init`)."""
+    table = Table(title=f"{len(topology.machines)} development VMs {source}", title_justify="left")
+    for column in ("VM", "address", "memory", "cpus", "groups", "stands for"):
+        table.add_column(column, overflow="fold")
+    for m in topology.machines:
+        shown = ", ".join(m.represents[:4]) + (f" (+{len(m.represents) - 4} more)" if len(m.represents) > 4 else "")
+        table.add_row(m.name, m.address, f"{m.memory} MiB", str(m.cpus), ", ".join(m.groups), shown)
+    return table
+
+
+def env_hosts_table(plan) -> Table:
+    """The hosts of a named environment a run will apply to (`provision --env`)."""
+    table = Table(title=f"{len(plan.hosts)} hosts of {plan.environment.name} to apply to "
+                        f"({plan.environment.inventory})", title_justify="left")
+    for col in ("host", "address", "port"):
+        table.add_column(col)
+    for h in plan.hosts:
+        table.add_row(h.name, h.address, str(h.port))
+    return table
+
+
+def env_revisions_table(env_name: str | None, revisions: Iterable) -> Table:
+    """What devbox last applied to each host of an environment (`status --env`)."""
+    table = Table(title=f"what each host of {env_name or 'dev'} runs (recorded by devbox)", title_justify="left")
+    for col in ("host", "revision", "applied at (UTC)", "by", "partial"):
+        table.add_column(col, overflow="fold")
+    for r in revisions:
+        s = r.stamp or {}
+        table.add_row(r.host, r.revision, str(s.get("applied_at", "")), str(s.get("applied_by", "")),
+                      ("yes: " + ", ".join(f"{k} {s[k]}" for k in ("limit", "tags") if s.get(k))) if s.get("partial")
+                      else ("no" if s else ""))
+    return table
+
+
+def host_keys_table(environment, checks: Iterable) -> Table:
+    """The SSH host keys offered by an environment's hosts, and whether they are pinned (`devbox trust`)."""
+    table = Table(title=f"host keys of {environment.name} ({environment.known_hosts})", title_justify="left")
+    for col in ("host", "known_hosts name", "status", "key", "SHA256 fingerprint"):
+        table.add_column(col, overflow="fold")
+    for c in checks:
+        first = True
+        for k in c.offered or ():
+            table.add_row(c.host.name if first else "", c.entry if first else "", c.status if first else "",
+                          k.key_type, k.fingerprint)
+            first = False
+        if first:
+            table.add_row(c.host.name, c.entry, c.status, "", c.detail)
+    return table

@@ -1,0 +1,246 @@
+"""devbox.yml: the team's rules for turning the production inventory into development VMs.
+
+Loaded and validated here; unknown keys are rejected and every problem is reported at once, so one edit-run
+cycle fixes the whole file.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from provisioner.config.environments import validate_environments
+from provisioner.config.parity import config_problems as parity_problems
+from provisioner.config.smoke import validate_smoke
+from provisioner.errors import ConfigError
+
+CONFIG_NAME = "devbox.yml"
+PROVIDERS = ("libvirt", "virtualbox")
+DEFAULT_BOX = "debian/bookworm64"
+DEFAULT_NETWORK = "192.168.56.0/24"
+DEFAULT_MEMORY = 512
+DEFAULT_CPUS = 1
+MIN_MEMORY = 128
+# Keys other features own; validated by them, carried here untouched so this module does not reject them.
+EXTENSION_KEYS = ("environments", "smoke", "parity")
+GROUP_RULE_KEYS = ("count", "keep_distinct", "memory", "cpus", "exclude")
+
+
+@dataclass(frozen=True)
+class GroupRule:
+    count: int | None = None
+    keep_distinct: str | None = None
+    memory: int | None = None
+    cpus: int | None = None
+    exclude: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None = None                  # None: no devbox.yml, defaults only
+    inventory: str | None = None              # as written, relative to devbox.yml
+    playbook: str = "playbooks/site.yml"
+    provider: str = "libvirt"
+    box: str = DEFAULT_BOX
+    libvirt_uri: str | None = None            # a remote hypervisor; None means the local default
+    network: str = DEFAULT_NETWORK
+    memory: int = DEFAULT_MEMORY
+    cpus: int = DEFAULT_CPUS
+    ignore_groups: tuple[str, ...] = ()
+    groups: Mapping[str, GroupRule] = field(default_factory=dict)
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    allow_inventory_scripts: bool = False
+    extensions: Mapping[str, Any] = field(default_factory=dict)
+
+    def inventory_path(self) -> Path | None:
+        """The production inventory, resolved against the folder of devbox.yml."""
+        if self.inventory is None:
+            return None
+        base = self.path.parent if self.path else Path.cwd()
+        return (base / self.inventory)
+
+    def rule(self, group: str) -> GroupRule:
+        return self.groups.get(group, GroupRule())
+
+
+def load_config(path: str | Path, *, required: bool = False) -> Config:
+    """Load devbox.yml; a missing file means the defaults unless ``required``."""
+    path = Path(path)
+    if not path.exists():
+        if required:
+            raise ConfigError(str(path), ["file not found"], hint="run `devbox init --inventory PATH` to create it")
+        return Config(path=None)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigError(str(path), [f"{where}not valid YAML ({getattr(exc, 'problem', None) or exc})"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), ["not a UTF-8 text file"]) from None
+    return parse_config(data, path)
+
+
+def parse_config(data: Any, path: Path | None) -> Config:
+    problems: list[str] = []
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), ["the top level must be a mapping of settings"])
+
+    known = {"inventory", "playbook", "provider", "box", "libvirt", "network", "defaults", "ignore_groups",
+             "groups", "vars", "allow_inventory_scripts", *EXTENSION_KEYS}
+    for key in data:
+        if key not in known:
+            problems.append(f"unknown key `{key}` (known: {', '.join(sorted(known))})")
+
+    values: dict[str, Any] = {}
+    for key in ("inventory", "playbook", "box"):
+        if key in data:
+            if _is_text(data[key]):
+                values[key] = data[key]
+            else:
+                problems.append(f"`{key}` must be a non-empty string")
+    if "provider" in data:
+        if data["provider"] in PROVIDERS:
+            values["provider"] = data["provider"]
+        else:
+            problems.append(f"`provider` must be one of {', '.join(PROVIDERS)} (got {data['provider']!r})")
+    if "libvirt" in data:
+        libvirt = data["libvirt"]
+        if not isinstance(libvirt, dict):
+            problems.append("`libvirt` must be a mapping (e.g. `uri: qemu+ssh://user@hypervisor/system`)")
+        else:
+            for key in libvirt:
+                if key != "uri":
+                    problems.append(f"unknown key `libvirt.{key}` (known: uri)")
+            if "uri" in libvirt:
+                if libvirt["uri"] is None or _is_text(libvirt["uri"]):
+                    values["libvirt_uri"] = libvirt["uri"]
+                else:
+                    problems.append("`libvirt.uri` must be a libvirt connection URI string")
+    if "network" in data:
+        problem = _network_problem(data["network"])
+        if problem:
+            problems.append(problem)
+        else:
+            values["network"] = str(ipaddress.IPv4Network(data["network"], strict=False))
+    if "defaults" in data:
+        defaults = data["defaults"]
+        if not isinstance(defaults, dict):
+            problems.append("`defaults` must be a mapping with `memory` and/or `cpus`")
+        else:
+            for key in defaults:
+                if key not in ("memory", "cpus"):
+                    problems.append(f"unknown key `defaults.{key}` (known: cpus, memory)")
+            for key in ("memory", "cpus"):
+                if key in defaults:
+                    problem = _resource_problem(f"defaults.{key}", key, defaults[key])
+                    if problem:
+                        problems.append(problem)
+                    else:
+                        values[key] = defaults[key]
+    if "ignore_groups" in data:
+        ignore = data["ignore_groups"]
+        if isinstance(ignore, list) and all(_is_text(g) for g in ignore):
+            values["ignore_groups"] = tuple(ignore)
+        else:
+            problems.append("`ignore_groups` must be a list of group names")
+    if "groups" in data:
+        rules, rule_problems = _parse_group_rules(data["groups"])
+        problems.extend(rule_problems)
+        values["groups"] = rules
+    if "vars" in data:
+        if isinstance(data["vars"], dict) and all(isinstance(k, str) for k in data["vars"]):
+            values["vars"] = dict(data["vars"])
+        elif data["vars"] is not None:
+            problems.append("`vars` must be a mapping of variable names to development values")
+    if "allow_inventory_scripts" in data:
+        if isinstance(data["allow_inventory_scripts"], bool):
+            values["allow_inventory_scripts"] = data["allow_inventory_scripts"]
+        else:
+            problems.append("`allow_inventory_scripts` must be true or false")
+    values["extensions"] = {k: data[k] for k in EXTENSION_KEYS if k in data}
+    if "environments" in data:
+        problems.extend(validate_environments(data["environments"]))
+    if "smoke" in data:
+        problems.extend(validate_smoke(data["smoke"]))
+    if "parity" in data:
+        problems.extend(parity_problems(data["parity"]))
+
+    if problems:
+        raise ConfigError(str(path or CONFIG_NAME), problems)
+    return Config(path=path, **values)
+
+
+def _parse_group_rules(groups: Any) -> tuple[dict[str, GroupRule], list[str]]:
+    if groups is None:
+        return {}, []
+    if not isinstance(groups, dict):
+        return {}, ["`groups` must be a mapping of group name to rules (count, keep_distinct, memory, cpus, exclude)"]
+    rules: dict[str, GroupRule] = {}
+    problems: list[str] = []
+    for name, rule in groups.items():
+        where = f"groups.{name}"
+        if rule is None:
+            rules[str(name)] = GroupRule()
+            continue
+        if not isinstance(rule, dict):
+            problems.append(f"`{where}` must be a mapping (keys: {', '.join(GROUP_RULE_KEYS)})")
+            continue
+        values: dict[str, Any] = {}
+        for key, value in rule.items():
+            if key not in GROUP_RULE_KEYS:
+                problems.append(f"unknown key `{where}.{key}` (known: {', '.join(GROUP_RULE_KEYS)})")
+            elif key == "count":
+                if _is_int(value) and value >= 1:
+                    values[key] = value
+                else:
+                    problems.append(f"`{where}.count` must be a whole number of VMs, at least 1 (got {value!r})")
+            elif key == "keep_distinct":
+                if _is_text(value):
+                    values[key] = value
+                else:
+                    problems.append(f"`{where}.keep_distinct` must be the name of a host variable")
+            elif key == "exclude":
+                if isinstance(value, bool):
+                    values[key] = value
+                else:
+                    problems.append(f"`{where}.exclude` must be true or false")
+            else:
+                problem = _resource_problem(f"{where}.{key}", key, value)
+                if problem:
+                    problems.append(problem)
+                else:
+                    values[key] = value
+        rules[str(name)] = GroupRule(**values)
+    return rules, problems
+
+
+def _resource_problem(where: str, kind: str, value: Any) -> str | None:
+    if kind == "memory" and not (_is_int(value) and value >= MIN_MEMORY):
+        return f"`{where}` must be a whole number of MiB, at least {MIN_MEMORY} (got {value!r})"
+    if kind == "cpus" and not (_is_int(value) and value >= 1):
+        return f"`{where}` must be a whole number of CPUs, at least 1 (got {value!r})"
+    return None
+
+
+def _network_problem(value: Any) -> str | None:
+    try:
+        net = ipaddress.IPv4Network(str(value), strict=False)
+    except ValueError:
+        return f"`network` must be an IPv4 network in CIDR form like {DEFAULT_NETWORK} (got {value!r})"
+    if net.num_addresses < 16:
+        return f"`network` {value} is too small: use a /28 or larger"
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())

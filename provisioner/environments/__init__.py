@@ -1,0 +1,2 @@
+"""Named environments (staging...): the safety rails, pinned host keys, revision stamps, the runs.
+"""

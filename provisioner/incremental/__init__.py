@@ -1,0 +1,2 @@
+"""Re-provision only what changed: content digests, the ledger, the subset playbook.
+"""

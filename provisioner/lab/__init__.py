@@ -1,0 +1,2 @@
+"""The test lab (libvirt in a network namespace), the base box, and `devbox integration`.
+"""

@@ -1,0 +1,669 @@
+"""The lab: an isolated libvirt inside a network namespace, for end-to-end tests on real VMs.
+
+Layout of one lab called NAME (see ``LabPaths``):
+- network namespace NAME: libvirt's bridges, dnsmasq, NAT rules and the VMs exist only there; it has no uplink.
+- a private mount namespace on top of it, held open by a tiny holder process, in which /etc/libvirt,
+  /var/lib/libvirt, /run/libvirt and /var/log/libvirt are bind mounts of folders that belong to this run only.
+  virtlogd and libvirtd run there, so definitions of domains, networks and pools from any earlier run can never
+  leak in, and two labs with different names do not see each other's libvirt.
+- on the host side: squid on 127.0.0.1 (allowed to reach only the Debian mirror hosts of this machine's apt
+  sources; its cache survives runs), a unix-socket relay (socat) into the lab folder, and inside the namespace a
+  second socat listening on port 3142 that forwards to that socket. Guests use http://GATEWAY:3142 as apt proxy.
+- VAGRANT_HOME outside /root with a Vagrantfile holding the host-specific provider settings.
+
+Commands run "in the lab" (``Lab.command_argv``) enter both namespaces with nsenter and get the lab's env.
+Teardown kills nothing by name: it stops the daemons by their recorded PIDs and then every process still in
+the lab's network namespace (qemu and dnsmasq outlive libvirtd), then deletes the namespace.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from provisioner.adapters import process
+from provisioner.errors import DevboxError
+from provisioner.fsutil import atomic_write
+
+DEFAULT_NAME = os.environ.get("DEVBOX_LAB_NAME", "devbox-lab")
+STATE_ROOT = Path(os.environ.get("DEVBOX_LAB_ROOT", "/var/lib/devbox"))
+CACHE_ROOT = Path(os.environ.get("DEVBOX_CACHE_DIR", "/var/cache/devbox"))
+# vagrant-libvirt's default management network is 192.168.121.0/24; its gateway is the address guests reach.
+GATEWAY = "192.168.121.1"
+PROXY_PORT_IN_LAB = 3142
+LIBVIRT_URI = "qemu:///system"
+# The folders libvirtd (privileged) keeps its config, state, runtime files and logs in; each becomes a bind
+# mount of a folder private to one lab run.
+LIBVIRT_DIRS = {"etc": "/etc/libvirt", "lib": "/var/lib/libvirt", "run": "/run/libvirt", "log": "/var/log/libvirt"}
+
+Progress = Callable[[str, str], None]
+
+
+class LabError(DevboxError):
+    """A lab step failed; the message names the step and where its log is."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# paths and generated files (pure)
+
+@dataclass(frozen=True)
+class LabPaths:
+    name: str
+    state_root: Path = STATE_ROOT
+    cache_root: Path = CACHE_ROOT
+
+    @property
+    def dir(self) -> Path:  # everything of one run; wiped at the next `lab up`
+        return self.state_root / "labs" / self.name
+
+    @property
+    def private(self) -> Path:  # the folders bind-mounted over libvirt's own
+        return self.dir / "libvirt"
+
+    @property
+    def logs(self) -> Path:
+        return self.dir / "logs"
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "lab.json"
+
+    @property
+    def proxy_socket(self) -> Path:
+        return self.dir / "proxy.sock"
+
+    @property
+    def proxy_access_log(self) -> Path:  # where squid_config() sends the access log (benchmarks count hits here)
+        return self.logs / "squid-access.log"
+
+    @property
+    def ssh_control_dir(self) -> Path:  # SSH master connections of this lab only: other labs' VMs share addresses
+        return self.dir / "ssh"
+
+    @property
+    def squid_conf(self) -> Path:
+        return self.dir / "squid.conf"
+
+    @property
+    def squid_cache(self) -> Path:  # survives runs: a rebuild of the lab finds a warm package cache
+        return self.cache_root / "squid" / self.name
+
+    @property
+    def vagrant_home(self) -> Path:  # outside /root: qemu may run as libvirt-qemu and must read boxes here
+        return Path(os.environ.get("DEVBOX_LAB_VAGRANT_HOME", self.state_root / "vagrant.d"))
+
+    @property
+    def emulator_wrapper(self) -> Path:
+        return self.state_root / "qemu-tcg-wrapper"
+
+    def pidfile(self, daemon: str) -> Path:
+        return self.dir / f"{daemon}.pid"
+
+
+def squid_config(*, port: int, allowed_hosts: Sequence[str], cache_dir: Path, run_dir: Path) -> str:
+    """squid as a caching proxy for the Debian mirror hosts only; everything else is denied."""
+    if not allowed_hosts:
+        raise LabError("no package mirror host to allow in the lab's proxy",
+                       "check /etc/apt/sources.list and /etc/apt/sources.list.d/ on this machine")
+    hosts = " ".join(allowed_hosts)
+    return f"""# Generated by devbox lab: a package cache for the lab's guests, allowed to reach the mirror hosts only.
+http_port 127.0.0.1:{port}
+pid_filename {run_dir}/squid.pid
+access_log {run_dir}/logs/squid-access.log
+cache_log {run_dir}/logs/squid-cache.log
+cache_store_log none
+coredump_dir {run_dir}
+cache_effective_user proxy
+
+acl mirrors dstdomain {hosts}
+acl CONNECT method CONNECT
+http_access deny CONNECT
+http_access deny !localhost
+http_access allow mirrors
+http_access deny all
+
+cache_mem 256 MB
+maximum_object_size_in_memory 16 MB
+maximum_object_size 1024 MB
+cache_dir ufs {cache_dir} 8192 16 256
+# packages never change under the same name: keep them; indexes must be fresh
+refresh_pattern -i \\.(deb|udeb)$ 129600 100% 129600 refresh-ims
+refresh_pattern -i (/InRelease|/Release|/Release\\.gpg|/Packages|/Sources|/Translation-)[^/]*$ 0 0% 0 refresh-ims
+refresh_pattern . 0 20% 4320
+# the lab's teardown should not wait the default 30 s for open connections
+shutdown_lifetime 1 seconds
+forwarded_for delete
+via off
+"""
+
+
+def emulator_wrapper_script(qemu: str = "/usr/bin/qemu-system-x86_64") -> str:
+    """qemu's software-emulation translation cache defaults to 1 GiB, fully resident per VM; 128 MiB costs no
+    speed here. libvirt offers no setting for it, so rewrite its `-accel tcg` argument."""
+    return f"""#!/bin/bash
+# Generated by devbox lab: libvirt's emulator for the lab's VMs (see devbox's provisioner/lab.py).
+args=()
+prev=""
+for a in "$@"; do
+  if [ "$prev" = "-accel" ] && [ "$a" = "tcg" ]; then a="tcg,tb-size=128"; fi
+  args+=("$a")
+  prev="$a"
+done
+exec {qemu} "${{args[@]}}"
+"""
+
+
+def vagrant_home_vagrantfile(emulator: Path, pool: str = "default") -> str:
+    """Vagrant merges $VAGRANT_HOME/Vagrantfile into every project: the host-specific provider settings live
+    here, so the Vagrantfile devbox renders stays portable."""
+    return f"""# Generated by devbox lab: provider settings for this machine only (merged into every project).
+Vagrant.configure("2") do |config|
+  # software emulation on a busy machine can take longer than Vagrant's default 300 s to answer SSH
+  config.vm.boot_timeout = 900
+  config.vm.provider :libvirt do |libvirt|
+    # /dev/kvm here cannot boot a stock kernel (nested, paravirtual): software emulation
+    libvirt.driver = "qemu"
+    libvirt.emulator_path = "{emulator}"
+    libvirt.graphics_type = "none"
+    libvirt.video_type = "none"
+    libvirt.storage_pool_name = "{pool}"
+  end
+end
+"""
+
+
+def pool_xml(name: str, path: str) -> str:
+    return f"<pool type='dir'><name>{name}</name><target><path>{path}</path></target></pool>"
+
+
+def lab_env(paths: LabPaths, *, venv_bin: Path | None = None, base_path: str | None = None) -> dict[str, str]:
+    """What a command running in the lab needs to find libvirt, the box, the proxy and the right ansible."""
+    venv_bin = venv_bin or Path(sys.executable).parent
+    base_path = base_path if base_path is not None else os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    return {
+        "DEVBOX_LAB": paths.name,
+        "DEVBOX_APT_PROXY": f"http://{GATEWAY}:{PROXY_PORT_IN_LAB}",
+        "DEVBOX_LAB_PROXY_LOG": str(paths.proxy_access_log),  # the proxy's access log (hits and misses)
+        "DEVBOX_SSH_CONTROL_DIR": str(paths.ssh_control_dir),
+        "VAGRANT_HOME": str(paths.vagrant_home),
+        "VAGRANT_DEFAULT_PROVIDER": "libvirt",
+        "VAGRANT_CHECKPOINT_DISABLE": "1",
+        "LIBVIRT_DEFAULT_URI": LIBVIRT_URI,
+        # the venv first: ansible-runner runs whichever ansible-playbook comes first on PATH
+        "PATH": f"{venv_bin}:{base_path}",
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# how the lab touches the system (a fake in tests records the order of the calls)
+
+class SystemRunner(ABC):
+    @abstractmethod
+    def run(self, argv: list[str], *, timeout: float | None = None, log_path: Path | None = None) -> process.ProcessResult:
+        """Run a command to completion (never raises on non-zero)."""
+
+    @abstractmethod
+    def spawn(self, argv: list[str], *, log_path: Path) -> int:
+        """Start a long-running process in the background, detached; return its PID."""
+
+    @abstractmethod
+    def signal(self, pid: int, sig: int) -> bool:
+        """Send ``sig``; False if the process is gone."""
+
+    @abstractmethod
+    def alive(self, pid: int) -> bool:
+        """True while ``pid`` exists and is not a zombie."""
+
+    @abstractmethod
+    def cmdline(self, pid: int) -> str:
+        """The process's command line ('' if gone): checked before killing a PID read from an old file."""
+
+    @abstractmethod
+    def namespace_exists(self, name: str) -> bool:
+        """True if the named network namespace exists (``ip netns add`` made it)."""
+
+
+class RealSystem(SystemRunner):
+    def run(self, argv, *, timeout=None, log_path=None):
+        return process.run(argv, timeout=timeout, log_path=log_path)
+
+    def spawn(self, argv, *, log_path):
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            # daemons the lab owns: their own session, so a Ctrl-C in the terminal reaches only the command
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        proc.returncode = 0  # we never wait() for it: keep Popen's destructor from warning about it
+        return proc.pid
+
+    def signal(self, pid, sig):
+        try:
+            os.kill(pid, sig)
+            return True
+        except ProcessLookupError:
+            return False
+
+    def alive(self, pid):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        if state == "Z":
+            try:  # our own child that exited: reap it
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            return False
+        return True
+
+    def cmdline(self, pid):
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return ""
+
+    def namespace_exists(self, name):
+        return Path("/run/netns", name).exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+@dataclass
+class LabState:
+    """What `lab up` started, so `lab down` (maybe another process) can stop exactly that."""
+    name: str
+    holder_pid: int | None = None
+    pids: dict[str, int] = field(default_factory=dict)  # virtlogd, libvirtd, squid, relay-host, relay-lab
+    squid_port: int | None = None
+    started: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2) + "\n"
+
+    @classmethod
+    def load(cls, path: Path) -> "LabState | None":
+        try:
+            data = json.loads(path.read_text())
+            return cls(**data)
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+@dataclass(frozen=True)
+class LabStatus:
+    name: str
+    namespace: bool
+    processes: dict[str, bool]
+    vagrant_home: Path
+    apt_proxy: str
+    domains: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LabUpResult:
+    name: str
+    seconds: float
+    env: dict[str, str]
+
+
+class Lab:
+    def __init__(self, name: str = DEFAULT_NAME, *, system: SystemRunner | None = None,
+                 progress: Progress | None = None, paths: LabPaths | None = None,
+                 mirror_hosts: Sequence[str] | None = None, prepare: Callable[[], None] | None = None):
+        self.name = name
+        self._prepare = prepare  # e.g. make sure the base box is in the lab's VAGRANT_HOME
+        self.paths = paths or LabPaths(name)
+        self.system = system or RealSystem()
+        self.progress = progress or (lambda subject, message: None)
+        self._mirror_hosts = list(mirror_hosts) if mirror_hosts is not None else None
+
+    # -- entering the lab -------------------------------------------------------------------------------
+
+    def _holder_pid(self) -> int:
+        state = LabState.load(self.paths.state_file)
+        if not state or not state.holder_pid or not self.system.alive(state.holder_pid):
+            raise LabError(f"lab '{self.name}' is not running", "start it with `devbox lab up` (or use `devbox lab run -- CMD`)")
+        return state.holder_pid
+
+    def enter_argv(self, holder_pid: int | None = None, cwd: str | None = None) -> list[str]:
+        """The prefix that runs a command inside the lab's network and mount namespaces."""
+        pid = holder_pid or self._holder_pid()
+        return ["nsenter", f"--target={pid}", "--net", "--mount", f"--wd={cwd or os.getcwd()}", "--"]
+
+    def env(self) -> dict[str, str]:
+        return lab_env(self.paths)
+
+    def command_argv(self, argv: Sequence[str], cwd: str | None = None) -> list[str]:
+        """``argv`` run in the lab with the lab's env (``env`` makes it independent of the caller's)."""
+        env = [f"{k}={v}" for k, v in self.env().items()]
+        return [*self.enter_argv(cwd=cwd), "env", *env, *argv]
+
+    def _in_lab(self, argv: list[str], *, timeout: float = 120) -> process.ProcessResult:
+        return self.system.run([*self.enter_argv(cwd="/"), *argv], timeout=timeout,
+                               log_path=self.paths.logs / "lab.log")
+
+    def _virsh(self, *args: str, timeout: float = 60) -> process.ProcessResult:
+        return self._in_lab(["virsh", "-q", "-c", LIBVIRT_URI, *args], timeout=timeout)
+
+    # -- up ---------------------------------------------------------------------------------------------
+
+    def up(self) -> LabUpResult:
+        started = time.monotonic()
+        self._require_root()
+        if self._prepare:
+            self._prepare()
+        self._clear_stale()
+        paths = self.paths
+        paths.logs.mkdir(parents=True, exist_ok=True)
+        state = LabState(self.name, started=time.time())
+        try:
+            self._write_host_files()
+            self._step("network namespace", ["ip", "netns", "add", self.name])
+            self._step("loopback up", ["ip", "-n", self.name, "link", "set", "lo", "up"])
+            state.holder_pid = self._start_holder()
+            self._save(state)
+            self._start_libvirt(state)
+            self._start_proxy(state)
+        except BaseException:
+            self.progress("lab", "set-up failed: tearing down what was started")
+            self.down()
+            raise
+        return LabUpResult(self.name, time.monotonic() - started, self.env())
+
+    def _require_root(self) -> None:
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root (network namespaces, libvirtd)", "run it with sudo")
+
+    def _step(self, what: str, argv: list[str], timeout: float = 60) -> process.ProcessResult:
+        self.progress("lab", what)
+        result = self.system.run(argv, timeout=timeout, log_path=self.paths.logs / "lab.log")
+        if not result.ok:
+            raise LabError(f"lab set-up failed at '{what}': `{' '.join(argv)}` exited with {result.returncode}\n"
+                           + "\n".join("  " + l for l in result.tail().splitlines())
+                           + f"\nfull log: {self.paths.logs / 'lab.log'}",
+                           "run `devbox lab down` and try again; see the log for the cause")
+        return result
+
+    def _save(self, state: LabState) -> None:
+        atomic_write(self.paths.state_file, state.to_json())
+
+    def _write_host_files(self) -> None:
+        paths = self.paths
+        private = paths.private
+        # a fresh copy of the machine's libvirt configuration, without any domain, network or pool definitions
+        etc = Path(LIBVIRT_DIRS["etc"])
+        (private / "etc").mkdir(parents=True, exist_ok=True)
+        if etc.is_dir():
+            shutil.copytree(etc, private / "etc", symlinks=True, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("*.xml", "autostart", "storage", "secrets"))
+        if (etc / "nwfilter").is_dir():  # nwfilter rules ship with libvirt: keep them
+            shutil.copytree(etc / "nwfilter", private / "etc" / "nwfilter", dirs_exist_ok=True)
+        qemu_conf = private / "etc" / "qemu.conf"
+        base = qemu_conf.read_text() if qemu_conf.exists() else ""
+        # qemu as root: it must read boxes under VAGRANT_HOME and images in the private pool wherever they are
+        qemu_conf.write_text(base + '\n# devbox lab\nuser = "root"\ngroup = "root"\nsecurity_driver = "none"\n')
+        for key in ("lib", "run", "log"):
+            (private / key).mkdir(parents=True, exist_ok=True)
+        for sub in ("lib/images", "lib/qemu", "lib/dnsmasq", "lib/boot", "log/qemu"):
+            (private / sub).mkdir(parents=True, exist_ok=True)
+        atomic_write(paths.emulator_wrapper, emulator_wrapper_script(), mode=0o755)
+        atomic_write(paths.vagrant_home / "Vagrantfile", vagrant_home_vagrantfile(paths.emulator_wrapper))
+
+    def _start_holder(self) -> int:
+        """A process that keeps the lab's mount namespace (private libvirt folders) alive."""
+        self.progress("lab", "private libvirt folders")
+        binds = " && ".join(f"mount --bind {self.paths.private / key} {target}"
+                            for key, target in LIBVIRT_DIRS.items())
+        # ip netns exec gives a mount namespace with the namespace's /sys; unshare makes ours private to it
+        script = f"mkdir -p {LIBVIRT_DIRS['run']} && {binds} && exec sleep infinity"
+        pid = self.system.spawn(["ip", "netns", "exec", self.name, "unshare", "--mount", "--propagation", "private",
+                                 "--", "/bin/sh", "-c", script], log_path=self.paths.logs / "holder.log")
+        # The binds are done once the holder has exec'd `sleep`. Its earlier command lines (ip netns exec, unshare,
+        # sh -c SCRIPT) also contain the word "sleep", and a daemon entering one of those would join the wrong
+        # mount namespace, so only the exact final command line counts.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if not self.system.alive(pid):
+                raise LabError("the lab's namespace holder exited during set-up",
+                               f"see {self.paths.logs / 'holder.log'}")
+            if self.system.cmdline(pid).strip() == "sleep infinity":
+                return pid
+            time.sleep(0.1)
+        raise LabError("the lab's namespace holder did not start within 15 s", f"see {self.paths.logs / 'holder.log'}")
+
+    def _start_libvirt(self, state: LabState) -> None:
+        enter = self.enter_argv(state.holder_pid, cwd="/")
+        for daemon in ("virtlogd", "libvirtd"):
+            pidfile = self.paths.pidfile(daemon)
+            self._step(f"starting {daemon}", [*enter, daemon, "-d", "-p", str(pidfile)])
+            state.pids[daemon] = self._read_pidfile(pidfile, daemon)
+            self._save(state)
+        self.progress("lab", "waiting for libvirtd")
+        deadline = time.monotonic() + 30
+        while True:
+            result = self._virsh("version", timeout=20)
+            if result.ok:
+                break
+            if time.monotonic() > deadline:
+                raise LabError("libvirtd in the lab did not answer `virsh version` within 30 s\n" + result.tail(),
+                               f"see {self.paths.logs / 'lab.log'} and {self.paths.private / 'log'}")
+            time.sleep(0.5)
+        pool = pool_xml("default", f"{LIBVIRT_DIRS['lib']}/images")
+        xml = self.paths.dir / "pool.xml"
+        xml.write_text(pool)
+        for args in (["pool-define", str(xml)], ["pool-start", "default"]):
+            self._step(f"storage pool: {args[0]}", [*enter, "virsh", "-q", "-c", LIBVIRT_URI, *args])
+
+    def _read_pidfile(self, pidfile: Path, daemon: str) -> int:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                return int(pidfile.read_text().strip())
+            except (OSError, ValueError):
+                time.sleep(0.1)
+        raise LabError(f"{daemon} wrote no PID file ({pidfile})", f"see {self.paths.private / 'log'}")
+
+    def _start_proxy(self, state: LabState) -> None:
+        from provisioner.lab.box import mirror_hosts, read_apt_sources
+        paths = self.paths
+        hosts = self._mirror_hosts if self._mirror_hosts is not None else mirror_hosts(
+            [s for s in read_apt_sources() if "deb" in s.types])
+        port = free_local_port()
+        paths.squid_cache.mkdir(parents=True, exist_ok=True)
+        (paths.logs).mkdir(parents=True, exist_ok=True)
+        shutil.chown(paths.squid_cache, "proxy", "proxy")
+        shutil.chown(paths.logs, "proxy", "proxy")
+        atomic_write(paths.squid_conf, squid_config(port=port, allowed_hosts=hosts, cache_dir=paths.squid_cache,
+                                                    run_dir=paths.dir))
+        self.progress("lab", f"package proxy for {', '.join(hosts)}")
+        if not (paths.squid_cache / "00").is_dir():
+            self._step("creating the proxy's cache folders", ["squid", "-N", "-z", "-f", str(paths.squid_conf)], timeout=120)
+        state.squid_port = port
+        state.pids["squid"] = self.system.spawn(["squid", "-N", "-f", str(paths.squid_conf)],
+                                                log_path=paths.logs / "squid.log")
+        self._save(state)
+        self._wait_for_port(port, "squid", paths.logs / "squid.log")
+        state.pids["relay-host"] = self.system.spawn(
+            ["socat", f"UNIX-LISTEN:{paths.proxy_socket},fork,unlink-early", f"TCP:127.0.0.1:{port}"],
+            log_path=paths.logs / "relay-host.log")
+        self._save(state)
+        state.pids["relay-lab"] = self.system.spawn(
+            [*self.enter_argv(state.holder_pid, cwd="/"), "socat",
+             f"TCP-LISTEN:{PROXY_PORT_IN_LAB},bind=0.0.0.0,fork,reuseaddr", f"UNIX-CONNECT:{paths.proxy_socket}"],
+            log_path=paths.logs / "relay-lab.log")
+        self._save(state)
+
+    def _wait_for_port(self, port: int, what: str, log: Path, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.2)
+        raise LabError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s", f"see {log}")
+
+    # -- down -------------------------------------------------------------------------------------------
+
+    def _clear_stale(self) -> None:
+        """Whatever an earlier run left (killed before its teardown): processes, namespace, private folders."""
+        if self.paths.state_file.exists() or self._namespace_exists():
+            self.progress("lab", f"clearing a stale lab '{self.name}'")
+            self.down()
+        shutil.rmtree(self.paths.dir, ignore_errors=True)
+
+    def _namespace_exists(self) -> bool:
+        return self.system.namespace_exists(self.name)
+
+    def down(self) -> float:
+        """Tear everything down, in the order that leaves nothing behind. Never raises for a missing piece."""
+        started = time.monotonic()
+        state = LabState.load(self.paths.state_file) or LabState(self.name)
+        holder_ok = bool(state.holder_pid) and self.system.alive(state.holder_pid) and \
+            "sleep" in self.system.cmdline(state.holder_pid)
+        libvirtd_ok = holder_ok and self._owned(state.pids.get("libvirtd"), "libvirtd")
+        if libvirtd_ok:
+            self.progress("lab", "removing VMs, networks and volumes")
+            self._remove_definitions(state.holder_pid)
+        for name in ("libvirtd", "virtlogd"):
+            self._stop(state.pids.get(name), name, timeout=15)
+        for name, expect in (("relay-lab", "socat"), ("relay-host", "socat"), ("squid", "squid")):
+            self._stop(state.pids.get(name), expect, timeout=15)
+        if self._namespace_exists():
+            # qemu and dnsmasq outlive libvirtd, and the holder: every process left in the lab's namespace
+            self._kill_namespace_processes()
+            self.progress("lab", "deleting the network namespace")
+            self.system.run(["ip", "netns", "delete", self.name], timeout=30)
+        try:
+            self.paths.state_file.unlink()
+        except FileNotFoundError:
+            pass
+        shutil.rmtree(self.paths.private, ignore_errors=True)
+        return time.monotonic() - started
+
+    def _owned(self, pid: int | None, expect: str) -> bool:
+        """``pid`` is alive and still the program we started (a PID from an old file may be reused)."""
+        return bool(pid) and self.system.alive(pid) and expect in self.system.cmdline(pid)
+
+    def _remove_definitions(self, holder_pid: int) -> None:
+        enter = self.enter_argv(holder_pid, cwd="/")
+
+        def virsh(*args: str) -> process.ProcessResult:
+            return self.system.run([*enter, "virsh", "-q", "-c", LIBVIRT_URI, *args], timeout=60,
+                                   log_path=self.paths.logs / "lab.log")
+
+        domains = virsh("list", "--all", "--name").stdout.split()
+        for dom in domains:
+            virsh("destroy", dom)
+            virsh("undefine", dom, "--nvram")
+        for net in virsh("net-list", "--all", "--name").stdout.split():
+            virsh("net-destroy", net)
+            virsh("net-undefine", net)
+        for pool in virsh("pool-list", "--all", "--name").stdout.split():
+            for line in virsh("vol-list", pool).stdout.splitlines():
+                if line.split():
+                    virsh("vol-delete", line.split()[0], "--pool", pool)
+            virsh("pool-destroy", pool)
+            virsh("pool-undefine", pool)
+
+    def _stop(self, pid: int | None, expect: str, timeout: float) -> None:
+        if not self._owned(pid, expect):
+            return
+        self.progress("lab", f"stopping {expect} ({pid})")
+        self.system.signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.system.alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self.system.alive(pid):
+            self.system.signal(pid, signal.SIGKILL)
+
+    def _kill_namespace_processes(self) -> None:
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            pids = self._namespace_pids()
+            if not pids:
+                return
+            self.progress("lab", f"stopping {len(pids)} process(es) left in the namespace")
+            for pid in pids:
+                self.system.signal(pid, sig)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and any(self.system.alive(p) for p in pids):
+                time.sleep(0.1)
+
+    def _namespace_pids(self) -> list[int]:
+        result = self.system.run(["ip", "netns", "pids", self.name], timeout=30)
+        return [int(p) for p in result.stdout.split() if p.isdigit() and int(p) != os.getpid()] if result.ok else []
+
+    # -- status and run ---------------------------------------------------------------------------------
+
+    def status(self) -> LabStatus:
+        state = LabState.load(self.paths.state_file) or LabState(self.name)
+        expect = {"virtlogd": "virtlogd", "libvirtd": "libvirtd", "squid": "squid", "relay-host": "socat",
+                  "relay-lab": "socat"}
+        procs = {name: self._owned(state.pids.get(name), prog) for name, prog in expect.items()}
+        domains: tuple[str, ...] = ()
+        if procs["libvirtd"] and state.holder_pid:
+            result = self._virsh("list", "--all", "--name")
+            domains = tuple(result.stdout.split()) if result.ok else ()
+        return LabStatus(self.name, self._namespace_exists(), procs, self.paths.vagrant_home,
+                         self.env()["DEVBOX_APT_PROXY"], domains)
+
+    def exec(self, argv: Sequence[str], *, cwd: str | None = None) -> int:
+        """Run ``argv`` in a lab that is up, attached to this terminal; its exit code."""
+        return subprocess.call(self.command_argv(list(argv), cwd=cwd))
+
+    def run(self, argv: Sequence[str], *, cwd: str | None = None) -> int:
+        """Up, run ``argv`` in the lab, down (always, also on failure, Ctrl-C or SIGTERM); its exit code."""
+        if not argv:
+            raise DevboxError("nothing to run", "usage: devbox lab run -- COMMAND [ARG...]")
+        child: subprocess.Popen | None = None
+        received = [signal.SIGINT]
+
+        def on_term(signum, frame):
+            received[0] = signum
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        old_term = signal.signal(signal.SIGTERM, on_term)
+        old_hup = signal.signal(signal.SIGHUP, on_term)
+        # also when started with SIGINT ignored (a background job of a script): Ctrl-C must still tear down
+        signal.signal(signal.SIGINT, on_term)
+        try:
+            up = self.up()
+            self.progress("lab", f"up in {up.seconds:.1f} s; running: {' '.join(argv)}")
+            started = time.monotonic()
+            child = subprocess.Popen(self.command_argv(list(argv), cwd=cwd or os.getcwd()))
+            returncode = child.wait()
+            self.progress("lab", f"command exited with {returncode} after {time.monotonic() - started:.0f} s")
+            return returncode if returncode >= 0 else 128 - returncode  # killed by a signal: shell convention
+        except KeyboardInterrupt:
+            if child and child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+                try:
+                    child.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+            return 128 + received[0]  # 130 for Ctrl-C, 143 for SIGTERM
+        finally:
+            # a second Ctrl-C must not cut the teardown short
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                self.progress("lab", "tearing down")
+                self.progress("lab", f"down in {self.down():.1f} s")
+            finally:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                signal.signal(signal.SIGTERM, old_term)
+                signal.signal(signal.SIGHUP, old_hup)
+
+
+def free_local_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,2 @@
+"""The VM lifecycle (up, provision, status, ssh, halt, destroy) and `devbox doctor`.
+"""

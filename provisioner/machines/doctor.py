@@ -1,0 +1,152 @@
+"""`devbox doctor`: is this machine ready to run the planned VMs? Each check says what to fix.
+
+The checks that start a program run in parallel: each `vagrant` call costs about a second of Ruby start-up.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from provisioner.adapters import process
+from provisioner.errors import DevboxError
+from provisioner.adapters.vagrant_driver import parse_machine_readable
+from provisioner.plan.planning import load_plan
+from provisioner.project.context import Project
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+MIN_ANSIBLE = (2, 15)
+# qemu's own memory on top of the guest's (software emulation with a 128 MiB translation cache, measured)
+VM_OVERHEAD_MIB = 256
+DEFAULT_LIBVIRT_URI = "qemu:///system"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok, warn, fail
+    detail: str
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
+class DoctorResult:
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != FAIL for c in self.checks)
+
+
+def _run(argv: list[str], project: Project, timeout: float = 60) -> process.ProcessResult | None:
+    try:
+        return process.run(argv, cwd=project.paths.root, timeout=timeout, log_path=project.paths.logs / "doctor.log")
+    except DevboxError:  # not installed, or timed out
+        return None
+
+
+def check_vagrant(project: Project) -> Check:
+    r = _run(["vagrant", "--version"], project)
+    if r is None or not r.ok:
+        return Check("vagrant", FAIL, "not installed or not working", "install it: run scripts/setup (Debian: apt-get install vagrant)")
+    return Check("vagrant", OK, r.stdout.strip())
+
+
+def check_provider_plugin(project: Project, provider: str) -> Check:
+    if provider != "libvirt":
+        return Check("provider plugin", OK, f"{provider} is built into vagrant")
+    r = _run(["vagrant", "plugin", "list", "--machine-readable"], project)
+    if r is None or not r.ok:
+        return Check("vagrant-libvirt", FAIL, "cannot list vagrant plugins", "fix vagrant first (see above)")
+    names = {data for _t, kind, data in parse_machine_readable(r.stdout) if kind == "plugin-name"}
+    if "vagrant-libvirt" not in names:
+        return Check("vagrant-libvirt", FAIL, "plugin not installed",
+                     "apt-get install vagrant-libvirt (or `vagrant plugin install vagrant-libvirt`)")
+    return Check("vagrant-libvirt", OK, "installed")
+
+
+def check_libvirtd(project: Project, uri: str) -> Check:
+    r = _run(["virsh", "-c", uri, "version"], project, timeout=20)
+    if r is None:
+        return Check("libvirtd", FAIL, f"`virsh -c {uri}` did not answer", "install libvirt-clients and libvirt-daemon-system")
+    if not r.ok:
+        return Check("libvirtd", FAIL, f"not reachable at {uri}: {r.tail(2)}",
+                     "start libvirtd (systemctl start libvirtd), and make sure you may use it (group libvirt)")
+    version = re.search(r"Running hypervisor: (.+)", r.stdout)
+    return Check("libvirtd", OK, f"{uri}: {version.group(1).strip() if version else 'answering'}")
+
+
+def check_ansible() -> Check:
+    try:
+        from ansible.release import __version__
+    except ImportError:
+        return Check("ansible-core", FAIL, "not installed in devbox's Python", "pip install -e . (or run scripts/setup)")
+    parts = tuple(int(p) for p in re.findall(r"\d+", __version__)[:2])
+    where = f"{__version__} in {Path(sys.executable).parent}"
+    if parts < MIN_ANSIBLE:
+        return Check("ansible-core", FAIL, where, f"upgrade: pip install 'ansible-core>={'.'.join(map(str, MIN_ANSIBLE))}'")
+    return Check("ansible-core", OK, where)
+
+
+def available_memory_mib(meminfo: str) -> int | None:
+    m = re.search(r"^MemAvailable:\s+(\d+) kB", meminfo, re.MULTILINE)
+    return int(m.group(1)) // 1024 if m else None
+
+
+def check_memory(project: Project, meminfo: str | None = None) -> Check:
+    try:
+        topology = load_plan(project.paths.root)
+    except DevboxError:
+        return Check("memory", WARN, "no plan yet, so nothing to compare with", "run `devbox init`")
+    if meminfo is None:
+        meminfo = Path("/proc/meminfo").read_text()
+    free = available_memory_mib(meminfo)
+    need = sum(m.memory + VM_OVERHEAD_MIB for m in topology.machines)
+    detail = f"{len(topology.machines)} VMs need about {need} MiB; {free if free is not None else '?'} MiB available"
+    if free is None:
+        return Check("memory", WARN, detail)
+    if free < need:
+        return Check("memory", FAIL, detail, "lower `memory:` in devbox.yml, plan fewer VMs (`count:`), or free memory")
+    return Check("memory", OK, detail)
+
+
+def parse_box_list(text: str) -> list[tuple[str, str | None]]:
+    """``vagrant box list --machine-readable`` -> [(box name, provider)]; each box-name is followed by its provider."""
+    boxes: list[tuple[str, str | None]] = []
+    for _target, kind, data in parse_machine_readable(text):
+        if kind == "box-name":
+            boxes.append((data, None))
+        elif kind == "box-provider" and boxes and boxes[-1][1] is None:
+            boxes[-1] = (boxes[-1][0], data)
+    return boxes
+
+
+def check_box(project: Project, box: str, provider: str) -> Check:
+    r = _run(["vagrant", "box", "list", "--machine-readable"], project)
+    if r is None or not r.ok:
+        return Check("box", FAIL, "cannot list vagrant boxes", "fix vagrant first (see above)")
+    if (box, provider) in parse_box_list(r.stdout):
+        return Check("box", OK, f"{box} ({provider})")
+    hint = "build it: `devbox box build`" if provider == "libvirt" else f"vagrant box add {box}"
+    return Check("box", FAIL, f"{box} for {provider} is not installed", hint)
+
+
+def run_checks(project: Project) -> DoctorResult:
+    config = project.config()
+    # the same precedence as virsh and vagrant-libvirt: devbox.yml, then LIBVIRT_DEFAULT_URI, then the local system
+    uri = config.libvirt_uri or os.environ.get("LIBVIRT_DEFAULT_URI") or DEFAULT_LIBVIRT_URI
+    jobs: list[Callable[[], Check]] = [
+        lambda: check_vagrant(project),
+        lambda: check_provider_plugin(project, config.provider),
+        lambda: check_box(project, config.box, config.provider),
+        check_ansible,
+        lambda: check_memory(project),
+    ]
+    if config.provider == "libvirt":
+        jobs.insert(2, lambda: check_libvirtd(project, uri))
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        return DoctorResult(tuple(pool.map(lambda job: job(), jobs)))

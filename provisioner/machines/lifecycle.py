@@ -1,0 +1,431 @@
+"""VM lifecycle: up, provision, status, ssh, halt, destroy.
+
+Orchestration only: Vagrant, Ansible and SSH are reached through the project's adapters, and
+everything devbox learns is written to ``.devbox/state.json`` only once it is known to be true, so an
+interrupted command (Ctrl-C) leaves state that the next ``up`` can converge from.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+import yaml
+
+from provisioner.adapters import process
+from provisioner.incremental import reprovision
+from provisioner.environments.model import ensure_dev_gets_no_vault_password
+from provisioner.errors import DevboxError, UsageError
+from provisioner.fsutil import atomic_write
+from provisioner.plan.planning import derive, load_plan, render_project
+from provisioner.project.context import Project
+from provisioner.project.paths import ProjectPaths
+from provisioner.adapters.playbook_runner import PlaybookResult
+from provisioner.incremental.ledger import EventLog
+from provisioner.adapters.ssh_probe import ProjectKnownHosts, SshTarget, known_hosts_name
+from provisioner.environments.stamp import playbook_revision, stamp_run_args
+from provisioner.project.state import State, load_state, now_iso, save_state
+
+if TYPE_CHECKING:
+    from provisioner.incremental.subset import IncrementalPlan
+    from provisioner.plan.topology import Topology
+    from provisioner.adapters.vagrant_driver import SshConfig
+
+SSH_TIMEOUT = 300.0  # software-emulated guests answer SSH ~30 s after start; a loaded CI machine needs more
+STATUS_PROBE_TIMEOUT = 0.3  # a VM on a local bridge answers a TCP connect in milliseconds
+MIN_FORKS = 5  # Ansible's default; more when there are more VMs, so no VM waits for a fork
+
+
+# ------------------------------------------------------------------------------------------------- results
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    playbook: PlaybookResult | None  # None: nothing needed to run (or --dry-run)
+    names: tuple[str, ...]
+    revision: str | None
+    check: bool
+    plan: "IncrementalPlan | None" = None  # incremental provisioning: what ran (or would run) per VM, and why
+
+
+@dataclass(frozen=True)
+class UpResult:
+    rendered: bool
+    booted: tuple[str, ...]
+    already_running: tuple[str, ...]
+    boot_seconds: float
+    ssh_seconds: float
+    provision: ProvisionResult | None
+
+
+@dataclass(frozen=True)
+class MachineStatus:
+    name: str
+    state: str  # provider state as last seen ("unknown" if never seen)
+    ssh: bool | None  # TCP answer on the cached SSH address; None: no cached address (never booted by devbox)
+    address: str | None  # user@host:port
+    last_provisioned: str | None
+    revision: str | None
+    seen_at: str | None
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "state": self.state, "ssh": self.ssh,
+                "last_provisioned": self.last_provisioned, "revision": self.revision}
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    machines: tuple[MachineStatus, ...]
+    refreshed: bool
+
+    def to_json(self) -> dict:
+        return {"machines": [m.to_json() for m in self.machines]}
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    """halt / destroy: which machines, how long."""
+
+    names: tuple[str, ...]
+    seconds: float
+    log_path: str | None
+
+
+@dataclass(frozen=True)
+class SshCommand:
+    argv: tuple[str, ...]
+
+
+class ProvisionFailed(DevboxError):
+    """The playbook ran and failed somewhere; carries the result so the CLI can still show the summary."""
+
+    def __init__(self, result: ProvisionResult):
+        pb = result.playbook
+        lines = [str(f) for f in pb.failures] or [f"ansible-playbook ended with status {pb.status} (rc {pb.rc})"]
+        super().__init__("provisioning failed:\n" + "\n".join("  " + l for l in lines) + f"\nfull log: {pb.log_path}",
+                         "fix the failing task and run `devbox provision` again (only failed work is redone)")
+        self.result = result
+
+
+class SshNotReady(DevboxError):
+    def __init__(self, errors: Sequence[str]):
+        super().__init__("VMs did not become reachable over SSH:\n" + "\n".join("  " + e for e in errors),
+                         "read the console log named above; `devbox up` again retries, `devbox destroy NAME` "
+                         "starts that VM from scratch")
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+def _select(topology: "Topology", names: Sequence[str]) -> list[str]:
+    """The machines a command acts on: all of the plan by default; unknown names are a usage error."""
+    planned = [m.name for m in topology.machines]
+    unknown = [n for n in names if n not in planned]
+    if unknown:
+        raise UsageError(f"no VM named {', '.join(unknown)} in the plan", f"VMs in the plan: {', '.join(planned)}")
+    return [n for n in planned if n in names] if names else planned
+
+
+def ensure_rendered(project: Project) -> tuple["Topology", bool]:
+    """The plan to act on; re-rendered when devbox.yml or the production inventory changed since last time."""
+    paths = project.paths
+    try:
+        saved = load_plan(project.paths.root)
+    except DevboxError:
+        saved = None
+    config = project.config()
+    fresh, _source = derive(paths.root, config, None, False, project.progress)
+    if saved is not None and saved.to_state() == fresh.to_state() and (paths.root / "Vagrantfile").exists():
+        return saved, False
+    project.progress("plan", "changed; rendering the Vagrantfile and the development inventory")
+    render_project(project, fresh, config)
+    return fresh, True
+
+
+def write_connection_inventory(paths: ProjectPaths, topology: "Topology", state: State) -> None:
+    """``.devbox/inventory/zz-connection.yml``: how Ansible reaches each VM, from the cached ssh-config.
+
+    A separate file (loaded after hosts.yml, hence ``zz-``) so the rendered inventory never holds data that
+    changes with every boot. Only planned machines appear, so it can never add a host to the inventory.
+    """
+    hosts = {}
+    for m in topology.machines:
+        ssh = state.machines.get(m.name) and state.machines[m.name].ssh
+        if ssh:
+            hosts[m.name] = {"ansible_host": ssh["host"], "ansible_port": ssh["port"], "ansible_user": ssh["user"],
+                             "ansible_ssh_private_key_file": ssh["identity_file"]}
+    text = "# Generated by devbox from `vagrant ssh-config`; rewritten on every up/provision.\n"
+    text += yaml.safe_dump({"all": {"hosts": hosts}}, default_flow_style=False, sort_keys=True)
+    atomic_write(paths.connection_inventory, text)
+
+
+def forget_host_keys(paths: ProjectPaths, host: str, port: int) -> None:
+    """Remove a VM's address from the project known_hosts, in both forms OpenSSH may have written."""
+    if not paths.known_hosts.exists():
+        return
+    for name in {host, known_hosts_name(host, port)}:
+        process.run(["ssh-keygen", "-f", str(paths.known_hosts), "-R", name],
+                    log_path=paths.logs / "known-hosts.log").check(what=f"removing {name} from {paths.known_hosts}")
+
+
+def _targets(paths: ProjectPaths, state: State, names: Sequence[str]) -> list[SshTarget]:
+    targets = []
+    for n in names:
+        ssh = state.machines.get(n) and state.machines[n].ssh
+        if ssh:
+            targets.append(SshTarget(name=n, host=ssh["host"], port=int(ssh["port"]), user=ssh["user"],
+                                     key_file=ssh["identity_file"], console_log=paths.console_log(n)))
+    return targets
+
+
+def _learn_host_keys(project: Project, paths: ProjectPaths, state: State, names: Sequence[str]) -> None:
+    """Record the keys of VMs missing from the project's known_hosts with devbox's own accept-new probe (`up`
+    does this while waiting for SSH; `provision` may meet a VM booted outside devbox)."""
+    known = ProjectKnownHosts(paths.known_hosts)
+    targets = [t for t in _targets(paths, state, names) if not known.knows(t.host, t.port)]
+    results = project.ssh_probe.wait_ready(targets=targets, timeout=SSH_TIMEOUT)
+    errors = [r.error for r in results.values() if not r.ready]
+    if errors:
+        raise SshNotReady(errors)
+
+
+def _refresh_connections(project: Project, state: State, names: Sequence[str], recreated: Sequence[str],
+                         known: Mapping[str, SshConfig] | None = None) -> None:
+    """Connection details for ``names``: those ``known`` already, the rest from one `vagrant ssh-config`.
+    Recreated VMs lose their old host keys (new VM, new key)."""
+    paths = project.paths
+    configs = dict(known or {})
+    missing = [n for n in names if n not in configs]
+    if missing:
+        configs.update(project.vagrant.ssh_config(names=missing))
+    for name in names:
+        cfg = configs[name]
+        old = state.machine(name).ssh
+        moved = bool(old) and (old["host"], int(old["port"])) != (cfg.host, cfg.port)
+        if moved:  # the old address may go to another VM next: its key must not linger
+            forget_host_keys(paths, old["host"], int(old["port"]))
+        if name in recreated or moved:  # a key recorded for the new address belonged to some earlier VM
+            forget_host_keys(paths, cfg.host, cfg.port)
+        state.machine(name).ssh = cfg.to_json()
+
+
+# ------------------------------------------------------------------------------------------------ commands
+
+def up(project: Project, names: Sequence[str] = (), *, provision_after: bool = True) -> UpResult:
+    paths = project.paths
+    with project.lock("devbox up"):
+        topology, rendered = ensure_rendered(project)
+        selected = _select(topology, names)
+        state = load_state(paths.state)
+        # A first `up` (no machine created yet) saves a `vagrant status` start-up: every selected VM is booted.
+        seen = {} if project.vagrant.none_created(selected) else project.vagrant.status()
+        for n, s in seen.items():
+            if n in selected:
+                state.record_seen(n, s.state)
+        save_state(paths.state, state)
+        running = [n for n in selected if seen.get(n) and seen[n].state == "running"]
+        to_boot = [n for n in selected if n not in running]
+        recreated = [n for n in to_boot if seen.get(n) is None or seen[n].state == "not_created"]
+        reprovision.forget_in(state, recreated)  # a VM created again has nothing applied yet
+
+        boot_started = time.monotonic()
+        boot_started_wall = time.time()
+        if to_boot:
+            for n in to_boot:
+                project.progress(n, "booting")
+            project.vagrant.up(names=to_boot, parallel=True)
+            for n in to_boot:
+                state.record_seen(n, "running")
+                project.progress(n, "booted")
+        boot_seconds = time.monotonic() - boot_started
+
+        # Connection details change when a VM boots (new DHCP lease, new key for a new VM); cached ones of VMs
+        # that were already running stay valid, so a second `up` starts no `vagrant ssh-config` at all.
+        stale = [n for n in selected if n in to_boot or not state.machine(n).ssh]
+        if stale:
+            # what Vagrant recorded while booting them spares most `up`s the `vagrant ssh-config` start-up
+            recorded = project.vagrant.recorded_ssh_config(names=[n for n in stale if n in to_boot],
+                                                       since=boot_started_wall)
+            _refresh_connections(project, state, stale, recreated, known=recorded)
+        save_state(paths.state, state)
+        write_connection_inventory(paths, topology, state)
+
+        ssh_started = time.monotonic()
+        results = project.ssh_probe.wait_ready(targets=_targets(paths, state, selected), timeout=SSH_TIMEOUT,
+                                           on_ready=lambda n: project.progress(n, "SSH ready"))
+        errors = [r.error for r in results.values() if not r.ready]
+        if errors:
+            raise SshNotReady(errors)
+        ssh_seconds = time.monotonic() - ssh_started
+
+        prov = _provision_locked(project, topology, state, selected, names_given=bool(names)) if provision_after else None
+    return UpResult(rendered=rendered, booted=tuple(to_boot), already_running=tuple(running),
+                    boot_seconds=boot_seconds, ssh_seconds=ssh_seconds, provision=prov)
+
+
+def provision(project: Project, names: Sequence[str] = (), *, tags: str | None = None, limit: str | None = None,
+              check: bool = False, full: bool = False, dry_run: bool = False) -> ProvisionResult:
+    paths = project.paths
+    with project.lock("devbox provision"):
+        topology = load_plan(project.paths.root)
+        selected = _select(topology, names)
+        state = load_state(paths.state)
+        missing = [n for n in selected if not state.machine(n).ssh]
+        if missing:  # never booted by devbox (or destroyed since): ask Vagrant once for all of them
+            _refresh_connections(project, state, missing, recreated=())
+            save_state(paths.state, state)
+        write_connection_inventory(paths, topology, state)
+        if project.playbooks.strategy.needs_known_host_keys:
+            _learn_host_keys(project, paths, state, selected)
+        return _provision_locked(project, topology, state, selected, names_given=bool(names), tags=tags,
+                                 limit=limit, check=check, full=full, dry_run=dry_run)
+
+
+def _ansible_limit(selected: Sequence[str], names_given: bool, limit: str | None) -> str | None:
+    if not names_given:
+        return limit
+    if limit is None:
+        return ",".join(selected)
+    if any(sep in limit for sep in ",:"):
+        raise UsageError("combine VM names with a single-pattern --limit only",
+                         "put the whole host pattern in --limit and leave out the VM names")
+    return ",".join(selected) + f",&{limit}"
+
+
+def _provision_locked(project: Project, topology: "Topology", state: State, selected: Sequence[str], *,
+                      names_given: bool, tags: str | None = None, limit: str | None = None,
+                      check: bool = False, full: bool = False, dry_run: bool = False) -> ProvisionResult:
+    paths = project.paths
+    playbook = project.playbook()
+    # the run's one git lookup: recorded in the state and in the stamp
+    revision = playbook_revision(playbook, log_path=paths.logs / "git.log")
+    # development runs use the generated values in .devbox/, never a real vault password
+    ensure_dev_gets_no_vault_password(os.environ, playbook.parent)
+    # Only what changed since the last successful run, on only the VMs it concerns (see reprovision.py)
+    incremental = reprovision.start(devbox_dir=paths.devbox, playbook=playbook, inventory=paths.inventory,
+                                    project_dir=paths.root, names=selected, full=full, dry_run=dry_run,
+                                    tags=tags, limit=limit, check=check)
+    if incremental and (dry_run or incremental.nothing_to_do):
+        return ProvisionResult(playbook=None, names=tuple(selected), revision=revision.recorded, check=check,
+                               plan=incremental.plan)
+    events = EventLog()
+    selected = incremental.vms_to_run if incremental else selected
+    ansible_limit = _ansible_limit(selected, names_given, limit)
+    # every real run leaves on each VM what it applied (/etc/devbox/applied.json); a check run changes nothing
+    # site.yml as the change planner read it (None when no plan was made: the stamp reads it, once, itself)
+    site = incremental.digests.site if incremental and incremental.digests else None
+    stamping = {} if check else stamp_run_args(paths.root, playbook, environment="dev", revision=revision,
+                                               site=site, limit=ansible_limit, tags=tags)
+    if incremental and ansible_limit is None and not incremental.plan.run_whole_playbook:
+        # the subset's plays name their VMs; devbox's own plays after it (the stamp) must not reach the others
+        ansible_limit = ",".join(incremental.hosts_to_contact)
+    for n in selected:
+        project.progress(n, "provisioning")
+    result = project.playbooks.run(playbook=incremental.playbook if incremental else playbook, on_event=events,
+                               inventory=paths.inventory,
+                               forks=max(MIN_FORKS, len(topology.machines)),
+                               limit=ansible_limit, tags=tags, check=check,
+                               on_progress=lambda host, task: project.progress(host, f"provisioning: {task}"),
+                               **stamping)
+    if incremental:
+        reprovision.record(devbox_dir=paths.devbox, run=incremental, events=events.events)
+    if not check:
+        # Only hosts that completed the play count as provisioned; a failed host keeps its previous record.
+        finished = now_iso()
+        fresh = load_state(paths.state)  # keep what others wrote (e.g. the incremental ledger) meanwhile
+        fresh.machines.update({n: state.machines[n] for n in selected if n in state.machines})
+        for h in result.hosts:
+            if h.succeeded and h.host in selected:
+                rec = fresh.machine(h.host)
+                rec.last_provisioned, rec.revision = finished, revision.recorded
+        save_state(paths.state, fresh)
+    for h in result.hosts:
+        project.progress(h.host, "provisioned" if h.succeeded else "provisioning failed")
+    outcome = ProvisionResult(playbook=result, names=tuple(selected), revision=revision.recorded, check=check,
+                              plan=incremental.plan if incremental else None)
+    if not result.ok:
+        raise ProvisionFailed(outcome)
+    return outcome
+
+
+def status(project: Project, *, refresh: bool = False) -> StatusResult:
+    """From the cache plus a TCP probe per VM; ``refresh`` asks Vagrant once for the real states."""
+    paths = project.paths
+    topology = load_plan(project.paths.root)
+    names = [m.name for m in topology.machines]
+    if refresh:
+        with project.lock("devbox status --refresh"):
+            state = load_state(paths.state)
+            for n, s in project.vagrant.status().items():
+                if n in names:
+                    state.record_seen(n, s.state)
+            save_state(paths.state, state)
+    else:
+        state = load_state(paths.state)
+    probe_names = [n for n in names if state.machine(n).provider_state in (None, "running")]
+    reachable = project.ssh_probe.reachable(targets=_targets(paths, state, probe_names), timeout=STATUS_PROBE_TIMEOUT)
+    machines = []
+    for n in names:
+        rec = state.machine(n)
+        ssh = rec.ssh
+        machines.append(MachineStatus(
+            name=n, state=rec.provider_state or "unknown",
+            ssh=reachable.get(n, False) if ssh else None,
+            address=f"{ssh['user']}@{ssh['host']}:{ssh['port']}" if ssh else None,
+            last_provisioned=rec.last_provisioned, revision=rec.revision, seen_at=rec.seen_at))
+    return StatusResult(machines=tuple(machines), refreshed=refresh)
+
+
+def ssh_command(project: Project, name: str, command: Sequence[str] = ()) -> SshCommand:
+    """The ``ssh`` argv for a VM from the cached connection (no `vagrant ssh` and its Ruby start-up)."""
+    paths = project.paths
+    _select(load_plan(project.paths.root), [name])
+    state = load_state(paths.state)
+    if not state.machine(name).ssh:
+        with project.lock(f"devbox ssh {name}"):
+            _refresh_connections(project, state, [name], recreated=())
+            save_state(paths.state, state)
+    ssh = state.machine(name).ssh
+    argv = ["ssh", "-i", ssh["identity_file"], "-p", str(ssh["port"]),
+            "-o", f"UserKnownHostsFile={paths.known_hosts}", "-o", "StrictHostKeyChecking=accept-new",
+            "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", f"{ssh['user']}@{ssh['host']}"]
+    if command:
+        argv += ["--", *command]
+    return SshCommand(tuple(argv))
+
+
+def halt(project: Project, names: Sequence[str] = ()) -> ChangeResult:
+    paths = project.paths
+    with project.lock("devbox halt"):
+        selected = _select(load_plan(project.paths.root), names)
+        for n in selected:
+            project.progress(n, "halting")
+        run = project.vagrant.halt(names=selected)
+        state = load_state(paths.state)
+        for n in selected:
+            state.record_seen(n, "poweroff")
+            project.progress(n, "halted")
+        save_state(paths.state, state)
+    return ChangeResult(tuple(selected), run.seconds, run.log_path)
+
+
+def destroy(project: Project, names: Sequence[str] = ()) -> ChangeResult:
+    """Delete VMs (the CLI has asked the user) and everything cached about them, host keys included."""
+    paths = project.paths
+    with project.lock("devbox destroy"):
+        topology = load_plan(project.paths.root)
+        selected = _select(topology, names)
+        for n in selected:
+            project.progress(n, "destroying")
+        run = project.vagrant.destroy(names=selected)
+        state = load_state(paths.state)
+        for n in selected:
+            ssh = state.machine(n).ssh
+            if ssh:
+                forget_host_keys(paths, ssh["host"], int(ssh["port"]))
+            state.forget(n)
+            reprovision.forget_in(state, [n])  # a VM created again has nothing applied yet
+            state.record_seen(n, "not_created")
+            project.progress(n, "destroyed")
+        save_state(paths.state, state)
+        write_connection_inventory(paths, topology, state)
+    return ChangeResult(tuple(selected), run.seconds, run.log_path)

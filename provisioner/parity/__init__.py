@@ -1,0 +1,2 @@
+"""Parity: do the development VMs match the hosts they stand for? Static scan, facts, comparison, report.
+"""

@@ -1,0 +1,301 @@
+"""The production inventory as devbox sees it: groups, hosts and plain inventory-level variables.
+
+It is read with Ansible's own loader (``InventoryManager`` with Ansible's ``ini`` and ``yaml`` plugins), so
+every format detail (ranges, ``:children``, ``:vars``, directories) means exactly what it means to Ansible.
+Three things differ from Ansible on purpose:
+
+* devbox fails closed. Ansible warns on a source it cannot parse and carries on with an empty inventory;
+  here every failure is an ``InventoryError`` naming the file, the problem and the line where known.
+* Nothing runs. Executable inventory scripts and inventory plugin configs (``plugin: amazon.aws.aws_ec2``)
+  are refused before any plugin looks at them, unless the user opted in (``allow_scripts``).
+* Nothing is decrypted. Vars plugins (``group_vars``/``host_vars``) are not run at all (devbox reads
+  ``group_vars`` itself, see ``devinventory``), and inline ``!vault`` values become ``VaultValue``.
+"""
+from __future__ import annotations
+
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from provisioner.errors import InventoryError
+
+YAML_EXTENSIONS = (".yml", ".yaml", ".json")
+SCRIPT_EXTENSIONS = (".py", ".sh", ".rb", ".pl", ".js", ".php", ".exe")
+# Variables Ansible's loader adds to every host on its own; they describe the source, not the host.
+LOADER_VARS = frozenset({"inventory_file", "inventory_dir"})
+_PLUGIN_CONFIG = re.compile(r"^plugin\s*:", re.MULTILINE)
+_PYTHON_INTERNAL = re.compile(r"^(not enough values to unpack|too many values to unpack|list index out of range|"
+                              r"'\w+' object (has no attribute|is not))")
+_YAML_LOOKING = re.compile(r"^(---|[\w.-]+:\s*(#.*)?$)")
+OPT_IN_HINT = ("devbox never runs inventory code by default; if you trust it, set `allow_inventory_scripts: true` "
+               "in devbox.yml or pass --allow-inventory-scripts")
+
+
+@dataclass(frozen=True)
+class VaultValue:
+    """An inline ``!vault`` value: devbox knows it exists but never decrypts it."""
+
+    def __repr__(self) -> str:
+        return "<vault>"
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    groups: tuple[str, ...]      # groups that list the host directly, without all/ungrouped
+    all_groups: frozenset[str]   # the same plus every ancestor group, without all/ungrouped
+    vars: Mapping[str, Any]      # host-level inventory variables, plain Python values
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    children: tuple[str, ...]
+    hosts: tuple[str, ...]       # hosts listed directly in this group
+    vars: Mapping[str, Any]      # group-level inventory variables (``[group:vars]``), plain Python values
+
+
+@dataclass(frozen=True)
+class Inventory:
+    source: Path
+    hosts: Mapping[str, Host]    # in inventory order
+    groups: Mapping[str, Group]  # in inventory order, including ``all`` and ``ungrouped``
+    warnings: tuple[str, ...] = ()   # what Ansible's loader warned about while reading
+
+    @property
+    def vars_dir(self) -> Path:
+        """Where Ansible looks for ``group_vars``/``host_vars`` of this source: beside a file, inside a directory."""
+        return self.source if self.source.is_dir() else self.source.parent
+
+
+def load_inventory(path: str | os.PathLike, *, allow_scripts: bool = False) -> Inventory:
+    """Read ``path`` (INI or YAML file, or an inventory directory) with Ansible's loader, failing closed."""
+    source = Path(path).absolute()
+    if not source.exists():
+        raise InventoryError(str(path), "does not exist",
+                             hint="pass --inventory PATH, or set `inventory:` in devbox.yml")
+    from ansible.parsing.dataloader import DataLoader  # imported late: ansible's import costs ~0.3 s
+
+    manager = _fail_closed_manager_class()(DataLoader(), str(source), allow_scripts=allow_scripts)
+    with _ansible_warnings() as warnings:
+        manager.parse_sources()
+    inventory = _to_model(source, manager._inventory, warnings)
+    if not inventory.hosts:
+        raise InventoryError(str(path), "defines no hosts",
+                             hint="point --inventory at the production inventory (a file or directory with hosts)")
+    return inventory
+
+
+def classify_source(path: Path) -> str:
+    """``script``, ``plugin``, ``toml``, ``binary``, ``vault`` or ``static``, from the file alone, running nothing."""
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    if head.startswith(b"#!") or path.suffix.lower() in SCRIPT_EXTENSIONS:
+        return "script"
+    if b"\x00" in head:
+        return "binary"
+    if head.lstrip().startswith(b"$ANSIBLE_VAULT"):
+        return "vault"
+    if path.suffix.lower() == ".toml":
+        return "toml"
+    if path.suffix.lower() in YAML_EXTENSIONS + ("",) and _PLUGIN_CONFIG.search(head.decode("utf-8", "replace")):
+        return "plugin"
+    return "static"
+
+
+def _fail_closed_manager_class():
+    from ansible.inventory.manager import InventoryManager
+    from ansible.plugins.loader import inventory_loader
+
+    class FailClosedInventoryManager(InventoryManager):
+        """Ansible's manager with only the static ``yaml`` and ``ini`` plugins, raising on the first failure."""
+
+        def __init__(self, loader, source: str, *, allow_scripts: bool):
+            self._devbox_allow_scripts = allow_scripts
+            super().__init__(loader, sources=[source], parse=False)
+
+        def parse_sources(self, cache=False):
+            # Unlike Ansible's, no vars plugins run here: they would read (and try to decrypt) group_vars.
+            for source in self._sources:
+                self.parse_source(source, cache=cache)
+            self._inventory.reconcile_inventory()
+
+        def parse_source(self, source, cache=False):
+            if os.path.isdir(source):
+                return super().parse_source(source, cache=cache)  # walks the entries back through this method
+            path = Path(source)
+            kind = classify_source(path)
+            if kind in ("script", "plugin"):
+                what = "an executable inventory script" if kind == "script" else "an inventory plugin config"
+                if not self._devbox_allow_scripts:
+                    raise InventoryError(source, f"is {what}; devbox refuses to run it", hint=OPT_IN_HINT)
+                if not super().parse_source(source, cache=cache):
+                    raise InventoryError(source, f"Ansible could not use {what} (see Ansible's warnings above)")
+                return True
+            if kind == "binary":
+                raise InventoryError(source, "is a binary file, not an INI or YAML inventory",
+                                     hint="point --inventory at the inventory file or directory")
+            if kind == "vault":
+                raise InventoryError(source, "is vault-encrypted as a whole; devbox reads inventories without "
+                                     "decrypting anything", hint="keep hosts and groups in plain text and move "
+                                     "secrets to vault-encrypted group_vars files")
+            if kind == "toml":
+                raise InventoryError(source, "TOML inventories are not supported",
+                                     hint="convert it to YAML (ansible-inventory -i FILE --list -y)")
+            self._inventory.current_source = source
+            _parse_static(self._inventory, self._loader, path)
+            self._inventory.processed_sources.append(source)
+            return True
+
+    def _parse_static(data, loader, path: Path) -> None:
+        text = path.read_bytes().decode("utf-8", "replace")
+        looks_yaml = _looks_like_yaml(text)
+        failures: list[tuple[str, int | None]] = []
+        for name in ("yaml", "ini"):
+            plugin = _line_tracking(inventory_loader.get(name))
+            try:
+                wants = plugin.verify_file(str(path))
+            except Exception:
+                wants = False
+            if not wants or (name == "ini" and failures and path.suffix.lower() in YAML_EXTENSIONS):
+                continue
+            try:
+                plugin.parse(data, loader, str(path), cache=False)
+                return
+            except Exception as exc:  # Ansible's plugins raise assorted types; all mean "not parseable"
+                failures.append((_cause_message(exc), getattr(plugin, "devbox_failed_line", None) or _error_line(exc)))
+        if not failures:
+            raise InventoryError(str(path), "is not an INI or YAML inventory")
+        # Report the failure of the format the file most likely is: YAML errors for YAML-looking files.
+        message, line = failures[0] if (looks_yaml and len(failures) > 1) else failures[-1]
+        hint = "fix the file so `ansible-inventory -i FILE --graph` accepts it"
+        if looks_yaml and path.suffix.lower() not in YAML_EXTENSIONS:
+            hint = "this looks like YAML fed to the INI parser: give the file a .yml extension"
+        raise InventoryError(str(path), message, line=line, hint=hint)
+
+    return FailClosedInventoryManager
+
+
+def _line_tracking(plugin):
+    """Remember the line the ``ini`` plugin was on when it failed (Ansible clears it before re-raising)."""
+    if hasattr(plugin, "_parse") and hasattr(plugin, "_origin"):
+        original = plugin._parse
+
+        def _parse(lines):
+            try:
+                return original(lines)
+            except Exception:
+                origin = getattr(plugin, "_origin", None)
+                plugin.devbox_failed_line = getattr(origin, "line_num", None) or None
+                raise
+
+        plugin._parse = _parse
+    return plugin
+
+
+def _cause_message(exc: BaseException) -> str:
+    """The innermost useful message: Ansible wraps the real problem in 'Failed to parse inventory'."""
+    messages = []
+    seen = exc
+    while seen is not None and len(messages) < 5:
+        messages.append(str(getattr(seen, "message", None) or seen).strip())
+        seen = seen.__cause__
+    useful = [m for m in messages if m and not m.startswith("Failed to parse inventory")]
+    message = (useful[-1] if useful else messages[0]).splitlines()[0]
+    if _PYTHON_INTERNAL.match(message):   # a crash inside the parser, not a message meant for people
+        message = "cannot parse this line"
+    message = message.encode("ascii", "backslashreplace").decode()
+    return message[:300]
+
+
+def _error_line(exc: BaseException) -> int | None:
+    """The line Ansible's YAML loader recorded on an error somewhere in the exception chain."""
+    seen = exc
+    for _ in range(6):
+        if seen is None:
+            return None
+        line = getattr(getattr(seen, "obj", None), "line_num", None)
+        if isinstance(line, int) and line > 0:
+            return line
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _looks_like_yaml(text: str) -> bool:
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith(("#", ";")):
+            return bool(_YAML_LOOKING.match(line))
+    return False
+
+
+@contextmanager
+def _ansible_warnings():
+    """Collect what Ansible's loader would print as warnings, so devbox reports them in its own output."""
+    from ansible.utils.display import Display
+
+    display = Display()   # a singleton: the plugins' module-level `display` is this object
+    collected: list[str] = []
+    display.warning = lambda msg, *args, **kwargs: collected.append(" ".join(str(msg).split()))
+    try:
+        yield collected
+    finally:
+        del display.warning
+
+
+def _to_model(source: Path, data, warnings: list[str]) -> Inventory:
+    # Ansible 2.19 tags names and values with their origin (str subclasses); devbox keeps plain values only.
+    groups: dict[str, Group] = {}
+    direct: dict[str, list[str]] = {}
+    for group in data.groups.values():
+        name = str(group.name)
+        hosts = tuple(str(h.name) for h in group.hosts)
+        groups[name] = Group(name=name, children=tuple(str(c.name) for c in group.child_groups),
+                             hosts=hosts, vars=plain(group.vars))
+        if name not in ("all", "ungrouped"):
+            for h in hosts:
+                direct.setdefault(h, []).append(name)
+    hosts: dict[str, Host] = {}
+    for host in data.hosts.values():
+        name = str(host.name)
+        ancestors = frozenset(str(g.name) for g in host.groups) - {"all", "ungrouped"}
+        host_vars = {k: v for k, v in plain(host.vars).items() if k not in LOADER_VARS}
+        hosts[name] = Host(name=name, groups=tuple(direct.get(name, ())), all_groups=ancestors, vars=host_vars)
+    return Inventory(source=source, hosts=hosts, groups=groups, warnings=_readable_warnings(warnings, groups))
+
+
+_VALID_GROUP = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _readable_warnings(warnings: list[str], groups: Mapping[str, Group]) -> tuple[str, ...]:
+    """Ansible's warnings without advice about its own flags, naming the groups where it only counts them."""
+    result = []
+    for warning in dict.fromkeys(warnings):
+        warning = warning.replace(", use -vvvv to see details", "")
+        if warning.startswith("Invalid characters were found in group names"):
+            bad = [g for g in groups if not _VALID_GROUP.match(g)]
+            warning = f"{warning}: {', '.join(bad)}"
+        result.append(warning)
+    return tuple(result)
+
+
+def plain(value: Any) -> Any:
+    """Ansible's tagged values as plain Python values (YAML/JSON-safe); inline vault stays opaque."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if type(value).__name__ == "EncryptedString":
+        return VaultValue()
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain(v) for v in value]
+    return str(value)

@@ -1,0 +1,140 @@
+"""Rendering the Vagrantfile from ``Vagrantfile.j2`` and installing it safely.
+
+The template is strict (a missing variable is an error naming it, never an empty string) and not
+HTML-escaped (it is Ruby). Installing writes atomically, lets Vagrant validate the result, and puts the
+previous Vagrantfile back if Vagrant rejects the new one.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+import jinja2
+
+from provisioner.config.schema import Config
+from provisioner.errors import RenderError
+from provisioner.fsutil import atomic_write
+from provisioner.plan.topology import Topology
+
+TEMPLATE_NAME = "Vagrantfile.j2"
+
+
+def _shipped_template_dir() -> Path:
+    """Where devbox's own templates are: the top of the source tree, or share/devbox of an installed copy."""
+    source_tree = Path(__file__).resolve().parents[2]
+    if (source_tree / TEMPLATE_NAME).is_file():
+        return source_tree
+    return Path(sys.prefix) / "share" / "devbox"
+
+
+# The template shipped with devbox (a project may keep its own copy, see template_for).
+DEFAULT_TEMPLATE = _shipped_template_dir() / TEMPLATE_NAME
+
+
+def template_for(project_dir: Path) -> Path:
+    """The project's own ``Vagrantfile.j2`` if it has one, else the one devbox ships."""
+    own = Path(project_dir) / TEMPLATE_NAME
+    return own if own.is_file() else DEFAULT_TEMPLATE
+
+
+def ruby_string(value: object) -> str:
+    """A Ruby single-quoted literal: no interpolation, only backslash and quote need escaping."""
+    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text}'"
+
+
+def make_environment(template_dir: Path) -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir)), undefined=jinja2.StrictUndefined,
+                             autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters["ruby"] = ruby_string
+    return env
+
+
+def vagrantfile_context(topology: Topology, config: Config) -> dict:
+    return {
+        "box": config.box,
+        "provider": config.provider,
+        "libvirt_uri": config.libvirt_uri,
+        "machines": [{"name": m.name, "hostname": m.hostname, "memory": m.memory, "cpus": m.cpus,
+                      "address": m.address, "represents": list(m.represents), "groups": list(m.groups),
+                      "summary": _summary(m.represents)}
+                     for m in topology.machines],
+    }
+
+
+def _summary(names, shown: int = 5) -> str:
+    """A readable "stands for" line even when one VM stands for thousands of hosts."""
+    head = ", ".join(names[:shown])
+    return head if len(names) <= shown else f"{head} and {len(names) - shown} more"
+
+
+def render_vagrantfile(topology: Topology, config: Config, template: Path) -> str:
+    return render_template(template, vagrantfile_context(topology, config))
+
+
+def render_template(template: Path, context: dict) -> str:
+    template = Path(template)
+    try:
+        env = make_environment(template.parent)
+        return env.get_template(template.name).render(**context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise RenderError(f"{template}:{exc.lineno}: template syntax error: {exc.message}",
+                          "fix the template; see https://jinja.palletsprojects.com/templates/") from None
+    except jinja2.UndefinedError as exc:
+        line = _template_line(exc, template)
+        where = f"{template}:{line}" if line else str(template)
+        raise RenderError(f"{where}: undefined variable: {exc.message}",
+                          f"the template may use: {', '.join(sorted(context))}") from None
+    except jinja2.TemplateNotFound:
+        raise RenderError(f"template {template} not found", "restore Vagrantfile.j2 or remove the project copy") from None
+
+
+def _template_line(exc: BaseException, template: Path) -> int | None:
+    """Jinja rewrites tracebacks so template frames carry the template's file name and line."""
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == str(template):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def write_if_changed(path: Path, data: str | bytes, *, mode: int = 0o644) -> bool:
+    """Atomic write, skipped when the file already holds exactly this content and mode (no mtime churn)."""
+    raw = data.encode() if isinstance(data, str) else data
+    try:
+        st = path.stat()
+        if (st.st_mode & 0o777) == mode and path.read_bytes() == raw:
+            return False
+    except FileNotFoundError:
+        pass
+    atomic_write(path, raw, mode=mode)
+    return True
+
+
+Validator = Callable[[Path], None]  # raises RenderError with Vagrant's message when the Vagrantfile is rejected
+
+
+def install_vagrantfile(project_dir: Path, text: str, validate: Validator | None) -> bool:
+    """Write ``Vagrantfile`` atomically and validate it; on rejection the previous file is put back."""
+    path = Path(project_dir) / "Vagrantfile"
+    previous = path.read_bytes() if path.exists() else None
+    previous_stat = path.stat() if previous is not None else None
+    previous_mode = (previous_stat.st_mode & 0o777) if previous_stat else 0o644
+    changed = write_if_changed(path, text, mode=previous_mode)
+    if validate is None:
+        return changed
+    try:
+        validate(Path(project_dir))
+    except BaseException:
+        if changed:
+            if previous is None:
+                os.unlink(path)
+            else:
+                atomic_write(path, previous, mode=previous_mode)
+                # the same times too, so tools that watch the file see no change at all
+                os.utime(path, ns=(previous_stat.st_atime_ns, previous_stat.st_mtime_ns))
+        raise
+    return changed

@@ -1,0 +1,372 @@
+"""From production hosts to development VMs: the mapping every later command stands on.
+
+Hosts with the same set of role groups collapse into one VM (environment/location marker groups can be ignored
+by rule); per-group rules in devbox.yml change the count, split by a host variable, size or exclude. The
+result is deterministic: the same inventory and rules always give the same names and addresses.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from provisioner.config.schema import Config
+from provisioner.errors import ConfigError, DevboxError
+from provisioner.plan.inventory import Host, Inventory, VaultValue
+
+# Connection variables describe how production is reached; they never reach the development inventory
+# (devbox writes its own connection details per VM).
+CONNECTION_VARS = frozenset({
+    "ansible_host", "ansible_port", "ansible_user", "ansible_connection", "ansible_password", "ansible_pass",
+    "ansible_private_key_file", "ansible_become_password", "ansible_become_pass", "ansible_sudo_pass",
+    "ansible_sudo_password", "ansible_su_pass", "ansible_su_password", "ansible_jump_host",
+})
+CONNECTION_PREFIXES = ("ansible_ssh_", "ansible_winrm_", "ansible_psrp_", "ansible_paramiko_", "ansible_libssh_",
+                       "ansible_docker_", "ansible_kubectl_")
+MARKER_GROUPS = ("all", "ungrouped")
+FIRST_HOST_OCTET = 11   # .1 is the gateway on Vagrant/libvirt networks; leave the low addresses to them
+HOSTNAME_MAX = 63
+
+
+def is_connection_var(name: str) -> bool:
+    return name in CONNECTION_VARS or name.startswith(CONNECTION_PREFIXES)
+
+
+def strip_connection_vars(variables: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in variables.items() if not is_connection_var(k)}
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    name: str
+    hostname: str
+    groups: tuple[str, ...]          # production groups the VM joins directly (union over the hosts it stands for)
+    represents: tuple[str, ...]      # production host names, inventory order
+    memory: int                      # MiB
+    cpus: int
+    address: str                     # static private-network IPv4 address
+    host_vars: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "hostname": self.hostname, "groups": list(self.groups),
+                "represents": list(self.represents), "memory": self.memory, "cpus": self.cpus,
+                "address": self.address}
+
+
+@dataclass(frozen=True)
+class Excluded:
+    host: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Topology:
+    machines: tuple[MachineSpec, ...]
+    excluded: tuple[Excluded, ...] = ()
+    warnings: tuple[str, ...] = ()
+    group_tree: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def machine(self, name: str) -> MachineSpec:
+        for m in self.machines:
+            if m.name == name:
+                return m
+        raise DevboxError(f"no VM named {name!r} in the plan",
+                          f"VMs in the plan: {', '.join(m.name for m in self.machines) or 'none'}")
+
+    def to_json(self) -> dict:
+        """The `devbox plan --json` contract."""
+        return {"machines": [m.to_json() for m in self.machines],
+                "excluded": [{"host": e.host, "reason": e.reason} for e in self.excluded],
+                "warnings": list(self.warnings)}
+
+    def to_state(self) -> dict:
+        """Everything later commands need (``.devbox/plan.json``), a superset of ``to_json``."""
+        data = self.to_json()
+        for entry, machine in zip(data["machines"], self.machines):
+            entry["host_vars"] = _jsonable(machine.host_vars)
+        data["group_tree"] = _jsonable(self.group_tree)
+        return data
+
+    @classmethod
+    def from_state(cls, data: Mapping[str, Any]) -> "Topology":
+        machines = tuple(
+            MachineSpec(name=m["name"], hostname=m["hostname"], groups=tuple(m["groups"]),
+                        represents=tuple(m["represents"]), memory=int(m["memory"]), cpus=int(m["cpus"]),
+                        address=m["address"], host_vars=_from_jsonable(m.get("host_vars", {})))
+            for m in data["machines"])
+        excluded = tuple(Excluded(e["host"], e["reason"]) for e in data.get("excluded", ()))
+        return cls(machines=machines, excluded=excluded, warnings=tuple(data.get("warnings", ())),
+                   group_tree=dict(data.get("group_tree", {})))
+
+
+def derive_topology(inventory: Inventory, config: Config) -> Topology:
+    ignored = set(config.ignore_groups) | set(MARKER_GROUPS)
+    warnings: list[str] = [f"Ansible: {w}" for w in inventory.warnings]
+    excluded: list[Excluded] = []
+    classes: dict[frozenset[str], list[Host]] = {}
+    ungrouped: list[str] = []
+
+    for host in inventory.hosts.values():
+        reason = _exclusion_reason(host, config)
+        if reason:
+            excluded.append(Excluded(host.name, reason))
+            if reason.startswith("ansible_connection"):
+                warnings.append(f"{host.name} is excluded: {reason}")
+            continue
+        if not host.groups:
+            ungrouped.append(host.name)
+        classes.setdefault(frozenset(host.all_groups - ignored), []).append(host)
+    if ungrouped:
+        warnings.append(f"hosts in no group (only plays for `all` reach them): {', '.join(ungrouped)}")
+
+    unknown_rules = sorted(set(config.groups) - set(inventory.groups))
+    if unknown_rules:
+        warnings.append(f"devbox.yml has rules for groups the inventory does not define: {', '.join(unknown_rules)}")
+    unknown_ignored = sorted(set(config.ignore_groups) - set(inventory.groups))
+    if unknown_ignored:
+        warnings.append(f"ignore_groups names groups the inventory does not define: {', '.join(unknown_ignored)}")
+
+    planned: list[tuple[str, list[Host], int, int]] = []   # (name, hosts, memory, cpus)
+    base_names = _base_names(classes, inventory, ignored)
+    for signature, hosts in classes.items():
+        rules = [config.rule(g) for g in sorted(signature) if g in config.groups]
+        memory = max([r.memory for r in rules if r.memory] or [config.memory])
+        cpus = max([r.cpus for r in rules if r.cpus] or [config.cpus])
+        count = max([r.count for r in rules if r.count] or [1])
+        distinct = sorted({r.keep_distinct for r in rules if r.keep_distinct})
+        base = base_names[signature]
+        for suffix, subset in _split_distinct(hosts, distinct):
+            name = f"{base}-{suffix}" if suffix else base
+            chunks = _chunks(subset, count)
+            for index, chunk in enumerate(chunks, start=1):
+                if suffix and len(chunks) == 1:
+                    planned.append((name, chunk, memory, cpus))
+                else:
+                    planned.append((f"{name}-{index}", chunk, memory, cpus))
+
+    names = _unique([_truncate(n) for n, *_ in planned])
+    addresses = _addresses(config, len(planned))
+    machines = []
+    for name, (_, hosts, memory, cpus), address in zip(names, planned, addresses):
+        first = hosts[0]
+        differing = _differing_vars(hosts)
+        if differing:
+            warnings.append(f"{name} stands for {', '.join(h.name for h in hosts)}, whose host variables differ "
+                            f"({', '.join(differing)}); it takes the values of {first.name}")
+        groups = sorted({g for h in hosts for g in h.groups})
+        machines.append(MachineSpec(name=name, hostname=name, groups=tuple(groups),
+                                    represents=tuple(h.name for h in hosts), memory=memory, cpus=cpus,
+                                    address=address, host_vars=strip_connection_vars(first.vars)))
+    if not machines:
+        warnings.append("no VMs: every host is excluded (see the reasons); check the `exclude` rules in devbox.yml")
+    return Topology(machines=tuple(machines), excluded=tuple(excluded), warnings=tuple(warnings),
+                    group_tree=_group_tree(inventory))
+
+
+def _exclusion_reason(host: Host, config: Config) -> str | None:
+    connection = str(host.vars.get("ansible_connection", "")).strip().lower()
+    if connection == "local":
+        return "ansible_connection=local: it runs on the control node, so it needs no VM"
+    if connection in ("winrm", "psrp") or str(host.vars.get("ansible_shell_type", "")).lower() == "powershell":
+        return f"ansible_connection={connection or 'winrm'}: a Windows host, and devbox builds Linux VMs only"
+    if connection.rsplit(".", 1)[-1] in ("network_cli", "netconf", "httpapi"):
+        return f"ansible_connection={connection}: a network device, not a host a Linux VM can stand for"
+    for group in sorted(host.all_groups):
+        if config.rule(group).exclude:
+            return f"group {group} is excluded in devbox.yml"
+    return None
+
+
+def _base_names(classes: Mapping[frozenset[str], list[Host]], inventory: Inventory,
+                ignored: set[str]) -> dict[frozenset[str], str]:
+    """A readable name per class: its first direct group (inventory order); all of them when that collides."""
+    order = {name: i for i, name in enumerate(inventory.groups)}
+    direct: dict[frozenset[str], list[str]] = {}
+    for signature, hosts in classes.items():
+        groups = {g for h in hosts for g in h.groups if g not in ignored} or set(signature)
+        direct[signature] = sorted(groups, key=lambda g: (order.get(g, len(order)), g))
+    first = {sig: slug(groups[0]) if groups else "ungrouped" for sig, groups in direct.items()}
+    taken = Counter(first.values())
+    names = {}
+    for sig in classes:
+        if taken[first[sig]] > 1 and len(direct[sig]) > 1:
+            names[sig] = slug("-".join(direct[sig]))
+        else:
+            names[sig] = first[sig]
+    return names
+
+
+def _split_distinct(hosts: list[Host], variables: list[str]) -> list[tuple[str | None, list[Host]]]:
+    variables = [v for v in variables if any(v in h.vars for h in hosts)]   # a rule on a parent may not apply here
+    if not variables:
+        return [(None, hosts)]
+    split: dict[str, list[Host]] = {}
+    for host in hosts:
+        values = [host.vars.get(v) for v in variables]
+        key = "-".join(slug(str(v)) if v is not None and not isinstance(v, VaultValue) else "unset"
+                       for v in values) or "unset"
+        split.setdefault(key, []).append(host)
+    return list(split.items())
+
+
+def _chunks(hosts: list[Host], count: int) -> list[list[Host]]:
+    """``count`` contiguous, nearly equal runs of hosts (fewer when there are fewer hosts)."""
+    count = min(count, len(hosts))
+    size, extra = divmod(len(hosts), count)
+    chunks, start = [], 0
+    for i in range(count):
+        end = start + size + (1 if i < extra else 0)
+        chunks.append(hosts[start:end])
+        start = end
+    return chunks
+
+
+def _differing_vars(hosts: list[Host]) -> list[str]:
+    if len(hosts) < 2:
+        return []
+    first = strip_connection_vars(hosts[0].vars)
+    differing: set[str] = set()
+    for host in hosts[1:]:
+        other = strip_connection_vars(host.vars)
+        for key in first.keys() | other.keys():
+            if first.get(key, _MISSING) != other.get(key, _MISSING):
+                differing.add(key)
+    return sorted(differing)
+
+
+_MISSING = object()
+
+
+def slug(text: str) -> str:
+    """Lower case letters, digits and hyphens: valid as a Vagrant machine name and as a host name."""
+    name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    if not name:
+        return "vm"
+    return name if name[0].isalpha() else f"vm-{name}"
+
+
+def _truncate(name: str) -> str:
+    return name if len(name) <= HOSTNAME_MAX - 4 else name[:HOSTNAME_MAX - 4].rstrip("-")
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: set[str] = set()
+    wanted = set(names)
+    result = []
+    for name in names:
+        candidate, n = name, 2
+        while candidate in seen or (candidate != name and candidate in wanted):
+            candidate, n = f"{name}-{n}", n + 1
+        seen.add(candidate)
+        result.append(candidate)
+    return result
+
+
+def _addresses(config: Config, count: int) -> list[str]:
+    network = ipaddress.IPv4Network(config.network, strict=False)
+    first = int(network.network_address) + FIRST_HOST_OCTET
+    last = int(network.broadcast_address) - 1
+    if first + count - 1 > last:
+        room = max(0, last - first + 1)
+        raise ConfigError(str(config.path or "devbox.yml"),
+                          [f"network {network} has room for {room} VMs from .{FIRST_HOST_OCTET} up, "
+                           f"the plan needs {count}"],
+                          hint="use a larger `network`, or collapse more hosts with `ignore_groups`/`groups` rules")
+    return [str(ipaddress.IPv4Address(first + i)) for i in range(count)]
+
+
+def _group_tree(inventory: Inventory) -> dict[str, dict[str, Any]]:
+    return {name: {"children": list(g.children), "vars": strip_connection_vars(g.vars)}
+            for name, g in inventory.groups.items() if name != "ungrouped"}
+
+
+_VAULT_MARK = "__devbox_vault__"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, VaultValue):
+        return {_VAULT_MARK: True}
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _from_jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        if set(value) == {_VAULT_MARK}:
+            return VaultValue()
+        return {k: _from_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_jsonable(v) for v in value]
+    return value
+
+
+# --- rules `devbox init` proposes for a new devbox.yml ------------------------------------------------------
+_MARKER_NAME = re.compile(
+    r"^(prod|production|staging|stage|stg|preprod|pre_prod|dev|development|test|testing|qa|uat|live|"
+    r"(dc|az|zone|region|site|rack|datacenter|location)[-_]?[a-z0-9_-]*|[a-z]{2}-[a-z]+-\d+)$", re.IGNORECASE)
+_JUMP_NAME = re.compile(r"^(bastion|bastions|jump|jumphost|jumphosts|jump_hosts|jump-hosts|gateway_hosts)$",
+                        re.IGNORECASE)
+_QUORUM_NAME = re.compile(r"(etcd|zookeeper|consul|quorum|galera|raft)", re.IGNORECASE)
+_PROXY_JUMP = re.compile(r"(?:ProxyJump[= ]|-J\s*|ProxyCommand[= ].*?\bssh\b.*?\s)([\w.@:\[\]-]+)")
+_ROLE_VAR = re.compile(r"^(role|[a-z0-9_]+_role)$")
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    group: str
+    rule: Mapping[str, Any]     # empty for an ignore_groups entry
+    reason: str
+
+
+def suggest_rules(inventory: Inventory) -> tuple[tuple[Suggestion, ...], tuple[Suggestion, ...]]:
+    """(ignore_groups, groups rules) worth proposing, each with the reason shown as a comment."""
+    ignore = tuple(Suggestion(name, {}, "looks like an environment or location marker, not a role")
+                   for name in inventory.groups if name not in MARKER_GROUPS and _MARKER_NAME.match(name))
+    rules: dict[str, Suggestion] = {}
+    jump_hosts = _jump_targets(inventory)
+    members: dict[str, list[Host]] = {}
+    for host in inventory.hosts.values():
+        for group in host.all_groups:
+            members.setdefault(group, []).append(host)
+    for name, group in inventory.groups.items():
+        if name in MARKER_GROUPS or any(s.group == name for s in ignore):
+            continue
+        if _JUMP_NAME.match(name):
+            rules[name] = Suggestion(name, {"exclude": True}, "jump host: development VMs are reached directly")
+            continue
+        if group.hosts and set(group.hosts) <= jump_hosts:
+            rules[name] = Suggestion(name, {"exclude": True},
+                                     "production reaches other hosts through these (ProxyJump); VMs need no jump host")
+            continue
+        hosts = members.get(name, [])
+        for var in sorted({k for h in hosts for k in h.vars if _ROLE_VAR.match(k)}):
+            values = {str(h.vars.get(var)) for h in hosts}
+            if all(var in h.vars for h in hosts) and 2 <= len(values) <= 5:
+                rules[name] = Suggestion(name, {"keep_distinct": var},
+                                         f"hosts differ in {var} ({', '.join(sorted(values))}): one VM per value")
+                break
+        else:
+            if _QUORUM_NAME.search(name) and len(hosts) >= 3:
+                rules[name] = Suggestion(name, {"count": 3}, "a quorum group: three VMs keep it a real quorum")
+    return ignore, tuple(rules.values())
+
+
+def _jump_targets(inventory: Inventory) -> set[str]:
+    """Production hosts that others are reached through (ProxyJump/-J/ProxyCommand in their ssh args)."""
+    by_address = {str(h.vars.get("ansible_host", h.name)): h.name for h in inventory.hosts.values()}
+    by_address.update({h: h for h in inventory.hosts})
+    args = [v for h in inventory.hosts.values() for k, v in h.vars.items() if k.startswith("ansible_ssh_")]
+    args += [v for g in inventory.groups.values() for k, v in g.vars.items() if k.startswith("ansible_ssh_")]
+    targets = set()
+    for value in args:
+        for match in _PROXY_JUMP.findall(str(value)):
+            host = match.rsplit("@", 1)[-1]
+            host = host.strip("[]") if host.startswith("[") else host.split(":")[0]
+            if host in by_address:
+                targets.add(by_address[host])
+    return targets

@@ -1,0 +1,2 @@
+"""One project on disk: its paths (``.devbox/``), state, lock, and the ``Project`` context the workflows receive.
+"""

@@ -1,0 +1,97 @@
+"""Helpers shared by the unit and the end-to-end tests (importable as ``helpers``: setup.cfg puts tests/ on the path).
+
+- fixture projects: ``copy_project`` (a fresh copy of a template project, e.g. a module-scoped one),
+  ``copy_reference_project`` (this repository's devbox.yml, Vagrantfile.j2 and playbooks/),
+  ``INCREMENTAL`` (tests/data/incremental: ``project/`` with playbooks and inventory, ``e2e/`` with a production
+  inventory and devbox.yml) and ``add_cache_role`` (a new role in its db play);
+- edits the way a developer makes them: ``append``, ``write`` and ``replace`` (which fails when the text to
+  replace is not there, so an edit cannot silently change nothing);
+- git: ``git`` (one command, its output), ``git_commit`` (init, add, commit), ``git_head``.
+
+Nothing here imports devbox itself: the e2e tier uses these too, and it runs the real CLI instead.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+INCREMENTAL = TESTS / "data" / "incremental"
+
+# a throwaway identity for commits in test repositories (nothing reads it)
+AUTHOR = ("t", "t@example.com")
+
+
+# --- fixture projects ------------------------------------------------------------------------------------------
+
+def copy_project(source: Path, dest: Path) -> Path:
+    """A fresh copy of a fixture or template project at ``dest`` (links copied as links); returns ``dest``."""
+    shutil.copytree(source, dest, symlinks=True)
+    return dest
+
+
+def copy_reference_project(dest: Path) -> Path:
+    """This repository's reference service (devbox.yml, Vagrantfile.j2, playbooks/) into ``dest``, without the
+    checkout's own .devbox/ or retry files; returns ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("devbox.yml", "Vagrantfile.j2"):
+        shutil.copyfile(REPO / name, dest / name)
+    shutil.copytree(REPO / "playbooks", dest / "playbooks", ignore=shutil.ignore_patterns(".devbox", "*.retry"))
+    return dest
+
+
+CACHE_ROLE_TASKS = ("- name: cache marker\n  ansible.builtin.copy:\n    content: \"{{ db_name }} cache\\n\"\n"
+                    "    dest: \"{{ out_dir }}/{{ inventory_hostname }}/cache\"\n    mode: \"0644\"\n")
+
+
+def add_cache_role(project: Path, tasks: str = CACHE_ROLE_TASKS) -> None:
+    """In a copy of INCREMENTAL's playbooks: a new role ``cache`` with these tasks, listed after ``db`` in the db
+    play."""
+    append(project / "playbooks/roles/cache/tasks/main.yml", tasks)
+    replace(project / "playbooks/site.yml", "    - role: db\n", "    - role: db\n    - cache\n")
+
+
+# --- edits -----------------------------------------------------------------------------------------------------
+
+def write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, making its folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def append(path: Path, text: str) -> None:
+    """Add ``text`` at the end of ``path`` (a new file if there is none), making its folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text((path.read_text() if path.exists() else "") + text)
+
+
+def replace(path: Path, old: str, new: str, count: int = -1) -> None:
+    """Replace ``old`` by ``new`` in ``path`` (the first ``count`` times; every time by default). Fails if ``old``
+    is not in the file: an edit that changes nothing would make a test pass for the wrong reason."""
+    text = path.read_text()
+    if old not in text:
+        raise AssertionError(f"{path}: {old!r} not found, the edit would change nothing")
+    path.write_text(text.replace(old, new, count))
+
+
+# --- git -------------------------------------------------------------------------------------------------------
+
+def git(repo: Path, *args: str) -> str:
+    """Run ``git -C repo args...``; fails on a non-zero exit; returns its standard output."""
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+def git_commit(repo: Path, *paths: str, message: str, author: tuple[str, str] = AUTHOR) -> None:
+    """Make ``repo`` a git repository (if it is not one) and commit ``paths`` (e.g. ``"."``) as ``author``
+    (name, email)."""
+    identity = ("-c", f"user.name={author[0]}", "-c", f"user.email={author[1]}")
+    git(repo, "init", "-q")
+    git(repo, *identity, "add", *paths)
+    git(repo, *identity, "commit", "-q", "-m", message)
+
+
+def git_head(repo: Path) -> str:
+    """The checked-out commit, abbreviated to 12 characters (as devbox records revisions)."""
+    return git(repo, "rev-parse", "--short=12", "HEAD").strip()
