@@ -147,6 +147,16 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _json_default(value: Any) -> str:
+    """For ``json.dumps`` of play data: a vault-encrypted value stands as a digest of its ciphertext (turning it
+    into text would decrypt it, and development runs have no vault password)."""
+    ciphertext = getattr(value, "_ciphertext", None)
+    if ciphertext is not None:
+        raw = ciphertext if isinstance(ciphertext, bytes) else str(ciphertext).encode()
+        return f"<vault {_sha(raw)[:16]}>"
+    return str(value)
+
+
 def _digest_data(data: Any) -> str:
     """Digest of parsed YAML data; vault-encrypted values are digested as their ciphertext, never decrypted."""
     import yaml
@@ -436,7 +446,7 @@ class _Scanner:
             for path in _var_files(base / "host_vars", vm):
                 inputs[f"{label} {path.relative_to(base)}"] = _sha(path.read_bytes())
         if extra_vars:
-            inputs["devbox extra vars"] = _sha(json.dumps(extra_vars, sort_keys=True, default=str).encode())
+            inputs["devbox extra vars"] = _sha(json.dumps(extra_vars, sort_keys=True, default=_json_default).encode())
         for path in extra_files:
             path = Path(path)
             inputs[f"devbox var file {path.name}"] = _sha(path.read_bytes()) if path.is_file() else "missing"
@@ -561,7 +571,7 @@ def scan_project(playbook: str | os.PathLike, inventory_dir: str | os.PathLike, 
         for section in ("pre_tasks", "tasks", "post_tasks"):
             _scan_tasks(data.get(section), f"play {key} {section}", own_scan)
         _scan_tasks(data.get("handlers"), f"play {key} handlers", own_scan, handlers=True)
-        own_text = json.dumps(own, default=str)
+        own_text = json.dumps(own, default=_json_default)
         own_scan.mentions.update(_WORD.findall(own_text))
         own_scan.reads_remote_facts = bool(_REMOTE_FACTS.search(own_text))
         own_roles = []

@@ -542,3 +542,21 @@ def test_quick_check_imports_no_ansible(project):
             "print(run.digests is None, 'ansible' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stdout.split() == ["True", "False"], proc.stdout + proc.stderr
+
+
+VAULTED = """  vars:
+    api_token: !vault |
+          $ANSIBLE_VAULT;1.1;AES256
+          {}
+"""
+
+
+def test_a_vault_encrypted_play_variable_is_digested_without_decrypting_it(project):
+    """Development runs have no vault password: a `!vault` value in a play's vars is compared as its ciphertext,
+    and a new ciphertext (the secret was rotated) re-runs that play."""
+    cipher = "3" * 64 + "\n          " + "6" * 64
+    replace(project / "playbooks/site.yml", "  hosts: web\n  gather_facts: false\n",
+            "  hosts: web\n  gather_facts: false\n" + VAULTED.format(cipher), count=1)
+    plan, _ = plan_after(project, lambda p: replace(p / "playbooks/site.yml", cipher, cipher.replace("6", "7")))
+    assert selected(plan) == {vm: ["web", "web/proxy", "web/webapp"] for vm in ("web-1", "web-2")}
+    assert "play web changed" in plan.vm("web-1").reasons()
