@@ -16,7 +16,7 @@ is in, the VM's inline host and group vars, devbox's extra vars and extra var fi
 the role entry, and every file of the role's *closure* (the role, its ``meta`` dependencies recursively, and roles
 it pulls with a static ``include_role``/``import_role``, recursively). Only digests are kept, never values.
 
-For the planner (``provisioner/incremental.py``) each unit also carries what a text scan of its closure finds:
+For the planner (``provisioner/incremental/subset.py``) each unit also carries what a text scan of its closure finds:
 names it *exports* to later units (``set_fact``/``register`` names, role defaults and vars, which a play exposes
 to all of its roles), whether it exports names devbox cannot know (``include_vars``, ``*_facts`` modules,
 ``add_host``/``group_by``, ``meta: end_*``), the identifiers it *mentions*, whether it reads ``hostvars`` or the

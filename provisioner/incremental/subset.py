@@ -1,7 +1,7 @@
 """Which units of the run each VM needs again, and a subset playbook that runs exactly those (pure core).
 
 ``plan_incremental(ledger, digests)`` compares what the ledger says was applied to each VM (per unit: the inputs
-digests of ``provisioner/changes.py``) with what a run would apply now, and selects units per VM. A unit whose
+digests of ``provisioner/incremental/changes.py``) with what a run would apply now, and selects units per VM. A unit whose
 inputs differ, or that was never applied, is *dirty*. Then, until nothing more is added:
 
 1. A dirty unit's exports may now have other values, so every later unit on the VM that reads one of them is

@@ -300,7 +300,7 @@ def _provision_locked(project: Project, topology: "Topology", state: State, sele
     revision = playbook_revision(playbook, log_path=paths.logs / "git.log")
     # development runs use the generated values in .devbox/, never a real vault password
     ensure_dev_gets_no_vault_password(os.environ, playbook.parent)
-    # Only what changed since the last successful run, on only the VMs it concerns (see reprovision.py)
+    # Only what changed since the last successful run, on only the VMs it concerns (see incremental/reprovision.py)
     incremental = reprovision.start(devbox_dir=paths.devbox, playbook=playbook, inventory=paths.inventory,
                                     project_dir=paths.root, names=selected, full=full, dry_run=dry_run,
                                     tags=tags, limit=limit, check=check)
