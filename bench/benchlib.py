@@ -173,3 +173,31 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, 
     if notes:
         out += [""] + list(notes)
     return "\n".join(out)
+
+
+def machine_line() -> str:
+    """CPUs, memory and load average now: every report says how loaded the machine was."""
+    import os
+
+    memory = ""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            kib = next(int(line.split()[1]) for line in fh if line.startswith("MemTotal:"))
+        memory = f", {kib / 1024 / 1024:.0f} GiB"
+    except (OSError, StopIteration, ValueError):
+        pass
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} CPUs{memory}, load average {load} (1 / 5 / 15 min)"
+
+
+DEVBOX_WITHOUT_SCRIPT = "import sys; from provisioner.cli import main; sys.exit(main(prog_name='devbox'))"
+
+
+def devbox_argv(bin_dir: Path) -> list[str]:
+    """How to start devbox: its console script next to the interpreter or, where devbox is importable but has no
+    script there (a checkout on PYTHONPATH), the interpreter running what that script runs (the same imports)."""
+    script = bin_dir / "devbox"
+    if script.exists():
+        return [str(script)]
+    import sys
+    return [sys.executable, "-c", DEVBOX_WITHOUT_SCRIPT]

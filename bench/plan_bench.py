@@ -26,7 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import RATIO_NOTE, Spread, alternate, markdown_table, ratio, ratio_cell, target_cell  # noqa: E402
+from benchlib import (RATIO_NOTE, Spread, alternate, devbox_argv, machine_line, markdown_table,  # noqa: E402
+                      ratio, ratio_cell, target_cell)
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
@@ -148,10 +149,12 @@ def main() -> None:
                              "tests/data/inventories/real/), planned with devbox's default rules")
     parser.add_argument("--repeat", type=int, default=5, help="alternating rounds (default 5)")
     args = parser.parse_args()
-    devbox, ansible_inventory = BIN / "devbox", BIN / "ansible-inventory"
-    for tool in (devbox, ansible_inventory):
-        if not tool.exists():
-            raise SystemExit(f"{tool} not found: run this with the project's virtualenv python")
+    devbox, ansible_inventory = devbox_argv(BIN), BIN / "ansible-inventory"
+    if not ansible_inventory.exists():
+        raise SystemExit(f"{ansible_inventory} not found: run this with the project's virtualenv python")
+    if len(devbox) > 1:
+        print("(no devbox script next to this python: devbox runs as `python -c` with what the script runs)",
+              file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="devbox-plan-bench-"))
     try:
         rules = work / "devbox.yml"
@@ -162,21 +165,21 @@ def main() -> None:
         for size in args.sizes:
             inventory = work / f"hosts-{size}.ini"
             inventory.write_text(generate_ini(size))
-            cases.append((f"generated ({size:,})", inventory, [str(devbox), "-C", str(work), "plan", "--json", "-i",
+            cases.append((f"generated ({size:,})", inventory, [*devbox, "-C", str(work), "plan", "--json", "-i",
                                                              str(inventory), "--config", str(rules)]))
         for inventory in args.inventory or default_inventories():
             inventory = inventory.resolve()
             label = inventory.relative_to(REPO) if inventory.is_relative_to(REPO) else inventory
             cases.append((f"`{label}` ({host_count(inventory):,})", inventory,
-                          [str(devbox), "-C", str(bare), "plan", "--json", "-i", str(inventory)]))
+                          [*devbox, "-C", str(bare), "plan", "--json", "-i", str(inventory)]))
+        at_start = machine_line()
         rows = []
         for label, inventory, plan in cases:
             rows.append((label, measure([plan, [str(ansible_inventory), "--list", "-i", str(inventory)],
                                          [str(ansible_inventory), "--graph", "-i", str(inventory)]], args.repeat)))
             print(f"  {label} done", file=sys.stderr, flush=True)
         print(tables(rows, args.repeat))
-        load = os.getloadavg()
-        print(f"\n(load average at the end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}, {os.cpu_count()} CPUs)")
+        print(f"\nMachine at the start: {at_start}; at the end: {machine_line().split(', load average ')[1]}.")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
