@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
-"""`devbox plan` against `ansible-inventory --list` on generated inventories of 100, 1,000 and 10,000 hosts.
+"""`devbox plan` against `ansible-inventory --list` and `ansible-inventory --graph`, on generated inventories of
+100, 1,000 and 10,000 hosts and on the test data's largest real-shaped inventory.
 
-Both commands run end to end as a user would run them (process start-up included), on the same INI file,
-from the same virtualenv. The two are run alternately several times and each keeps its best time (the least
-disturbed run), so both see the same machine load.
+Every command runs end to end as a user would run it (process start-up included), on the same inventory, from the
+same virtualenv. `--list` is what a user runs to see an inventory (it also computes every host's variables);
+`--graph` is Ansible's parser alone, the floor devbox builds on. The three alternate (devbox, --list, --graph,
+devbox, ...) for --repeat rounds after one untimed warm-up each; the tables give the median and min–max of wall
+and CPU time, and the ratio baseline ÷ devbox of the medians (above 1: devbox is faster). It prints the README's
+tables as Markdown.
 
-    .venv/bin/python bench/plan_bench.py [--sizes 100 1000 10000] [--repeat 5]
+    .venv/bin/python bench/plan_bench.py [--sizes 100 1000 10000] [--inventory PATH ...] [--repeat 5]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -19,7 +24,17 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import (RATIO_NOTE, Spread, alternate, devbox_argv, machine_line, markdown_table,  # noqa: E402
+                      ratio, ratio_cell, target_cell)
+
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
+# the largest inventory of the test data (kolla-ansible multinode shape: 30 hosts, dozens of nested groups), and
+# real inventories the team drops into tests/data/inventories/real/ (each entry a file or folder), if any
+LARGEST_TEST_INVENTORY = REPO / "tests" / "data" / "inventories" / "openstack" / "multinode"
+REAL_INVENTORIES = REPO / "tests" / "data" / "inventories" / "real"
 TIERS = [("lb", 0.02), ("web", 0.40), ("app", 0.25), ("db", 0.08), ("cache", 0.10), ("mq", 0.10), ("search", 0.05)]
 
 
@@ -75,46 +90,96 @@ def run_once(argv: list[str]) -> tuple[float, float]:
     return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def best_times(commands: list[list[str]], repeat: int) -> list[tuple[float, float]]:
-    """Best wall and best CPU time of ``repeat`` runs per command, interleaved so both see the same load."""
-    best = [(float("inf"), float("inf"))] * len(commands)
-    for argv in commands:   # warm-up: bytecode cache and file system cache, not timed
-        run_once(argv)
-    for _ in range(repeat):
-        for i, argv in enumerate(commands):
-            wall, cpu = run_once(argv)
-            best[i] = (min(best[i][0], wall), min(best[i][1], cpu))
-    return best
+COMMANDS = ("devbox plan --json", "ansible-inventory --list", "ansible-inventory --graph")
+
+
+def measure(commands: list[list[str]], repeat: int, run=run_once) -> list[tuple[Spread, Spread]]:
+    """(wall, CPU) spreads per command: one untimed warm-up each (bytecode and file caches), then ``repeat``
+    alternating rounds."""
+    for argv in commands:
+        run(argv)
+    samples = alternate([lambda argv=argv: run(argv) for argv in commands], repeat)
+    return [(Spread.of(w for w, _ in s), Spread.of(c for _, c in s)) for s in samples]
+
+
+def tables(rows: list[tuple[str, list[tuple[Spread, Spread]]]], repeat: int) -> str:
+    """The two README tables: against --list (the target) and against --graph (the floor, no target)."""
+    out = []
+    for k, (label, what) in enumerate([(COMMANDS[1], "target: devbox no slower, ratio >= 1"),
+                                       (COMMANDS[2], "Ansible's parser alone, the floor devbox builds on: no target")],
+                                      start=1):
+        body = []
+        for name, ((d_wall, d_cpu), *baselines) in rows:
+            b_wall, b_cpu = baselines[k - 1]
+            r_wall, r_cpu = ratio(b_wall, d_wall), ratio(b_cpu, d_cpu)
+            cells = [name, d_wall.cell(), d_cpu.cell(), b_wall.cell(), b_cpu.cell(), ratio_cell(r_wall),
+                     ratio_cell(r_cpu)]
+            if k == 1:
+                cells.append(target_cell(r_wall is not None and r_wall >= 1 and r_cpu >= 1))
+            body.append(cells)
+        headers = ["inventory (hosts)", "devbox plan --json wall", "devbox CPU", f"{label} wall", f"{label} CPU",
+                   "ratio wall", "ratio CPU"] + (["target"] if k == 1 else [])
+        out.append(markdown_table(headers, body, title=f"devbox plan against {label} ({what})",
+                                  notes=[f"Median (min–max) of {repeat} alternating runs each, seconds; "
+                                         f"{RATIO_NOTE}."]))
+    return "\n\n".join(out)
+
+
+def default_inventories() -> list[Path]:
+    found = [LARGEST_TEST_INVENTORY]
+    if REAL_INVENTORIES.is_dir():
+        found += sorted(p for p in REAL_INVENTORIES.iterdir() if not p.name.startswith("."))
+    return found
+
+
+def host_count(inventory: Path) -> int:
+    proc = subprocess.run([str(BIN / "ansible-inventory"), "--list", "-i", str(inventory)], capture_output=True,
+                          text=True, env=ENV)
+    if proc.returncode != 0:
+        raise SystemExit(f"ansible-inventory --list -i {inventory} failed:\n{proc.stderr[-2000:]}")
+    return len(json.loads(proc.stdout).get("_meta", {}).get("hostvars", {}))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[100, 1000, 10000],
+                        help="generated inventories (hosts); none: only --inventory")
+    parser.add_argument("--inventory", type=Path, action="append",
+                        help="an existing inventory (repeatable; default: the test data's largest and any under "
+                             "tests/data/inventories/real/), planned with devbox's default rules")
+    parser.add_argument("--repeat", type=int, default=5, help="alternating rounds (default 5)")
     args = parser.parse_args()
-    devbox, ansible_inventory = BIN / "devbox", BIN / "ansible-inventory"
-    for tool in (devbox, ansible_inventory):
-        if not tool.exists():
-            raise SystemExit(f"{tool} not found: run this with the project's virtualenv python")
+    devbox, ansible_inventory = devbox_argv(BIN), BIN / "ansible-inventory"
+    if not ansible_inventory.exists():
+        raise SystemExit(f"{ansible_inventory} not found: run this with the project's virtualenv python")
+    if len(devbox) > 1:
+        print("(no devbox script next to this python: devbox runs as `python -c` with what the script runs)",
+              file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="devbox-plan-bench-"))
     try:
         rules = work / "devbox.yml"
         rules.write_text(RULES)
-        rows = []
+        bare = work / "no-rules"   # a project folder without devbox.yml: devbox's default rules
+        bare.mkdir()
+        cases = []
         for size in args.sizes:
             inventory = work / f"hosts-{size}.ini"
             inventory.write_text(generate_ini(size))
-            t_devbox, t_ansible = best_times(
-                [[str(devbox), "-C", str(work), "plan", "--json", "-i", str(inventory), "--config", str(rules)],
-                 [str(ansible_inventory), "--list", "-i", str(inventory)]], args.repeat)
-            rows.append((size, t_devbox, t_ansible))
-            print(f"  {size} hosts done", file=sys.stderr)
-        print("| hosts | devbox plan --json: wall / CPU (s) | ansible-inventory --list: wall / CPU (s) "
-              "| ratio wall | ratio CPU |")
-        print("|---:|---:|---:|---:|---:|")
-        for size, (d_wall, d_cpu), (a_wall, a_cpu) in rows:
-            print(f"| {size:,} | {d_wall:.2f} / {d_cpu:.2f} | {a_wall:.2f} / {a_cpu:.2f} "
-                  f"| {d_wall / a_wall:.2f} | {d_cpu / a_cpu:.2f} |")
+            cases.append((f"generated ({size:,})", inventory, [*devbox, "-C", str(work), "plan", "--json", "-i",
+                                                             str(inventory), "--config", str(rules)]))
+        for inventory in args.inventory or default_inventories():
+            inventory = inventory.resolve()
+            label = inventory.relative_to(REPO) if inventory.is_relative_to(REPO) else inventory
+            cases.append((f"`{label}` ({host_count(inventory):,})", inventory,
+                          [*devbox, "-C", str(bare), "plan", "--json", "-i", str(inventory)]))
+        at_start = machine_line()
+        rows = []
+        for label, inventory, plan in cases:
+            rows.append((label, measure([plan, [str(ansible_inventory), "--list", "-i", str(inventory)],
+                                         [str(ansible_inventory), "--graph", "-i", str(inventory)]], args.repeat)))
+            print(f"  {label} done", file=sys.stderr, flush=True)
+        print(tables(rows, args.repeat))
+        print(f"\nMachine at the start: {at_start}; at the end: {machine_line().split(', load average ')[1]}.")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

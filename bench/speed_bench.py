@@ -6,22 +6,27 @@ For each size N (default 1 2 4) it generates, in a work folder, a production inv
 devbox derives N VMs), devbox.yml and a small playbook, runs `devbox init`, then:
 
 * ready:     `vagrant up --no-provision` on devbox's Vagrantfile (timed), `vagrant destroy -f`, then
-             `devbox up --no-provision` (timed: until every VM answers SSH). A `vagrant` shim first on PATH
-             records every vagrant call (argv, start, end): how many devbox makes and whether any is per VM.
+             `devbox up --no-provision` (timed: until every VM answers SSH), alternating for --repeat rounds (the
+             VMs destroyed between, untimed). A `vagrant` shim first on PATH records every vagrant call (argv,
+             start, end): how many devbox makes and whether any is per VM.
 * provision: (N >= 2) one untimed-for-the-comparison `devbox provision --full` converges the VMs, then on the same
-             converged VMs, the same playbook: Vagrant's own Ansible provisioner declared in each machine's
-             define block (`vagrant provision`: one ansible-playbook per machine, one after another), plain
-             `ansible-playbook` with Ansible's defaults, and `devbox provision --full`. Reported on its own:
-             `devbox provision --full --mitogen` (the opt-in accelerated strategy, or the fallback it took).
-* status:    `vagrant status` against `devbox status`, best of 5 each.
+             converged VMs, the same playbook, alternating for --repeat rounds: Vagrant's own Ansible provisioner
+             declared in each machine's define block (`vagrant provision`: one ansible-playbook per machine, one
+             after another), plain `ansible-playbook` with Ansible's defaults, and `devbox provision --full`.
+             Reported on its own: `devbox provision --full --mitogen` (the opt-in accelerated strategy, or the
+             fallback it took).
+* status:    `vagrant status` against `devbox status --refresh` (which asks Vagrant: like for like), with the
+             cached `devbox status` (no vagrant call) as a separate row, alternating, --status-repeat rounds.
 * rebuild:   (at --rebuild-size) the first boot + provisioning with a cold package cache, against `devbox destroy`
              + `devbox up` with the cache warm; the lab proxy's access log counts .deb requests (hit/miss).
 
 Then `devbox destroy --yes` (in a finally; --keep leaves the last size's VMs). Every timed command is a whole
-process, start-up included, as a user runs it. Ratios are baseline / devbox: above 1 means devbox is faster.
+process, start-up included, as a user runs it. The report gives medians and min–max and prints the README's
+tables as Markdown; ratios are baseline ÷ devbox (medians): above 1 means devbox is faster. A missed target
+shows as MISSED in its table.
 
     .venv/bin/python bench/speed_bench.py [--sizes 1 2 4] [--only ready,provision,status,rebuild]
-        [--rebuild-size 2] [--status-repeat 5] [--workdir DIR] [--keep] [--no-warm-up] [--json FILE]
+        [--repeat 3] [--rebuild-size 2] [--status-repeat 5] [--workdir DIR] [--keep] [--no-warm-up] [--json FILE]
 """
 from __future__ import annotations
 
@@ -38,12 +43,13 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import commit_snapshot, run_logged, tail  # noqa: E402
+from benchlib import (RATIO_NOTE, Spread, alternate, commit_snapshot, devbox_argv, machine_line,  # noqa: E402
+                      markdown_table, ratio, ratio_cell, run_logged, tail, target_cell)
 
 BIN = Path(sys.executable).parent
 BENCHMARKS = ("ready", "provision", "status", "rebuild")
@@ -425,27 +431,19 @@ def parse_recap(text: str) -> dict[str, dict[str, int]]:
     return hosts
 
 
-def fmt_seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}s"
+def spread(samples: Sequence[float | None] | None) -> Spread | None:
+    """The spread of the successful samples (a failed run is recorded as None), or None if there is none."""
+    ok = [x for x in (samples or []) if x is not None]
+    return Spread.of(ok) if ok else None
 
 
-def fmt_ratio(baseline: float | None, devbox: float | None) -> str:
-    if not baseline or not devbox:
-        return "-"
-    return f"{baseline / devbox:.2f}x"
+def cell(samples: Sequence[float | None] | Spread | None, digits: int = 1) -> str:
+    sp = samples if isinstance(samples, Spread) else spread(samples)
+    return "-" if sp is None else sp.cell(digits)
 
 
-def format_table(title: str, headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """A plain-text table: first column left-aligned, the others right-aligned."""
-    rows = [[("-" if c is None else str(c)) for c in row] for row in rows]
-    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h)) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    out = [title, line([str(h) for h in headers]), line(["-" * w for w in widths])]
-    out += [line(r) for r in rows]
-    return "\n".join(out)
+def by_size(section: dict) -> list[tuple[str, dict]]:
+    return sorted(section.items(), key=lambda kv: int(kv[0]))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -553,7 +551,7 @@ def bench_size(b: Bench, n: int, args, results: dict, *, rebuild_here: bool, las
     project = b.work / f"vms-{n}"
     write_project(project, n, box=args.box, memory=args.memory)
     commit_snapshot(project, "speed bench project")
-    devbox = [str(BIN / "devbox"), "-C", str(project)]
+    devbox = devbox_argv(BIN) + ["-C", str(project)]
     print(f"\n== {n} VM(s): {project}", file=sys.stderr, flush=True)
     b.run(f"{n}vm devbox init", devbox + ["init"], cwd=project)
     planned = subprocess.run(devbox + ["plan", "--json"], cwd=project, env=b.env, capture_output=True, text=True)
@@ -580,20 +578,43 @@ def bench_size(b: Bench, n: int, args, results: dict, *, rebuild_here: bool, las
 
         proxy = Path(os.environ[PROXY_LOG_VAR]) if os.environ.get(PROXY_LOG_VAR) else None
         cold = LogWindow(proxy)
-        if "ready" in only:
+        rounds = args.repeat if "ready" in only else 1
+        done = 0
+
+        def vagrant_up() -> tuple[float, dict]:
+            nonlocal booted_by_vagrant
             booted_by_vagrant = True
-            v_s, v_calls = b.counted(f"{n}vm vagrant up --no-provision", ["vagrant", "up", "--no-provision"],
-                                     machines, cwd=project)
-            b.run(f"{n}vm vagrant destroy -f", ["vagrant", "destroy", "-f"], cwd=project)
+            sample = b.counted(f"{n}vm vagrant up --no-provision #{done + 1}", ["vagrant", "up", "--no-provision"],
+                               machines, cwd=project)
+            b.run(f"{n}vm vagrant destroy -f #{done + 1}", ["vagrant", "destroy", "-f"], cwd=project)
             booted_by_vagrant = False
-        cold.start()
-        booted_by_devbox = True
-        d_s, d_calls = b.counted(f"{n}vm devbox up --no-provision", devbox + ["up", "--no-provision"], machines,
-                                 cwd=project, env=b.devbox_env())
-        if "ready" in only:
-            results["ready"][str(n)] = {"vagrant": round(v_s, 2), "devbox": round(d_s, 2),
-                                        "overhead": round(d_s - v_s, 2), "vagrant_calls": v_calls,
-                                        "devbox_calls": d_calls}
+            return sample
+
+        def devbox_up() -> tuple[float, dict]:
+            nonlocal booted_by_devbox, done
+            done += 1
+            if done == rounds:   # the VMs of the last round stay up for the other benchmarks
+                cold.start()
+            booted_by_devbox = True
+            sample = b.counted(f"{n}vm devbox up --no-provision #{done}", devbox + ["up", "--no-provision"],
+                               machines, cwd=project, env=b.devbox_env())
+            if done < rounds:
+                b.run(f"{n}vm devbox destroy --yes #{done}", devbox + ["destroy", "--yes"], cwd=project,
+                      env=b.devbox_env())
+                booted_by_devbox = False
+            return sample
+
+        if "ready" in only:   # A B A B ...: both see the same machine load
+            v_samples, d_samples = alternate([vagrant_up, devbox_up], rounds)
+            results["ready"][str(n)] = {
+                "vagrant": [round(x, 2) for x, _ in v_samples], "devbox": [round(x, 2) for x, _ in d_samples],
+                # devbox's own part: its time minus the vagrant calls it made (from the shim's log)
+                "own": [round(x - c["seconds_in_vagrant"], 2) for x, c in d_samples],
+                "vagrant_calls": v_samples[-1][1], "devbox_calls": d_samples[-1][1],
+                "per_vm": any(c["per_vm"] for _, c in d_samples)}
+            d_s = d_samples[-1][0]
+        else:
+            d_s, _calls = devbox_up()
 
         converge = None
         if ("provision" in only and n >= 2) or rebuild_here:
@@ -604,7 +625,8 @@ def bench_size(b: Bench, n: int, args, results: dict, *, rebuild_here: bool, las
                                                     parts={"devbox up --no-provision": round(d_s, 2),
                                                            "first devbox provision --full": round(converge or 0, 2)})
         if "provision" in only and n >= 2:
-            results["provision"][str(n)] = provision_comparison(b, n, project, machines, devbox, converge)
+            results["provision"][str(n)] = provision_comparison(b, n, project, machines, devbox, converge,
+                                                                args.repeat)
         if "status" in only:
             results["status"][str(n)] = status_comparison(b, n, project, machines, devbox, args.status_repeat)
         if rebuild_here:
@@ -635,9 +657,10 @@ def deb_result(log_text: str, seconds: float, proxy: Path | None, parts: dict) -
 
 
 def provision_comparison(b: Bench, n: int, project: Path, machines: Sequence[str], devbox: list[str],
-                         converge: float | None) -> dict:
-    """The same playbook on the same converged VMs: Vagrant's per-machine provisioner, ansible-playbook with
-    defaults, devbox. Baselines first: devbox's converge run is then long closed (its sockets were its own)."""
+                         converge: float | None, repeat: int = 1) -> dict:
+    """The same playbook on the same converged VMs, alternating for ``repeat`` rounds: Vagrant's per-machine
+    provisioner, ansible-playbook with defaults, devbox, devbox with Mitogen. Each list holds one sample per round
+    (None: that run failed). Baselines first: devbox's converge run is then long closed (its sockets were its own)."""
     result: dict = {"converge": None if converge is None else round(converge, 2), "errors": {}, "changed": {}}
     alt = project / ALT_VAGRANTFILE
     alt.write_text(vagrantfile_with_provisioners((project / "Vagrantfile").read_text(),
@@ -647,126 +670,174 @@ def provision_comparison(b: Bench, n: int, project: Path, machines: Sequence[str
     result["host_key_checking"] = checking
     plain = [str(BIN / "ansible-playbook"), "-i", str(project / ".devbox" / "inventory"),
              str(project / "playbooks" / "site.yml")]
-    plain_env = b.ansible_baseline_env()
     if checking:
         plain += ["-e", json.dumps({"ansible_ssh_common_args": f"-o UserKnownHostsFile={known_hosts}"})]
-    else:  # the project's known_hosts lacks a VM: say so rather than hang on a prompt
-        plain_env["ANSIBLE_HOST_KEY_CHECKING"] = "False"
-    variants = [
+
+    def plain_env() -> dict[str, str]:
+        env = b.ansible_baseline_env()
+        if not checking:  # the project's known_hosts lacks a VM: say so rather than hang on a prompt
+            env["ANSIBLE_HOST_KEY_CHECKING"] = "False"
+        return env
+
+    variants = [   # env factories: a fresh SSH control folder for every run
         ("vagrant_per_machine", f"{n}vm vagrant provision (ansible provisioner per machine)", ["vagrant", "provision"],
-         {**b.ansible_baseline_env(), "VAGRANT_VAGRANTFILE": ALT_VAGRANTFILE}),
+         lambda: {**b.ansible_baseline_env(), "VAGRANT_VAGRANTFILE": ALT_VAGRANTFILE}),
         ("ansible_default", f"{n}vm ansible-playbook (defaults)", plain, plain_env),
-        ("devbox", f"{n}vm devbox provision --full", devbox + ["provision", "--full"], b.devbox_env()),
+        ("devbox", f"{n}vm devbox provision --full", devbox + ["provision", "--full"], b.devbox_env),
         # opt-in, reported on its own: Mitogen's strategy (one Python per VM for the run), or the fallback
         ("devbox_mitogen", f"{n}vm devbox provision --full --mitogen", devbox + ["provision", "--full", "--mitogen"],
-         b.devbox_env()),
+         b.devbox_env),
     ]
-    for key, label, argv, env in variants:
-        seconds, log, rc = b.run(label, argv, cwd=project, env=env, check=False)
-        result[key] = round(seconds, 2) if rc == 0 else None
+    result["changed"] = {k: [] for k, *_ in variants if k in ("vagrant_per_machine", "ansible_default")}
+    result["mitogen_fallback"] = None
+    rounds = 0
+
+    def one(key: str, label: str, argv: list[str], env) -> float | None:
+        nonlocal rounds
+        rounds += key == variants[0][0]
+        seconds, log, rc = b.run(f"{label} #{rounds}", argv, cwd=project, env=env(), check=False)
         if rc != 0:
-            result["errors"][key] = f"exit {rc}; log {log}"
+            result["errors"].setdefault(key, []).append(f"exit {rc}; log {log}")
         text = log.read_text(errors="replace")
         if key == "devbox_mitogen":
             fallback = re.search(r"^Mitogen not used \((.*)\); ran with", text, re.M)
-            result["mitogen_fallback"] = fallback.group(1) if fallback else None
+            result["mitogen_fallback"] = result["mitogen_fallback"] or (fallback.group(1) if fallback else None)
         recap = parse_recap(text)
-        if recap:
-            result["changed"][key] = sum(h["changed"] for h in recap.values())
+        if recap and key in result["changed"]:
+            result["changed"][key].append(sum(h["changed"] for h in recap.values()))
             if key == "vagrant_per_machine":
                 result["vagrant_runs"] = len(recap)
+        return round(seconds, 2) if rc == 0 else None
+
+    samples = alternate([lambda v=v: one(*v) for v in variants], repeat)
+    for (key, *_), values in zip(variants, samples):
+        result[key] = values
     return result
 
 
 def status_comparison(b: Bench, n: int, project: Path, machines: Sequence[str], devbox: list[str],
                       repeat: int) -> dict:
-    times: dict[str, list[float]] = {"vagrant": [], "devbox": []}
-    calls = None
-    for i in range(repeat):  # alternate, so both see the same machine load
-        times["vagrant"].append(b.run(f"{n}vm vagrant status #{i + 1}", ["vagrant", "status"], cwd=project)[0])
-        s, calls = b.counted(f"{n}vm devbox status #{i + 1}", devbox + ["status"], machines, cwd=project)
-        times["devbox"].append(s)
-    return {"vagrant": min(times["vagrant"]), "devbox": min(times["devbox"]),
-            "runs": {k: [round(x, 2) for x in v] for k, v in times.items()}, "devbox_calls": calls}
+    """`vagrant status`, `devbox status --refresh` (asks Vagrant: the like-for-like comparison) and the cached
+    `devbox status` (no vagrant call), alternating for ``repeat`` rounds; the vagrant calls each devbox form made."""
+    calls: dict[str, dict | None] = {"refresh": None, "cached": None}
+    rounds = 0
+
+    def vagrant() -> float:
+        nonlocal rounds
+        rounds += 1
+        return b.run(f"{n}vm vagrant status #{rounds}", ["vagrant", "status"], cwd=project)[0]
+
+    def devbox_status(form: str, extra: list[str]) -> float:
+        seconds, calls[form] = b.counted(f"{n}vm devbox status{''.join(' ' + a for a in extra)} #{rounds}",
+                                         devbox + ["status", *extra], machines, cwd=project)
+        return seconds
+
+    v, r, c = alternate([vagrant, lambda: devbox_status("refresh", ["--refresh"]),
+                         lambda: devbox_status("cached", [])], repeat)
+    return {"vagrant": [round(x, 2) for x in v], "refresh": [round(x, 2) for x in r],
+            "cached": [round(x, 2) for x in c], "refresh_calls": calls["refresh"], "cached_calls": calls["cached"]}
 
 
 # ---------------------------------------------------------------------------------------------------------
 # report
 
 def report(results: dict) -> str:
-    out = []
+    """The README's tables, as Markdown: medians (min–max), one ratio direction (baseline ÷ devbox), MISSED
+    where a target was missed."""
+    out = [f"Machine: {results['machine']}." if results.get("machine") else ""]
     ready = results.get("ready") or {}
     if ready:
         rows = []
-        for n, r in sorted(ready.items(), key=lambda kv: int(kv[0])):
+        for n, r in by_size(ready):
+            v, d, own = spread(r["vagrant"]), spread(r["devbox"]), spread(r.get("own"))
             calls = r["devbox_calls"]
-            ok = r["overhead"] <= READY_TARGET_SECONDS and not calls["per_vm"]
-            rows.append([n, fmt_seconds(r["vagrant"]), fmt_seconds(r["devbox"]), f"{r['overhead']:+.1f}s",
-                         fmt_ratio(r["vagrant"], r["devbox"]), calls["count"], ", ".join(calls["subcommands"]),
-                         "yes" if calls["per_vm"] else "no", "met" if ok else "MISSED"])
-        out.append(format_table(
-            "ready: until every VM answers SSH (ratio = vagrant / devbox; target: devbox adds <= 2 s, no per-VM call)",
-            ["VMs", "vagrant up --no-provision", "devbox up --no-provision", "devbox - vagrant", "ratio",
-             "vagrant calls", "which", "per-VM", "target"], rows))
+            over = None if v is None or d is None else d.median - v.median
+            ok = None if over is None else over <= READY_TARGET_SECONDS and not r.get("per_vm", calls["per_vm"])
+            rows.append([n, cell(v), cell(d), "-" if over is None else f"{over:+.1f} s", cell(own),
+                         ratio_cell(ratio(v, d)), f"{calls['count']}: {', '.join(calls['subcommands'])}",
+                         "yes" if r.get("per_vm", calls["per_vm"]) else "no", target_cell(ok)])
+        out.append(markdown_table(
+            ["VMs", "vagrant up --no-provision", "devbox up --no-provision", "devbox − vagrant (medians)",
+             "devbox's own part", "ratio", "vagrant calls by devbox", "per-VM call", "target"], rows,
+            title="ready: until every VM answers SSH (target: devbox adds at most 2 s, no per-VM vagrant call)",
+            notes=[f"Median (min–max) of {results.get('repeat', 1)} alternating runs each; {RATIO_NOTE}. "
+                   "devbox's own part: its time minus the vagrant calls it made (the vagrant shim's log)."]))
     prov = results.get("provision") or {}
     if prov:
         rows = []
-        for n, r in sorted(prov.items(), key=lambda kv: int(kv[0])):
-            v, a, d = r.get("vagrant_per_machine"), r.get("ansible_default"), r.get("devbox")
-            ok = bool(v and a and d and v / d >= int(n) and a / d > 1)
-            rows.append([n, fmt_seconds(v), fmt_seconds(a), fmt_seconds(d), fmt_ratio(v, d), fmt_ratio(a, d),
-                         " / ".join(str(r["changed"].get(k, "?")) for k in ("vagrant_per_machine", "ansible_default")),
-                         "met" if ok else "MISSED"])
-        out.append(format_table(
-            "provision: the same playbook on converged VMs (ratio = baseline / devbox; target: >= N x the "
-            "per-machine provisioner, > 1 x ansible-playbook)",
-            ["VMs", "vagrant provision (per machine)", "ansible-playbook (defaults)", "devbox provision --full",
-             "ratio per-machine", "ratio ansible", "changed (vagrant / ansible)", "target"], rows))
+        for n, r in by_size(prov):
+            v, a, d = (spread(r.get(k)) for k in ("vagrant_per_machine", "ansible_default", "devbox"))
+            rv, ra = ratio(v, d), ratio(a, d)
+            ok = None if rv is None or ra is None else rv >= int(n) and ra > 1
+            changed = " / ".join(str(max(r["changed"].get(k) or ["?"], key=str))
+                                 for k in ("vagrant_per_machine", "ansible_default"))
+            rows.append([n, cell(v), cell(a), cell(d), ratio_cell(rv), ratio_cell(ra), changed, target_cell(ok)])
+        out.append(markdown_table(
+            ["VMs", "Vagrant's ansible provisioner, per machine", "ansible-playbook, defaults",
+             "devbox provision --full", "ratio per-machine", "ratio ansible-playbook",
+             "changed (per-machine / ansible-playbook)", "target"], rows,
+            title="provision: the same playbook on converged VMs (target: ratio per-machine >= N, "
+                  "ratio ansible-playbook > 1)",
+            notes=[f"Median (min–max) of {results.get('repeat', 1)} alternating runs each; {RATIO_NOTE}. "
+                   "changed: the most any baseline run reported (0 expected on converged VMs)."]))
         rows = []
-        for n, r in sorted(prov.items(), key=lambda kv: int(kv[0])):
-            v, a, d, m = (r.get(k) for k in ("vagrant_per_machine", "ansible_default", "devbox", "devbox_mitogen"))
-            if "devbox_mitogen" in r:
-                rows.append([n, fmt_seconds(m), fmt_ratio(d, m), fmt_ratio(v, m), fmt_ratio(a, m),
-                             f"fell back: {r['mitogen_fallback']}" if r.get("mitogen_fallback") else "Mitogen ran"])
+        for n, r in by_size(prov):
+            if "devbox_mitogen" not in r:
+                continue
+            v, a, d, m = (spread(r.get(k)) for k in ("vagrant_per_machine", "ansible_default", "devbox",
+                                                     "devbox_mitogen"))
+            rows.append([n, cell(m), ratio_cell(ratio(d, m)), ratio_cell(ratio(v, m)), ratio_cell(ratio(a, m)),
+                         f"fell back: {r['mitogen_fallback']}" if r.get("mitogen_fallback") else "Mitogen ran"])
         if rows:
-            out.append(format_table(
-                "provision, opt-in accelerated strategy: devbox provision --full --mitogen on the same VMs "
-                "(ratio = other / mitogen)",
-                ["VMs", "devbox --mitogen", "ratio devbox default", "ratio per-machine", "ratio ansible", "strategy"],
-                rows))
-        for n, r in prov.items():
-            for key, err in r["errors"].items():
-                out.append(f"  {n} VMs: {key} failed: {err}")
+            out.append(markdown_table(
+                ["VMs", "devbox --mitogen", "ratio devbox (default)", "ratio per-machine", "ratio ansible-playbook",
+                 "strategy"], rows,
+                title="provision with Mitogen (opt-in): devbox provision --full --mitogen on the same VMs, in the "
+                      "same rounds",
+                notes=["ratio = baseline ÷ devbox --mitogen (medians): above 1 means the Mitogen run is faster."]))
+        for n, r in by_size(prov):
+            for key, errs in r["errors"].items():
+                out.extend(f"{n} VMs: {key} failed: {err}" for err in (errs if isinstance(errs, list) else [errs]))
             if not r.get("host_key_checking", True):
-                out.append(f"  {n} VMs: the project's known_hosts lacked a VM: ansible-playbook ran without "
+                out.append(f"{n} VMs: the project's known_hosts lacked a VM: ansible-playbook ran without "
                            "host key checking")
     status = results.get("status") or {}
     if status:
-        rows = [[n, fmt_seconds(r["vagrant"]), fmt_seconds(r["devbox"]), fmt_ratio(r["vagrant"], r["devbox"]),
-                 (r["devbox_calls"] or {}).get("count", "-")]
-                for n, r in sorted(status.items(), key=lambda kv: int(kv[0]))]
-        out.append(format_table(
-            f"status: best of {results['status_repeat']} (ratio = vagrant / devbox)",
-            ["VMs", "vagrant status", "devbox status", "ratio", "vagrant calls by devbox"], rows))
+        rows = []
+        for n, r in by_size(status):
+            v = spread(r["vagrant"])
+            for form, label in (("refresh", "devbox status --refresh (asks Vagrant: like for like)"),
+                                ("cached", "devbox status, cached (no vagrant call: not like for like)")):
+                d = spread(r[form])
+                rows.append([n, label, cell(v, 2), cell(d, 2), ratio_cell(ratio(v, d)),
+                             (r.get(f"{form}_calls") or {}).get("count", "-")])
+        out.append(markdown_table(
+            ["VMs", "devbox command", "vagrant status", "devbox", "ratio", "vagrant calls by devbox"], rows,
+            title="status",
+            notes=[f"Median (min–max) of {results.get('status_repeat', 1)} alternating runs each (vagrant, "
+                   f"--refresh, cached); {RATIO_NOTE}."]))
     rebuild = results.get("rebuild") or {}
     if rebuild.get("cold") and rebuild.get("warm"):
         cold, warm = rebuild["cold"], rebuild["warm"]
         rows = []
-        for label, r in (("cold cache (first up)", cold), ("rebuild (cache warm)", warm)):
+        for label, r in ((f"cold cache: {' + '.join(cold['parts'])}", cold),
+                         ("rebuild: devbox destroy --yes, then devbox up, with the cache warm", warm)):
             d = r["debs"] or {}
-            rows.append([label, fmt_seconds(r["seconds"]), d.get("total", "-"), d.get("hit", "-"),
-                         d.get("revalidated", "-"), d.get("miss", "-"), d.get("other", "-")])
-        out.append(format_table(
-            f"rebuild at {rebuild['size']} VMs: boot + first provisioning (ratio cold / rebuild: "
-            f"{fmt_ratio(cold['seconds'], warm['seconds'])}; cold = {' + '.join(cold['parts'])})",
-            ["run", "seconds", ".deb requests", "hit", "revalidated", "miss", "other"], rows))
-        out.extend("  " + line for line in rebuild_verdict(rebuild))
+            met = None if r is cold or not r["debs"] or not d.get("total") else d["miss"] == 0
+            rows.append([label, f"{r['seconds']:.1f} s", d.get("total"), d.get("hit"), d.get("revalidated"),
+                         d.get("miss"), d.get("other"), "-" if r is cold else target_cell(met)])
+        out.append(markdown_table(
+            ["run", "time", ".deb requests", "hit", "revalidated", "downloaded (miss)", "other", "target"], rows,
+            title=f"rebuild at {rebuild['size']} VMs: boot + first provisioning, one run each (a cache is cold "
+                  f"once; target: no package downloaded again)",
+            notes=[f"ratio cold ÷ rebuild: {ratio_cell(ratio(cold['seconds'], warm['seconds']))} (above 1: "
+                   "the rebuild is faster)."] + rebuild_verdict(rebuild)))
     if results.get("warm_up", {}).get("seconds") is not None:
         out.append(f"(warm-up, untimed for every table: the first boot uploaded the box into libvirt's pool, "
-                   f"{results['warm_up']['seconds']:.0f}s)")
+                   f"{results['warm_up']['seconds']:.0f} s)")
     for err in results.get("errors", []):
         out.append(f"ERROR: {err}")
-    return "\n\n".join(out)
+    return "\n\n".join(x for x in out if x)
 
 
 def rebuild_verdict(rebuild: dict) -> list[str]:
@@ -812,7 +883,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", type=parse_only, default=list(BENCHMARKS),
                         help=f"comma-separated benchmarks to run (default: {','.join(BENCHMARKS)})")
     parser.add_argument("--rebuild-size", type=int, default=2, metavar="N", help="VMs for the rebuild benchmark")
-    parser.add_argument("--status-repeat", type=int, default=5, metavar="K", help="runs of each status command")
+    parser.add_argument("--repeat", type=int, default=3, metavar="K",
+                        help="alternating rounds of the ready and provision benchmarks (default 3)")
+    parser.add_argument("--status-repeat", type=int, default=5, metavar="K",
+                        help="alternating rounds of the status benchmark (default 5)")
     parser.add_argument("--box", default="devbox/debian12")
     parser.add_argument("--memory", type=int, default=384, help="MiB per VM")
     parser.add_argument("--workdir", type=Path, help="work folder (default: a new temporary folder)")
@@ -823,6 +897,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if any(not 1 <= n <= len(ROLE_GROUPS) for n in [*args.sizes, args.rebuild_size]):
         parser.error(f"sizes from 1 to {len(ROLE_GROUPS)} VMs")
+    if args.repeat < 1 or args.status_repeat < 1:
+        parser.error("--repeat and --status-repeat: at least 1")
     require_lab()
     real_vagrant = shutil.which("vagrant")  # before our shim goes first on PATH
     if not real_vagrant:
@@ -835,7 +911,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench = Bench(work, real_vagrant)
     from provisioner.lab.namespace import LabPaths
     results: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "lab": os.environ["DEVBOX_LAB"],
-                     "sizes": sizes, "only": args.only, "status_repeat": args.status_repeat, "work": str(work),
+                     "sizes": sizes, "only": args.only, "repeat": args.repeat, "status_repeat": args.status_repeat,
+                     "machine": machine_line(), "work": str(work),
                      "ready": {}, "provision": {}, "status": {},
                      "rebuild": {"cache_dir": str(LabPaths(os.environ["DEVBOX_LAB"]).squid_cache)}, "errors": []}
     print(f"speed bench: work folder {work} (logs in {bench.logs}); sizes {sizes}; {','.join(args.only)}",

@@ -78,5 +78,6 @@ def test_full_run_after_each_incremental_run_changes_nothing(devbox_project, tim
         assert set(counts) == set(VMS), full.stdout
         assert {h: c["changed"] for h, c in counts.items()} == {h: 0 for h in VMS}, \
             f"{kind}: the incremental run skipped work that the full run then did\n{out.stdout}\n{full.stdout}"
+    # printed, not asserted: a wall-clock limit fails under load for reasons that are not devbox's. The target
+    # (under 3 s) is measured by bench/provision_bench.py's "no change" case, over alternating samples.
     print(f"[timing] devbox provision with nothing changed: {idle_seconds:.2f} s")
-    assert idle_seconds < 3.0

@@ -42,7 +42,34 @@ def test_mitogen_refusing_this_ansible_core_falls_back_with_its_reason():
     assert "supported..." not in s.fallback  # the first line only
 
 
+MITOGEN_REQUIRED = "Mitogen is required for this test: pip install -e '.[test]' (it is in the test extra)"
+
+
+def require_mitogen() -> None:
+    """Tests of the Mitogen run itself fail (never skip) with the install command when Mitogen cannot load here,
+    instead of an assertion about a strategy name that only the fallback explains."""
+    problem = None
+    try:
+        accelerate._load_mitogen()
+    except ImportError as exc:
+        problem = f"{MITOGEN_REQUIRED}; import failed: {exc}"
+    except Exception as exc:  # Mitogen's own check of the ansible-core version
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        problem = (f"the installed Mitogen does not support ansible-core {ANSIBLE_VERSION}: {first}; install a "
+                   "release that does (pip install -e '.[test]' --upgrade)")
+    if problem:   # outside the except: the message alone, no chained traceback
+        pytest.fail(problem, pytrace=False)
+
+
+def test_a_missing_mitogen_fails_the_tests_that_need_it_with_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ansible_mitogen", None)   # `import ansible_mitogen` raises ImportError
+    with pytest.raises(pytest.fail.Exception) as failed:
+        require_mitogen()
+    assert str(failed.value).startswith(MITOGEN_REQUIRED)
+
+
 def test_installed_mitogen_selects_its_linear_strategy_and_keeps_the_users_plugin_folders():
+    require_mitogen()
     s = choose(True, environ={"ANSIBLE_STRATEGY_PLUGINS": "/team/strategies"})
     assert s.name == MITOGEN_STRATEGY and s.fallback is None and s.describe() == f"strategy: {MITOGEN_STRATEGY}"
     first, kept = s.env["ANSIBLE_STRATEGY_PLUGINS"].split(":")
@@ -73,6 +100,8 @@ def test_real_run_over_ssh_uses_one_python_per_host_only_with_mitogen(tmp_path, 
     playbook.write_text(SITE)
     runner = AnsibleRunnerPlaybookRunner(runner_dir=tmp_path / "runner", logs_dir=tmp_path / "logs",
                                          known_hosts=tmp_path / "known_hosts")
+    if mitogen:
+        require_mitogen()
     runner.strategy = choose(mitogen)
     if runner.strategy.needs_known_host_keys:  # as `devbox up`/`provision` do first: devbox's accept-new probe
         target = SshTarget("vm-1", "127.0.0.1", sshd.port, "root", str(sshd.client_key))

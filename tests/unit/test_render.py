@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,12 +28,42 @@ def webapp(rules=None):
     return derive_topology(load_inventory(INVENTORIES / "webapp" / "hosts.ini"), config), config
 
 
+UPDATE_GOLDEN = "DEVBOX_UPDATE_GOLDEN"
+
+
 def check_golden(name: str, text: str) -> None:
+    """Compare with the golden file. Updating is a separate, explicit action: with DEVBOX_UPDATE_GOLDEN=1 the new
+    output is written and the test FAILS, so a run can never pass by comparing a file with what it just wrote;
+    the updated goldens are reviewed (git diff) and the tests run again without the variable."""
     path = GOLDEN / name
-    if os.environ.get("DEVBOX_UPDATE_GOLDEN"):
+    if os.environ.get(UPDATE_GOLDEN):
         path.parent.mkdir(parents=True, exist_ok=True)
+        old = path.read_text() if path.exists() else None
         path.write_text(text)
-    assert text == path.read_text(), f"rendered output differs from {path}; DEVBOX_UPDATE_GOLDEN=1 rewrites it"
+        pytest.fail(f"{UPDATE_GOLDEN} is set: {path} was {'rewritten' if old is not None else 'created'}"
+                    f"{' (unchanged)' if old == text else ''}. Review it (git diff {path.relative_to(REPO)}), then "
+                    f"run the tests again without {UPDATE_GOLDEN}.", pytrace=False)
+    assert path.exists(), f"golden file {path} is missing: create it with {UPDATE_GOLDEN}=1, then review it"
+    assert text == path.read_text(), f"rendered output differs from {path}; {UPDATE_GOLDEN}=1 rewrites it " \
+        "(and fails, for review)"
+
+
+def test_the_golden_update_switch_writes_and_fails_and_a_normal_run_compares(tmp_path, monkeypatch):
+    """The update switch never lets a test pass; without it the comparison is with the file on disk."""
+    monkeypatch.setattr(sys.modules[__name__], "GOLDEN", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    monkeypatch.setenv(UPDATE_GOLDEN, "1")
+    with pytest.raises(pytest.fail.Exception, match="was created.*Review it"):
+        check_golden("x.Vagrantfile", "new\n")
+    assert (tmp_path / "x.Vagrantfile").read_text() == "new\n"
+    with pytest.raises(pytest.fail.Exception, match=r"rewritten \(unchanged\)"):
+        check_golden("x.Vagrantfile", "new\n")   # even output equal to the golden fails while updating
+    monkeypatch.delenv(UPDATE_GOLDEN)
+    check_golden("x.Vagrantfile", "new\n")
+    with pytest.raises(AssertionError, match="differs"):
+        check_golden("x.Vagrantfile", "other\n")
+    with pytest.raises(AssertionError, match="missing"):
+        check_golden("absent.Vagrantfile", "new\n")
 
 
 def test_golden_vagrantfile_libvirt():

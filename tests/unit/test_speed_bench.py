@@ -252,26 +252,18 @@ def test_the_play_recap_is_read_per_host_and_summed_over_runs():
     assert twice["db-1"]["changed"] == 2
 
 
-def test_tables_align_and_show_ratios():
-    text = sb.format_table("ready", ["VMs", "vagrant", "devbox", "ratio"],
-                           [[1, sb.fmt_seconds(61.04), sb.fmt_seconds(63.5), sb.fmt_ratio(61.04, 63.5)],
-                            [4, sb.fmt_seconds(180.0), sb.fmt_seconds(None), sb.fmt_ratio(180.0, None)]])
-    assert text.splitlines() == [
-        "ready",
-        "VMs  vagrant  devbox  ratio",
-        "---  -------  ------  -----",
-        "1      61.0s   63.5s  0.96x",
-        "4     180.0s       -      -",
-    ]
-
-
-def test_the_report_has_one_table_per_benchmark_with_baseline_devbox_and_ratio():
+def report_results(**override) -> dict:
     calls = {"count": 3, "subcommands": ["status", "up", "ssh-config"], "per_vm": False}
     results = {
-        "ready": {"2": {"vagrant": 90.0, "devbox": 93.0, "overhead": 3.0, "devbox_calls": calls}},
-        "provision": {"2": {"vagrant_per_machine": 120.0, "ansible_default": 70.0, "devbox": 50.0, "errors": {},
-                            "changed": {"vagrant_per_machine": 0, "ansible_default": 0}}},
-        "status": {"2": {"vagrant": 3.2, "devbox": 0.8, "devbox_calls": {"count": 0}}}, "status_repeat": 5,
+        "machine": "2 CPUs, 24 GiB, load average 8.0 / 7.0 / 6.0 (1 / 5 / 15 min)", "repeat": 3, "status_repeat": 3,
+        "ready": {"2": {"vagrant": [90.0, 88.0, 95.0], "devbox": [93.0, 91.0, 94.0], "own": [1.2, 1.4, 1.3],
+                        "devbox_calls": calls, "per_vm": False}},
+        "provision": {"2": {"vagrant_per_machine": [120.0, 118.0, 125.0], "ansible_default": [70.0, 72.0, 69.0],
+                            "devbox": [50.0, 49.0, None], "devbox_mitogen": [20.0, 21.0, 19.0],
+                            "mitogen_fallback": None, "errors": {"devbox": ["exit 2; log x.log"]},
+                            "changed": {"vagrant_per_machine": [0, 0, 0], "ansible_default": [0, 0, 0]}}},
+        "status": {"2": {"vagrant": [3.2, 3.0, 3.4], "refresh": [1.6, 1.5, 1.7], "cached": [0.8, 0.7, 0.9],
+                         "refresh_calls": {"count": 1}, "cached_calls": {"count": 0}}},
         "rebuild": {"size": 2, "cache_dir": "/c",
                     "cold": {"seconds": 400.0, "parts": {"up": 1, "provision": 2},
                              "debs": {"hit": 0, "revalidated": 0, "miss": 10, "other": 0, "total": 10, "missed": []}},
@@ -280,13 +272,53 @@ def test_the_report_has_one_table_per_benchmark_with_baseline_devbox_and_ratio()
                                       "missed": []}}},
         "errors": [],
     }
+    results.update(override)
+    return results
+
+
+def row(text: str, *needles: str) -> list[str]:
+    """The cells of the one Markdown table row holding every needle."""
+    found = [line for line in text.splitlines() if line.startswith("| ") and all(n in line for n in needles)]
+    assert len(found) == 1, (needles, text)
+    return [c.strip() for c in found[0].strip("|").split(" | ")]
+
+
+def test_the_report_prints_the_readme_tables_as_markdown_with_medians_spread_and_one_ratio_direction():
+    text = sb.report(report_results())
+    assert text.startswith("Machine: 2 CPUs, 24 GiB, load average 8.0")
+    # ready: medians 90.0 and 93.0, +3.0 s over the 2 s target: MISSED
+    assert row(text, "90.0 s (88.0–95.0)") == ["2", "90.0 s (88.0–95.0)", "93.0 s (91.0–94.0)", "+3.0 s",
+                                                "1.3 s (1.2–1.4)", "0.97x", "3: status, up, ssh-config", "no",
+                                                "**MISSED**"]
+    # provision: the failed devbox run is left out of its samples (and reported), ratios on medians
+    assert row(text, "120.0 s (118.0–125.0)") == ["2", "120.0 s (118.0–125.0)", "70.0 s (69.0–72.0)",
+                                                   "49.5 s (49.0–50.0)", "2.42x", "1.41x", "0 / 0", "met"]
+    assert "2 VMs: devbox failed: exit 2; log x.log" in text
+    assert row(text, "Mitogen ran") == ["2", "20.0 s (19.0–21.0)", "2.48x", "6.00x", "3.50x", "Mitogen ran"]
+    # status: --refresh is the like-for-like row, the cached one is labelled apart
+    assert row(text, "--refresh") == ["2", "devbox status --refresh (asks Vagrant: like for like)",
+                                      "3.20 s (3.00–3.40)", "1.60 s (1.50–1.70)", "2.00x", "1"]
+    assert row(text, "cached") == ["2", "devbox status, cached (no vagrant call: not like for like)",
+                                   "3.20 s (3.00–3.40)", "0.80 s (0.70–0.90)", "4.00x", "0"]
+    assert row(text, "rebuild: devbox destroy")[-1] == "met"
+    assert "ratio cold ÷ rebuild: 1.33x" in text and "target met: the rebuild downloaded no package again" in text
+    # every timing table says which way its ratio goes
+    assert text.count("ratio = baseline ÷ devbox (medians): above 1 means devbox is faster") == 3
+    assert "ratio = baseline ÷ devbox --mitogen" in text
+
+
+def test_missed_targets_print_missed():
+    results = report_results()
+    results["ready"]["2"].update(vagrant=[90.0], devbox=[91.0])                     # +1 s: met
+    results["provision"]["2"].update(devbox=[65.0], errors={})                       # 1.85x < 2 VMs: missed
+    results["rebuild"]["warm"]["debs"].update(hit=9, miss=1, missed=["tree_2_amd64.deb"])
     text = sb.report(results)
-    ready_row = next(line for line in text.splitlines() if line.startswith("2 ") and "+3.0s" in line)
-    assert "0.97x" in ready_row and "status, up, ssh-config" in ready_row and ready_row.endswith("MISSED")
-    prov_row = next(line for line in text.splitlines() if "120.0s" in line)
-    assert "2.40x" in prov_row and "1.40x" in prov_row and prov_row.endswith("met")
-    assert any(line.startswith("2 ") and "4.00x" in line for line in text.splitlines())
-    assert "1.33x" in text and "target met: the rebuild downloaded no package again" in text
+    assert row(text, "90.0 s (1 run)")[-1] == "met"
+    assert row(text, "120.0 s (118.0–125.0)")[-1] == "**MISSED**"
+    assert row(text, "rebuild: devbox destroy")[-1] == "**MISSED**"
+    assert "target MISSED: the rebuild downloaded 1 .deb again" in text
+    results["ready"]["2"]["per_vm"] = True   # a per-VM vagrant call misses the target whatever the time
+    assert row(sb.report(results), "90.0 s (1 run)")[-1] == "**MISSED**"
 
 
 def test_help_works_outside_the_lab():
@@ -341,6 +373,8 @@ def test_a_run_follows_the_order_of_the_issue_and_writes_every_figure(tmp_path, 
         elif argv[-1] == "up" or argv[-2:] == ["up", "--no-provision"]:   # what devbox up does
             calls = [["status", "--machine-readable"], ["up", "--no-provision", "--parallel", *names],
                      ["ssh-config", *names]]
+        elif argv[-2:] == ["status", "--refresh"]:
+            calls = [["status", "--machine-readable"]]
         else:
             calls = []
         with open(self.shim_log, "a") as fh:
@@ -356,32 +390,37 @@ def test_a_run_follows_the_order_of_the_issue_and_writes_every_figure(tmp_path, 
     monkeypatch.setattr(sb.Bench, "run", fake_run)
     monkeypatch.setattr(sb.time, "sleep", lambda seconds: None)   # LogWindow's settle time
     out_json = tmp_path / "speed.json"
-    code = sb.main(["--sizes", "1", "2", "--status-repeat", "2", "--workdir", str(tmp_path / "w"),
+    code = sb.main(["--sizes", "1", "2", "--repeat", "2", "--status-repeat", "2", "--workdir", str(tmp_path / "w"),
                     "--json", str(out_json)])
     assert code == 0, capsys.readouterr()
     strip = lambda label: re.sub(r"^\dvm ", "", label)  # noqa: E731
+    ready = ["vagrant up --no-provision #1", "vagrant destroy -f #1", "devbox up --no-provision #1",
+             "devbox destroy --yes #1", "vagrant up --no-provision #2", "vagrant destroy -f #2",
+             "devbox up --no-provision #2"]   # A B A B, the VMs of the last round kept
+    status = [f"{cmd} #{i}" for i in (1, 2) for cmd in ("vagrant status", "devbox status --refresh", "devbox status")]
+    provision = [f"{cmd} #{i}" for i in (1, 2) for cmd in (
+        "vagrant provision (ansible provisioner per machine)", "ansible-playbook (defaults)",
+        "devbox provision --full", "devbox provision --full --mitogen")]
     assert [strip(s) for s in seen] == [
-        "devbox init", "warm-up: vagrant up (box upload)", "warm-up: vagrant destroy",
-        "vagrant up --no-provision", "vagrant destroy -f", "devbox up --no-provision",
-        "vagrant status #1", "devbox status #1", "vagrant status #2", "devbox status #2", "devbox destroy --yes",
-        "devbox init", "vagrant up --no-provision", "vagrant destroy -f", "devbox up --no-provision",
-        "devbox provision --full (converge, first run)",
-        "vagrant provision (ansible provisioner per machine)", "ansible-playbook (defaults)", "devbox provision --full",
-        "devbox provision --full --mitogen",
-        "vagrant status #1", "devbox status #1", "vagrant status #2", "devbox status #2",
+        "devbox init", "warm-up: vagrant up (box upload)", "warm-up: vagrant destroy", *ready, *status,
+        "devbox destroy --yes",
+        "devbox init", *ready, "devbox provision --full (converge, first run)", *provision, *status,
         "devbox destroy --yes (before the rebuild)", "devbox up (rebuild, cache warm)", "devbox destroy --yes",
     ]
     results = json.loads(out_json.read_text())
     ready = results["ready"]["2"]
-    assert (ready["vagrant"], ready["devbox"], ready["overhead"]) == (60.0, 61.0, 1.0)
+    assert (ready["vagrant"], ready["devbox"], ready["own"]) == ([60.0, 60.0], [61.0, 61.0], [59.5, 59.5])
     assert ready["devbox_calls"]["subcommands"] == ["status", "up", "ssh-config"]
-    assert ready["devbox_calls"]["per_vm"] is False and ready["vagrant_calls"]["count"] == 1
+    assert ready["per_vm"] is False and ready["vagrant_calls"]["count"] == 1
     prov = results["provision"]["2"]
-    assert (prov["vagrant_per_machine"], prov["ansible_default"], prov["devbox"]) == (90.0, 50.0, 30.0)
-    assert prov["changed"] == {"vagrant_per_machine": 0, "ansible_default": 0} and prov["vagrant_runs"] == 2
-    assert prov["devbox_mitogen"] == 15.0 and prov["mitogen_fallback"] is None
+    assert (prov["vagrant_per_machine"], prov["ansible_default"], prov["devbox"]) == ([90.0] * 2, [50.0] * 2,
+                                                                                      [30.0] * 2)
+    assert prov["changed"] == {"vagrant_per_machine": [0, 0], "ansible_default": [0, 0]} and prov["vagrant_runs"] == 2
+    assert prov["devbox_mitogen"] == [15.0, 15.0] and prov["mitogen_fallback"] is None
     assert (tmp_path / "w" / "vms-2" / sb.ALT_VAGRANTFILE).exists()
-    assert results["status"]["1"]["devbox_calls"]["count"] == 0
+    status_1 = results["status"]["1"]
+    assert (status_1["refresh_calls"]["count"], status_1["cached_calls"]["count"]) == (1, 0)
+    assert len(status_1["vagrant"]) == len(status_1["refresh"]) == len(status_1["cached"]) == 2
     rebuild = results["rebuild"]
     assert rebuild["size"] == 2 and rebuild["cold"]["seconds"] == 91.0 and rebuild["warm"]["seconds"] == 61.0
     assert (rebuild["cold"]["debs"]["miss"], rebuild["warm"]["debs"]["miss"], rebuild["warm"]["debs"]["hit"]) == \
@@ -390,6 +429,6 @@ def test_a_run_follows_the_order_of_the_issue_and_writes_every_figure(tmp_path, 
     printed = capsys.readouterr().out
     assert "target met: the rebuild downloaded no package again" in printed
     assert "provision: the same playbook on converged VMs" in printed
-    mitogen_row = next(line for line in printed.splitlines() if line.startswith("2 ") and "Mitogen ran" in line)
-    assert mitogen_row.split()[1:5] == ["15.0s", "2.00x", "6.00x", "3.33x"]
+    assert row(printed, "Mitogen ran") == ["2", "15.0 s (15.0–15.0)", "2.00x", "6.00x", "3.33x", "Mitogen ran"]
+    assert row(printed, "90.0 s")[-1] == "met"   # 3x the per-machine provisioner at 2 VMs, faster than ansible
 

@@ -1,0 +1,135 @@
+"""bench/benchlib.py: the alternating sampler, median and spread, ratios and the Markdown tables every bench prints."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("benchlib", REPO / "bench" / "benchlib.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("benchlib", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+bl = _load()
+
+
+def test_the_sampler_alternates_a_b_a_b_and_keeps_each_commands_samples_in_order():
+    calls = []
+
+    def runner(name):
+        def run():
+            calls.append(name)
+            return f"{name}{calls.count(name)}"
+        return run
+
+    samples = bl.alternate([runner("A"), runner("B"), runner("C")], 3)
+    assert calls == ["A", "B", "C"] * 3
+    assert samples == [["A1", "A2", "A3"], ["B1", "B2", "B3"], ["C1", "C2", "C3"]]
+    with pytest.raises(ValueError):
+        bl.alternate([runner("A")], 0)
+
+
+def test_median_spread_and_quartiles():
+    s = bl.Spread.of([3.0, 1.0, 2.0, 10.0, 4.0])
+    assert (s.n, s.median, s.min, s.max) == (5, 3.0, 1.0, 10.0)
+    assert s.iqr == (2.0, 4.0)
+    assert s.cell() == "3.00 s (1.00–10.00)"
+    even = bl.Spread.of([1, 2, 3, 4])
+    assert even.median == 2.5 and even.cell(1) == "2.5 s (1.0–4.0)"
+    one = bl.Spread.of([0.5])
+    assert one.iqr == (0.5, 0.5) and one.cell() == "0.50 s (1 run)"
+    with pytest.raises(ValueError):
+        bl.Spread.of([])
+
+
+def test_the_ratio_is_baseline_over_devbox_on_medians():
+    baseline, devbox = bl.Spread.of([10.0, 12.0, 100.0]), bl.Spread.of([4.0, 6.0, 5.0])
+    assert bl.ratio(baseline, devbox) == pytest.approx(12.0 / 5.0)   # medians: an outlier does not move it
+    assert bl.ratio(6.0, 3.0) == 2.0 and bl.ratio_cell(2.0) == "2.00x"
+    assert bl.ratio(None, devbox) is None and bl.ratio(6.0, 0.0) is None and bl.ratio_cell(None) == "-"
+    assert "baseline ÷ devbox" in bl.RATIO_NOTE and "above 1 means devbox is faster" in bl.RATIO_NOTE
+
+
+def test_a_missed_target_prints_missed():
+    assert bl.target_cell(False) == "**MISSED**"
+    assert bl.target_cell(True) == "met"
+    assert bl.target_cell(None) == "-"
+    table = bl.markdown_table(["case", "time", "target"], [["one file", "61.6 s", bl.target_cell(False)]])
+    assert table.splitlines()[-1] == "| one file | 61.6 s | **MISSED** |"
+
+
+def test_markdown_tables_as_the_readme_shows_them():
+    text = bl.markdown_table(["VMs", "vagrant", "devbox", "ratio"],
+                             [[1, "61.0 s (60.1–62.0)", None, "a|b"], [4, "180.0 s (1 run)", "90.0 s", "2.00x"]],
+                             title="ready", notes=["ratio = baseline ÷ devbox"])
+    assert text.splitlines() == [
+        "**ready**",
+        "",
+        "| VMs | vagrant | devbox | ratio |",
+        "|---|---:|---:|---:|",
+        "| 1 | 61.0 s (60.1–62.0) | - | a\\|b |",
+        "| 4 | 180.0 s (1 run) | 90.0 s | 2.00x |",
+        "",
+        "ratio = baseline ÷ devbox",
+    ]
+    assert bl.markdown_table(["a"], []).splitlines() == ["| a |", "|---|"]
+    with pytest.raises(ValueError):
+        bl.markdown_table(["a", "b"], [["only one"]])
+
+
+def test_the_machine_line_names_cpus_and_load():
+    line = bl.machine_line()
+    assert "CPUs" in line and "load average" in line
+
+
+# --- the benches print their README tables through benchlib ---------------------------------------------
+
+def _bench(name: str):
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+
+
+def test_plan_bench_warms_up_then_alternates_and_its_tables_flag_a_miss_against_list_only():
+    pb = _bench("plan_bench")
+    ran = []
+
+    def fake_run(argv):
+        ran.append(argv[0])
+        return {"devbox": (1.0, 0.9), "list": (2.0, 1.8), "graph": (0.5, 0.4)}[argv[0]]
+
+    measured = pb.measure([["devbox"], ["list"], ["graph"]], 2, run=fake_run)
+    assert ran == ["devbox", "list", "graph"] * 3   # one untimed warm-up each, then A B C A B C
+    assert [(w.samples, c.samples) for w, c in measured] == [((1.0, 1.0), (0.9, 0.9)), ((2.0, 2.0), (1.8, 1.8)),
+                                                             ((0.5, 0.5), (0.4, 0.4))]
+    slow = [(bl.Spread.of([3.0, 3.2]), bl.Spread.of([2.0, 2.1])), *measured[1:]]
+    text = pb.tables([("generated (100)", measured), ("generated (10,000)", slow)], 2)
+    against_list, against_graph = text.split("\n\n**")
+    assert "| generated (100) | 1.00 s (1.00–1.00) | 0.90 s (0.90–0.90) | 2.00 s (2.00–2.00) | 1.80 s (1.80–1.80) " \
+           "| 2.00x | 2.00x | met |" in against_list
+    assert "| generated (10,000) |" in against_list and against_list.count("**MISSED**") == 1
+    assert "floor" in against_graph and "MISSED" not in against_graph and "| 0.50x | 0.44x |" in against_graph
+    assert text.count(bl.RATIO_NOTE) == 2
+
+
+def test_provision_bench_table_flags_each_missed_target():
+    pv = _bench("provision_bench")
+    ok = pv.table({"full": [560.0, 580.0, 570.0], "one file": [61.0, 65.0, 60.0], "no change": [0.7, 0.8, 0.6]},
+                  "roles/webapp/templates/webapp.env.j2")
+    assert "| 570.0 s (560.0–580.0) | 1.0x | - |" in ok and "| 61.0 s (60.0–65.0) | 9.3x | met |" in ok
+    assert "| 0.70 s (0.60–0.80) | 814.3x | met |" in ok and "MISSED" not in ok
+    missed = pv.table({"full": [100.0], "one file": [30.0], "no change": [3.5]}, "x.j2")
+    assert missed.count("**MISSED**") == 2
