@@ -14,6 +14,7 @@ from provisioner.adapters.mitogen import choose as choose_strategy
 from provisioner.adapters.playbook_runner import AnsibleRunnerPlaybookRunner, PlaybookRunner
 from provisioner.adapters.ssh_probe import ParamikoSshProbe, SshProbe
 from provisioner.adapters.vagrant_driver import PythonVagrantDriver, VagrantDriver
+from provisioner.config.editor_schema import schema_text
 from provisioner.environments.runs import EnvironmentRuns
 from provisioner.incremental import reprovision
 from provisioner.lab import box
@@ -79,6 +80,10 @@ class Devbox:
     def config(self):
         """devbox.yml of this project (defaults when there is none)."""
         return load_rules(self.project_dir)
+
+    def config_schema(self) -> str:
+        """devbox.yml's JSON Schema (for editors), as shipped with this devbox."""
+        return schema_text()
 
     # --- VM lifecycle: machines/ ----------------------------------------------------------------------------
     def up(self, names: Sequence[str] = (), *, provision: bool = True):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import signal
 import tempfile
 import time
@@ -17,6 +18,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
+
+import paramiko
+from paramiko.ssh_exception import ConfigParseError
 
 from provisioner.adapters import process
 from provisioner.adapters.sigint import SigintHold
@@ -150,40 +154,45 @@ def parse_status(text: str) -> dict[str, MachineState]:
     return {name: MachineState(name, states[name], providers.get(name)) for name in order if name in states}
 
 
-def parse_ssh_config(text: str) -> dict[str, SshConfig]:
-    """Parse ``vagrant ssh-config`` output (one ``Host`` block per machine) into ``{name: SshConfig}``.
+_SSH_CONFIG_HINT = "run `vagrant ssh-config` in the project directory to see what Vagrant reports"
+_HOST_LINE = re.compile(r"^[ \t]*Host[ \t]+(.+)$", re.MULTILINE | re.IGNORECASE)
 
-    Keys are case-insensitive as in ssh_config(5); values may be double-quoted; of several ``IdentityFile``
-    lines the first wins, as it does for ssh.
+
+def parse_ssh_config(text: str) -> dict[str, SshConfig]:
+    """Parse ``vagrant ssh-config`` output (one ``Host`` block per machine) into ``{name: SshConfig}``, in
+    Vagrant's order.
+
+    paramiko's ``SSHConfig`` reads it as ssh does (case-insensitive keys, quoted values, the first value of a
+    key wins, several ``IdentityFile`` lines kept in order, of which devbox uses the first). Whatever Vagrant
+    prints before the first ``Host`` line (warnings, "not yet ready for SSH") is not ssh_config and is left out.
     """
-    blocks: dict[str, dict[str, str]] = {}
-    extras: dict[str, list[tuple[str, str]]] = {}
-    current: str | None = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, _, value = line.partition(" ")
-        key, value = key.lower(), value.strip().strip('"')
-        if key == "host":
-            current = value
-            blocks[current] = {}
-            extras[current] = []
-            continue
-        if current is None:
-            continue
-        if key in ("hostname", "user", "port", "identityfile"):
-            blocks[current].setdefault(key, value)
-        else:
-            extras[current].append((key, value))
+    first = _HOST_LINE.search(text)
+    if first is None:
+        return {}
+    try:
+        config = paramiko.SSHConfig.from_text(text[first.start():])
+    except ConfigParseError as exc:
+        raise DevboxError(f"`vagrant ssh-config` printed something ssh_config cannot hold: {exc}",
+                          _SSH_CONFIG_HINT) from None
+    known = config.get_hostnames()
+    names = dict.fromkeys(n for line in _HOST_LINE.findall(text[first.start():]) for n in line.split()
+                          if n in known and not any(c in n for c in "*?!"))
     result = {}
-    for name, kv in blocks.items():
-        missing = [k for k in ("hostname", "port", "user") if k not in kv]
+    for name in names:
+        entry = config.lookup(name)   # HostName defaults to the name itself, as for ssh
+        missing = [k for k in ("port", "user") if k not in entry]
         if missing:
-            raise DevboxError(f"`vagrant ssh-config` gave no {', '.join(missing)} for {name}",
-                              "run `vagrant ssh-config` in the project directory to see what Vagrant reports")
-        result[name] = SshConfig(name=name, host=kv["hostname"], port=int(kv["port"]), user=kv["user"],
-                                 identity_file=kv.get("identityfile", ""), options=tuple(extras[name]))
+            raise DevboxError(f"`vagrant ssh-config` gave no {', '.join(missing)} for {name}", _SSH_CONFIG_HINT)
+        try:
+            port = int(entry["port"])
+        except ValueError:
+            raise DevboxError(f"`vagrant ssh-config` gave port {entry['port']!r} for {name}", _SSH_CONFIG_HINT) from None
+        identities = entry.get("identityfile") or [""]
+        options = tuple((key, "none" if v is None else v) for key, value in entry.items()
+                        if key not in ("hostname", "port", "user", "identityfile")
+                        for v in (value if isinstance(value, list) else [value]))
+        result[name] = SshConfig(name=name, host=entry["hostname"], port=port, user=entry["user"],
+                                 identity_file=identities[0], options=options)
     return result
 
 

@@ -1,6 +1,7 @@
 """Every command of devbox, registered on the root group here and nowhere else."""
 from __future__ import annotations
 
+from provisioner.cli.config import config
 from provisioner.cli.environments import trust
 from provisioner.cli.lab import box, integration, lab
 from provisioner.cli.machines import destroy, doctor, halt, provision, ssh, status, up
@@ -8,7 +9,7 @@ from provisioner.cli.main import main
 from provisioner.cli.parity import parity
 from provisioner.cli.plan import init, plan
 
-COMMANDS = (plan, init, up, provision, status, ssh, halt, destroy, doctor, trust, parity, box, lab, integration)
+COMMANDS = (plan, init, up, provision, status, ssh, halt, destroy, doctor, trust, parity, box, lab, integration, config)
 
 for command in COMMANDS:
     main.add_command(command)

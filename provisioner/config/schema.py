@@ -19,7 +19,8 @@ from provisioner.errors import ConfigError
 
 CONFIG_NAME = "devbox.yml"
 PROVIDERS = ("libvirt", "virtualbox")
-DEFAULT_BOX = "debian/bookworm64"
+# The libvirt box `devbox box build` makes from Debian packages (the advice `devbox doctor` gives leads to it).
+DEFAULT_BOX = "devbox/debian12"
 DEFAULT_NETWORK = "192.168.56.0/24"
 DEFAULT_MEMORY = 512
 DEFAULT_CPUS = 1

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from provisioner.adapters import process
+from provisioner.config.schema import DEFAULT_BOX
 from provisioner.errors import DevboxError
 from provisioner.adapters.vagrant_driver import parse_machine_readable
 from provisioner.plan.planning import load_plan
@@ -131,8 +132,25 @@ def check_box(project: Project, box: str, provider: str) -> Check:
         return Check("box", FAIL, "cannot list vagrant boxes", "fix vagrant first (see above)")
     if (box, provider) in parse_box_list(r.stdout):
         return Check("box", OK, f"{box} ({provider})")
-    hint = "build it: `devbox box build`" if provider == "libvirt" else f"vagrant box add {box}"
-    return Check("box", FAIL, f"{box} for {provider} is not installed", hint)
+    return Check("box", FAIL, f"{box} for {provider} is not installed", box_hint(box, provider))
+
+
+def box_hint(box: str, provider: str) -> str:
+    """How to get ``box`` for ``provider``: devbox builds only its own libvirt boxes (devbox/debianNN)."""
+    built = re.fullmatch(r"devbox/debian(\d+)", box)
+    if provider == "libvirt" and box == DEFAULT_BOX:
+        return "build it from Debian packages (as root): `devbox box build`"
+    if provider == "libvirt" and built:
+        return (f"build it from Debian packages (as root): `devbox box build --release NAME`, NAME being the "
+                f"release of Debian {built.group(1)} (e.g. bookworm for 12)")
+    if provider == "libvirt":
+        return (f"add it: `vagrant box add {box} --provider libvirt`, or use the box devbox builds itself: set "
+                f"`box: {DEFAULT_BOX}` in devbox.yml and run `devbox box build` (as root)")
+    if built:
+        return (f"`devbox box build` makes libvirt boxes only: set `box:` in devbox.yml to a {provider} box "
+                f"(e.g. your team's Debian {built.group(1)} box) and add it with "
+                f"`vagrant box add NAME --provider {provider}`")
+    return f"add it: `vagrant box add {box} --provider {provider}`"
 
 
 def run_checks(project: Project) -> DoctorResult:

@@ -15,6 +15,7 @@ from typing import Callable
 import yaml
 
 from provisioner.adapters.vagrant_driver import validate_vagrantfile
+from provisioner.config.editor_schema import PROJECT_SCHEMA, schema_text
 from provisioner.config.schema import CONFIG_NAME, Config, load_config, parse_config
 from provisioner.plan.devinventory import INVENTORY_DIR, SECRETS_FILE, build_dev_inventory, load_secrets, secrets_file_content
 from provisioner.errors import ConfigError, DevboxError, UsageError
@@ -25,7 +26,7 @@ from provisioner.plan.topology import FIRST_HOST_OCTET, Topology, derive_topolog
 from provisioner.project.context import Project, load_rules
 from provisioner.project.paths import ProjectPaths
 
-CONFIG_TEMPLATE = DEFAULT_TEMPLATE.parent / "templates" / "devbox.yml.j2"
+CONFIG_TEMPLATE = DEFAULT_TEMPLATE.parent / "devbox.yml.j2"
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ def init_project(project: Project, inventory: str | Path | None, force: bool, al
         rules = existing
     topology = derive_topology(inv, rules)
     extra = {config_path: config_text} if config_text is not None else {}
+    extra[project_dir / PROJECT_SCHEMA] = schema_text()   # what devbox.yml's yaml-language-server line points to
     result = render_project(project, topology, rules, vars_dir=inv.vars_dir, extra_files=extra)
     return InitResult(render=result, config_path=config_path, config_written=config_path.relative_to(
         project_dir).as_posix() in result.written, inventory=inv.source)

@@ -6,8 +6,8 @@ previous Vagrantfile back if Vagrant rejects the new one.
 """
 from __future__ import annotations
 
+import importlib.resources
 import os
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -21,16 +21,17 @@ from provisioner.plan.topology import Topology
 TEMPLATE_NAME = "Vagrantfile.j2"
 
 
-def _shipped_template_dir() -> Path:
-    """Where devbox's own templates are: the top of the source tree, or share/devbox of an installed copy."""
-    source_tree = Path(__file__).resolve().parents[2]
-    if (source_tree / TEMPLATE_NAME).is_file():
-        return source_tree
-    return Path(sys.prefix) / "share" / "devbox"
+def shipped_template(name: str) -> Path:
+    """One of the templates devbox ships as package data (``provisioner/templates/``), wherever devbox is
+    installed (site-packages, ``--user``, ``--prefix``, ``--target``, a source checkout)."""
+    resource = importlib.resources.files("provisioner") / "templates" / name
+    # pip and every installer unpack packages into folders, so the resource is a real file (Jinja's loader and
+    # the error messages need its path); a zipped copy of devbox would not have one.
+    return Path(str(resource))
 
 
 # The template shipped with devbox (a project may keep its own copy, see template_for).
-DEFAULT_TEMPLATE = _shipped_template_dir() / TEMPLATE_NAME
+DEFAULT_TEMPLATE = shipped_template(TEMPLATE_NAME)
 
 
 def template_for(project_dir: Path) -> Path:
@@ -88,7 +89,9 @@ def render_template(template: Path, context: dict) -> str:
         raise RenderError(f"{where}: undefined variable: {exc.message}",
                           f"the template may use: {', '.join(sorted(context))}") from None
     except jinja2.TemplateNotFound:
-        raise RenderError(f"template {template} not found", "restore Vagrantfile.j2 or remove the project copy") from None
+        raise RenderError(f"template {template} not found",
+                          "restore it, or remove the project's copy of Vagrantfile.j2 to use devbox's own; if devbox's "
+                          "own is missing, reinstall devbox") from None
 
 
 def _template_line(exc: BaseException, template: Path) -> int | None:

@@ -415,6 +415,20 @@ def test_box_list_parsing():
     assert doctor.parse_box_list(empty) == []
 
 
+def test_default_box_is_the_one_doctor_says_to_build():
+    """`devbox init`'s box, doctor's advice for a missing one and what `devbox box build` makes are one box."""
+    from provisioner.config.schema import Config
+    from provisioner.lab.box import spec_for
+    assert Config().box == spec_for().name == "devbox/debian12"
+    assert doctor.box_hint("devbox/debian12", "libvirt").endswith("`devbox box build`")
+    assert "--release" in doctor.box_hint("devbox/debian13", "libvirt")
+    other = doctor.box_hint("acme/debian12", "libvirt")
+    assert "vagrant box add acme/debian12 --provider libvirt" in other and "box: devbox/debian12" in other
+    vbox = doctor.box_hint("devbox/debian12", "virtualbox")
+    assert "libvirt boxes only" in vbox and "--provider virtualbox" in vbox
+    assert doctor.box_hint("acme/debian12", "virtualbox") == "add it: `vagrant box add acme/debian12 --provider virtualbox`"
+
+
 def test_ssh_cli_passes_the_command_after_double_dash(project, monkeypatch):
     booted_project(project)
     seen = {}

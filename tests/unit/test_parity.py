@@ -247,7 +247,7 @@ def test_html_report_is_self_contained_and_escaped(real):
     page = report_html(_report(real, drift=True, expected=True))
     assert page.startswith("<!DOCTYPE html>")
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "6.1.0-&lt;b&gt;prod&lt;/b&gt;" in page and "box&#x27;s kernel &amp; that" in page
+    assert "6.1.0-&lt;b&gt;prod&lt;/b&gt;" in page and "box&#39;s kernel &amp; that" in page
     assert not re.search(r"(src|href)=|https?://|@import|<link|<script", page)
     assert "package:rsync" in page and "web-s1" in page
 

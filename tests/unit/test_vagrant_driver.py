@@ -74,6 +74,17 @@ def test_parse_ssh_config_error_text_gives_nothing():
     assert parse_ssh_config(read("ssh-config-not-created.txt")) == {}
 
 
+def test_parse_ssh_config_skips_what_vagrant_prints_before_the_host_blocks():
+    text = read("ssh-config-not-created.txt") + "\n" + read("ssh-config-two.txt")
+    assert list(parse_ssh_config(text)) == ["web-1", "db-1"]
+
+
+def test_parse_ssh_config_garbage_in_a_block_is_an_error_not_a_traceback():
+    with pytest.raises(DevboxError, match="ssh_config cannot hold") as err:
+        parse_ssh_config("Host web-1\n  HostName 10.0.0.1\n  you're using.\n")
+    assert "vagrant ssh-config" in err.value.hint
+
+
 # ------------------------------------------------------------------------- the real vagrant binary, no VMs
 
 vagrant_bin = pytest.mark.vagrant
