@@ -49,9 +49,17 @@ def wheel(tmp_path_factory) -> Path:
 
 
 def pip(args: list[str]) -> None:
+    before = _installed_devbox()
     result = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert _installed_devbox() == before, "pip changed the devbox installed in the test's own environment"
+
+
+def _installed_devbox() -> str | None:
+    """The console script of the environment running the tests (the lab tier runs it after this tier)."""
+    script = Path(sys.executable).parent / "devbox"
+    return script.read_text() if script.exists() else None
 
 
 def installed_env(site_packages: Path) -> dict[str, str]:
@@ -74,7 +82,8 @@ def test_installed_with_prefix_runs_init_without_the_source_tree(wheel, tmp_path
     """`pip install --prefix` (what `--user` is, with another prefix): the old lookup under sys.prefix failed
     here with a raw TemplateNotFound."""
     prefix = tmp_path / "prefix"
-    pip(["install", "--no-deps", "--no-index", "--prefix", str(prefix), str(wheel)])
+    # --ignore-installed: without it pip uninstalls the devbox of the environment it runs in (the test's own)
+    pip(["install", "--no-deps", "--no-index", "--ignore-installed", "--prefix", str(prefix), str(wheel)])
     site = Path(sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)}))
     devbox = prefix / "bin" / "devbox"
     project = tmp_path / "project"
