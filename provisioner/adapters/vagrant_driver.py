@@ -19,9 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import paramiko
-from paramiko.ssh_exception import ConfigParseError
-
 from provisioner.adapters import process
 from provisioner.adapters.sigint import SigintHold
 from provisioner.errors import CommandFailed, DevboxError, RenderError
@@ -166,6 +163,11 @@ def parse_ssh_config(text: str) -> dict[str, SshConfig]:
     key wins, several ``IdentityFile`` lines kept in order, of which devbox uses the first). Whatever Vagrant
     prints before the first ``Host`` line (warnings, "not yet ready for SSH") is not ssh_config and is left out.
     """
+    # paramiko is imported here: importing it costs a large part of devbox's start-up, and most commands
+    # never parse `vagrant ssh-config`
+    import paramiko
+    from paramiko.ssh_exception import ConfigParseError
+
     first = _HOST_LINE.search(text)
     if first is None:
         return {}
