@@ -268,7 +268,8 @@ def guarded_hosts(env: Environment, *, production_inventory: Path | None, allow_
         return hosts
     if production_inventory is None:
         raise SafetyError(f"devbox cannot check that environment '{env.name}' is not production: devbox.yml names "
-                          f"no production inventory", "set `inventory:` in devbox.yml to the production inventory")
+                          f"no production inventory; nothing was run",
+                          "set `inventory:` in devbox.yml to the production inventory")
     production_inventory = Path(production_inventory)
     try:
         production = read_target_hosts(production_inventory, allow_scripts=allow_scripts)
