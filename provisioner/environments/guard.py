@@ -49,9 +49,15 @@ class Endpoint:
         return frozenset({normalize_address(self.spec), normalize_address(self.hostname)}) | self.addresses
 
     def describe(self) -> str:
-        shown = ", ".join(sorted(self.addresses)) or "unresolved"
-        via = f" -> {self.hostname}" if normalize_address(self.hostname) != normalize_address(self.spec) else ""
-        return f"{self.spec}{via} ({shown}):{self.port}"
+        """``10.0.0.1:22``, ``127.1 = 127.0.0.1:22``, ``db -> 127.0.0.5:22`` (ssh_config), ``name (unresolved):22``."""
+        text = self.spec
+        if normalize_address(self.hostname) != normalize_address(self.spec):
+            text += f" -> {self.hostname}"
+        if not self.addresses:
+            text += " (unresolved)"
+        elif self.addresses != {normalize_address(self.hostname)}:
+            text += " = " + ", ".join(sorted(self.addresses))
+        return f"{text}:{self.port}"
 
 
 @dataclass(frozen=True)

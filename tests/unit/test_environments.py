@@ -104,7 +104,7 @@ def test_disjoint_hosts_pass_the_guard():
 def test_a_target_at_a_production_address_is_refused_and_named():
     found = production_overlap([TargetHost("web-s1", "192.168.57.11"), TargetHost("web-s2", "10.20.0.11")])
     assert [(c.target.host.name, c.production.host.name) for c in found] == [("web-s2", "web1")]
-    assert "web-s2 (10.20.0.11 (10.20.0.11):22) reaches production host web1" in found[0].describe(Path("/p"))
+    assert "web-s2 (10.20.0.11:22) reaches production host web1 (10.20.0.11:22)" in found[0].describe(Path("/p"))
 
 
 def test_a_target_named_like_a_production_host_is_refused_whatever_the_spelling():
@@ -141,7 +141,7 @@ def test_leaky_staging_inventory_is_refused_naming_both_hosts():
         guarded_hosts(staging(inventory=ENVS / "staging-leaky"), production_inventory=ENVS / "production",
                       allow_scripts=False)
     message = str(err.value)
-    assert "web-s2 (10.20.0.12 (10.20.0.12):22) reaches production host web2" in message
+    assert "web-s2 (10.20.0.12:22) reaches production host web2" in message
     assert "DB1.prod.example.internal. " in message and "web-s1" not in message
     assert str(ENVS / "production" / "hosts.yml") in message
 
