@@ -26,6 +26,8 @@ from provisioner.environments.model import (Environment, RunPlan, TargetHost, ch
                                             plan_run, read_target_hosts, select_environment, vault_labels,
                                             vault_run_settings)
 from provisioner.errors import UsageError
+from provisioner.project.lock import ProjectLock
+from provisioner.project.paths import ProjectPaths
 from provisioner.adapters.playbook_runner import AnsibleRunnerPlaybookRunner, PlaybookResult, PlaybookRunner
 from provisioner.environments.stamp import (APPLIED_PATH, HostRevision, Revision, collect_fetched, make_stamp, playbook_revision,
                     plays_roles, read_extravars, stamp_extravars, write_stamp_playbooks)
@@ -103,6 +105,10 @@ class EnvironmentRuns:
     def playbook(self) -> Path:
         return (self.project_dir / self.config().playbook).resolve()
 
+    def lock(self, command: str) -> ProjectLock:
+        """The project lock: runs write under .devbox/ (runner artifacts, stamp playbooks, fetched records)."""
+        return ProjectLock(ProjectPaths(self.project_dir).lock, command)
+
     def state_dir(self, env: Environment) -> Path:
         # per environment, so a staging run's artifacts never mix with development's
         return self.project_dir / ".devbox" / "envs" / env.name
@@ -135,13 +141,19 @@ class EnvironmentRuns:
 
     def record_keys(self, env: Environment, checks: list[HostKeyCheck]) -> list[HostKeyCheck]:
         recorded = [c for c in checks if c.offered and not c.ok]
-        for check in recorded:
-            record(env.known_hosts, check)
+        with self.lock(f"devbox trust --env {env.name}"):
+            for check in recorded:
+                record(env.known_hosts, check)
         return recorded
 
     # --- provision ----------------------------------------------------------------------------------------
     def provision(self, plan: RunPlan, *, confirm: Confirm, ask_password: AskPassword,
                   tags: str | None = None, limit: str | None = None) -> EnvProvisionResult:
+        with self.lock(f"devbox provision --env {plan.environment.name}"):
+            return self._provision(plan, confirm=confirm, ask_password=ask_password, tags=tags, limit=limit)
+
+    def _provision(self, plan: RunPlan, *, confirm: Confirm, ask_password: AskPassword,
+                   tags: str | None, limit: str | None) -> EnvProvisionResult:
         env = plan.environment
         self.progress(env.name, f"checking the host keys of {len(plan.hosts)} hosts")
         require_trusted(env.name, self.host_key_checker(list(plan.hosts), env.known_hosts), env.known_hosts)
@@ -178,6 +190,10 @@ class EnvironmentRuns:
         """What each host of the environment last had applied by devbox, read back in one run."""
         env = self.environment(name)
         guarded = None if env.is_dev else self.hosts(env)  # the guard first: nothing is written before it passed
+        with self.lock(f"devbox status --env {env.name}"):
+            return self._revisions(env, guarded, ask_password)
+
+    def _revisions(self, env: Environment, guarded, ask_password: AskPassword | None) -> list[HostRevision]:
         _, read_play = write_stamp_playbooks(self.project_dir / ".devbox" / "stamp")
         fetch_dir = self.state_dir(env) / "applied"
         fetch_dir.mkdir(parents=True, exist_ok=True)
