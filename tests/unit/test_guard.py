@@ -275,3 +275,10 @@ def test_a_production_hosts_own_jump_host_counts_as_production():
     found = collisions(reaches(stage), reaches(prod))
     assert found and found[0].shared == {"127.0.0.4"}
     assert Endpoint("a", "a", 22, frozenset()).identities() == {"a"}
+
+
+def test_a_plugin_config_in_the_production_inventory_is_not_run(production_host, tmp_path):
+    project = make_project(tmp_path, production_host.port, "ansible_host=127.0.0.9")
+    (project / "inventories" / "production" / "aws_ec2.yml").write_text("plugin: amazon.aws.aws_ec2\nregions: [x]\n")
+    result = run_cli(project, COMMANDS["status --env"])
+    assert_refused(result, production_host, naming=("aws_ec2.yml", "inventory plugin config", "allow_inventory_scripts"))
