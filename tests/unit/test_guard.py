@@ -215,7 +215,6 @@ def test_the_real_cli_refuses_too(production_host, tmp_path):
 
 
 def test_a_staging_inventory_on_other_hosts_passes(production_host, tmp_path):
-    from provisioner.environments.guard import guarded_hosts
     from provisioner.environments.runs import EnvironmentRuns
 
     project = make_project(tmp_path, production_host.port,
@@ -224,8 +223,17 @@ def test_a_staging_inventory_on_other_hosts_passes(production_host, tmp_path):
     runs = EnvironmentRuns(project)
     env = runs.environment("staging")
     assert [h.name for h in runs.hosts(env)] == ["stage-db1"]
-    assert guarded_hosts  # the one gate: EnvironmentRuns.hosts is it
     assert production_host.accepted == []
+
+
+def test_environment_hosts_are_read_only_through_the_gate():
+    """Outside guard.py, an environment's inventory is never read for hosts: only the development inventory is."""
+    package = Path(__file__).resolve().parents[2] / "provisioner"
+    callers = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
+                     if "read_target_hosts(" in p.read_text() and p.name not in ("guard.py", "model.py"))
+    assert callers == ["environments/runs.py"]
+    runs_source = (package / "environments" / "runs.py").read_text()
+    assert runs_source.count("read_target_hosts(") == 1 and "read_target_hosts(inventory)" in runs_source
 
 
 # --- the pieces -------------------------------------------------------------------------------------------
