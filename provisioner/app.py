@@ -23,7 +23,7 @@ from provisioner.lab.namespace import DEFAULT_NAME, Lab, LabPaths
 from provisioner.machines import doctor, lifecycle
 from provisioner.parity import flow as parity_flow
 from provisioner.plan.planning import (InitResult, PlanResult, RenderResult, init_project, load_plan, plan_project,
-                                       render_project)
+                                       render_locked)
 from provisioner.plan.topology import Topology
 from provisioner.project.context import Progress, Project, load_rules, no_progress
 from provisioner.project.paths import ProjectPaths
@@ -75,7 +75,7 @@ class Devbox:
 
     def render(self, topology: Topology) -> RenderResult:
         """Write the Vagrantfile (validated by Vagrant), the dev inventory and plan.json for ``topology``."""
-        return render_project(self.project(), topology, load_rules(self.project_dir))
+        return render_locked(self.project(), topology, load_rules(self.project_dir))
 
     def config(self):
         """devbox.yml of this project (defaults when there is none)."""

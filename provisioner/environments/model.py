@@ -11,15 +11,15 @@
         known_hosts: environments/staging.known_hosts         # optional; this is the default
 
 Production is never a target unless ``environments.production`` exists with ``allow_production: true``, and
-even then the typed confirmation cannot be skipped. A non-production environment whose hosts (names or
-addresses) also appear in the production inventory is refused: a staging inventory that points at a
-production host is a classic accident.
+even then the typed confirmation cannot be skipped. A non-production environment that reaches a production host
+is refused (``guard.py``): a staging inventory that points at a production host is a classic accident.
 
 This module is pure: it decides, the app asks and runs, the CLI prompts.
 """
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -103,9 +103,10 @@ class TargetHost:
     jump: str | None = None
     user: str | None = None
     key_file: str | None = None
-
-    def identities(self) -> frozenset[str]:
-        return frozenset({normalize_address(self.name), normalize_address(self.address)})
+    # what the production guard needs to resolve it the way ssh will: the inventory's extra ssh arguments
+    # (``-F``, ``-J``, ``-o ...``) and the inventory file that names the host (for messages)
+    ssh_args: str = ""
+    source: str | None = None
 
 
 def normalize_address(value: str) -> str:
@@ -117,40 +118,7 @@ def normalize_address(value: str) -> str:
         return text
 
 
-@dataclass(frozen=True)
-class ProductionMatch:
-    target: TargetHost
-    production: TargetHost
-
-    def describe(self) -> str:
-        return f"{self.target.name} ({self.target.address}) is production host {self.production.name} " \
-               f"({self.production.address})"
-
-
-def production_overlap(targets: Iterable[TargetHost], production: Iterable[TargetHost]) -> list[ProductionMatch]:
-    """Every target host whose name or address is also a production host's name or address."""
-    production = list(production)
-    matches = []
-    for target in targets:
-        ids = target.identities()
-        for prod in production:
-            if ids & prod.identities():
-                matches.append(ProductionMatch(target, prod))
-                break
-    return matches
-
-
-def guard_against_production(env: Environment, targets: Iterable[TargetHost],
-                             production: Iterable[TargetHost]) -> None:
-    """Raise ``SafetyError`` naming every target that is a production host, unless ``env`` is production."""
-    if env.is_production:
-        return
-    matches = production_overlap(targets, production)
-    if matches:
-        lines = "\n".join(f"  - {m.describe()}" for m in matches)
-        raise SafetyError(f"environment '{env.name}' targets hosts of the production inventory:\n{lines}",
-                          f"fix the inventory of '{env.name}' ({env.inventory}); devbox never runs "
-                          f"another environment's playbooks against production")
+# the guard itself (both inventories resolved the way ssh reaches their hosts) is in guard.py
 
 
 # --- the confirmation flow ------------------------------------------------------------------------------
@@ -196,15 +164,18 @@ def check_confirmation(plan: RunPlan, typed: str | None) -> None:
 
 # --- reading an environment's hosts ---------------------------------------------------------------------
 
-def read_target_hosts(inventory: Path, *, limit: str | None = None) -> tuple[TargetHost, ...]:
+def read_target_hosts(inventory: Path, *, limit: str | None = None,
+                      allow_scripts: bool = False) -> tuple[TargetHost, ...]:
     """The hosts of ``inventory`` with the address and port Ansible would connect to.
 
     Read with Ansible's own loader and variable manager (so ``ansible_host`` set in group_vars, host_vars or
     the inventory file are all seen). Vault-encrypted variable files are skipped, never decrypted: devbox has
-    no business reading production secrets to find an address, and addresses are not secrets.
+    no business reading production secrets to find an address, and addresses are not secrets. Like ``plan``,
+    it fails closed and runs nothing: an inventory script or plugin config is refused unless ``allow_scripts``
+    (``allow_inventory_scripts: true`` in devbox.yml), and a file Ansible cannot parse is an error, not a
+    warning (a production host missed here would be a host the guard cannot see).
     """
     from ansible.errors import AnsibleError
-    from ansible.inventory.manager import InventoryManager
     from ansible.template import Templar
     from ansible.vars.hostvars import HostVars
     from ansible.vars.manager import VariableManager
@@ -214,7 +185,7 @@ def read_target_hosts(inventory: Path, *, limit: str | None = None) -> tuple[Tar
         raise UsageError(f"inventory {inventory} does not exist", "check the inventory path in devbox.yml")
     loader = _VaultSkippingLoader()
     try:
-        manager = InventoryManager(loader=loader, sources=[str(inventory)])
+        manager = _fail_closed_manager_class()(loader=loader, sources=[str(inventory)], allow_scripts=allow_scripts)
         variables = VariableManager(loader=loader, inventory=manager)
         if limit:
             manager.subset(limit)
@@ -236,12 +207,54 @@ def read_target_hosts(inventory: Path, *, limit: str | None = None) -> tuple[Tar
             ssh_args = " ".join(str(value(k, default="")) for k in ("ansible_ssh_common_args", "ansible_ssh_extra_args"))
             key = value("ansible_ssh_private_key_file", "ansible_private_key_file")
             user = value("ansible_user", "ansible_ssh_user")
-            hosts.append(TargetHost(host.name, str(address), int(port), jump=proxy_jump(ssh_args),
-                                    user=str(user) if user else None, key_file=str(key) if key else None))
+            hosts.append(TargetHost(str(host.name), str(address), int(port), jump=proxy_jump(ssh_args),
+                                    user=str(user) if user else None, key_file=str(key) if key else None,
+                                    ssh_args=ssh_args.strip(), source=str(hostvars.get("inventory_file") or inventory)))
     except AnsibleError as exc:
         from provisioner.errors import InventoryError
         raise InventoryError(str(inventory), f"Ansible could not read it: {exc.message}") from exc
     return tuple(hosts)
+
+
+def _fail_closed_manager_class():
+    """Ansible's inventory manager (vars plugins included, for ``ansible_host`` in group_vars) that runs no
+    inventory code unless allowed and raises on a source it cannot parse instead of warning."""
+    from ansible.inventory.manager import InventoryManager
+    from ansible.plugins.loader import inventory_loader
+
+    from provisioner.errors import InventoryError
+    from provisioner.plan.inventory import OPT_IN_HINT, classify_source
+
+    class FailClosedTargetManager(InventoryManager):
+        def __init__(self, *, loader, sources, allow_scripts: bool):
+            self._devbox_allow_scripts = allow_scripts
+            super().__init__(loader=loader, sources=sources)
+
+        def _fetch_inventory_plugins(self):
+            if self._devbox_allow_scripts:
+                return super()._fetch_inventory_plugins()
+            # only the static parsers: an executable file never reaches the `script` plugin, whatever it holds
+            return [inventory_loader.get(name) for name in ("yaml", "ini")]
+
+        def parse_source(self, source, cache=False):
+            if os.path.isdir(source):
+                return super().parse_source(source, cache=cache)
+            path = Path(source)
+            if path.exists():
+                kind = classify_source(path)
+                if kind in ("script", "plugin") and not self._devbox_allow_scripts:
+                    what = "an executable inventory script" if kind == "script" else "an inventory plugin config"
+                    raise InventoryError(str(path), f"is {what}; devbox refuses to run it", hint=OPT_IN_HINT)
+                if not self._devbox_allow_scripts and os.access(path, os.X_OK):
+                    raise InventoryError(str(path), "is executable, so Ansible would run it as an inventory script; "
+                                         "devbox refuses to run it", hint=f"remove the execute bit if it is a "
+                                         f"static file; {OPT_IN_HINT}")
+            if not super().parse_source(source, cache=cache):
+                raise InventoryError(str(source), "Ansible could not parse it as an inventory",
+                                     hint="fix the file so `ansible-inventory -i FILE --graph` accepts it")
+            return True
+
+    return FailClosedTargetManager
 
 
 def proxy_jump(ssh_args: str) -> str | None:

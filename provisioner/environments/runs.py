@@ -1,7 +1,9 @@
 """Runs against a named environment (staging...): the order of the safety rails, in one place.
 
 1. the environment is declared in devbox.yml (production only with ``allow_production: true``);
-2. its hosts are read with Ansible's loader, and none may be a production host (name or address);
+2. its hosts are read with Ansible's loader (no inventory code runs), and none may be a production host: both
+   sides resolved as ssh will reach them, jump hosts included (``guard.guarded_hosts``, the one gate every
+   command that connects to an environment passes);
 3. every host presents its pinned SSH key (``environments/<env>.known_hosts``), else nothing runs;
 4. the vault password comes from the configured file or a prompt, and reaches Ansible as a 0600 file;
 5. a check-mode diff runs first (unless ``--no-check-first``), then the typed confirmation;
@@ -19,9 +21,13 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from provisioner.config.schema import load_config
-from provisioner.environments.model import (Environment, RunPlan, check_confirmation, environments_of, guard_against_production,
-                           plan_run, read_target_hosts, select_environment, vault_labels, vault_run_settings)
+from provisioner.environments.guard import guarded_hosts
+from provisioner.environments.model import (Environment, RunPlan, TargetHost, check_confirmation, environments_of,
+                                            plan_run, read_target_hosts, select_environment, vault_labels,
+                                            vault_run_settings)
 from provisioner.errors import UsageError
+from provisioner.project.lock import ProjectLock
+from provisioner.project.paths import ProjectPaths
 from provisioner.adapters.playbook_runner import AnsibleRunnerPlaybookRunner, PlaybookResult, PlaybookRunner
 from provisioner.environments.stamp import (APPLIED_PATH, HostRevision, Revision, collect_fetched, make_stamp, playbook_revision,
                     plays_roles, read_extravars, stamp_extravars, write_stamp_playbooks)
@@ -99,9 +105,21 @@ class EnvironmentRuns:
     def playbook(self) -> Path:
         return (self.project_dir / self.config().playbook).resolve()
 
+    def lock(self, command: str) -> ProjectLock:
+        """The project lock: runs write under .devbox/ (runner artifacts, stamp playbooks, fetched records)."""
+        return ProjectLock(ProjectPaths(self.project_dir).lock, command)
+
     def state_dir(self, env: Environment) -> Path:
         # per environment, so a staging run's artifacts never mix with development's
         return self.project_dir / ".devbox" / "envs" / env.name
+
+    def hosts(self, env: Environment, *, limit: str | None = None) -> tuple[TargetHost, ...]:
+        """The hosts of ``env`` past the production guard: every path that connects to an environment (provision,
+        trust, status, parity, export) gets its hosts here, before any connection."""
+        config = self.config()
+        production = config.inventory_path()
+        return guarded_hosts(env, production_inventory=production.resolve() if production else None,
+                             allow_scripts=config.allow_inventory_scripts, limit=limit)
 
     def plan(self, name: str | None, *, env_explicit: bool, yes: bool = False, no_check_first: bool = False,
              limit: str | None = None) -> RunPlan:
@@ -109,11 +127,7 @@ class EnvironmentRuns:
         env = self.environment(name)
         if env.is_dev:
             raise UsageError("the development VMs are provisioned by `devbox provision` without --env")
-        config = self.config()
-        hosts = read_target_hosts(env.inventory, limit=limit)
-        production = config.inventory_path()
-        if production is not None and not env.is_production:
-            guard_against_production(env, hosts, read_target_hosts(production.resolve()))
+        hosts = self.hosts(env, limit=limit)
         return plan_run(env, hosts, env_explicit=env_explicit, yes=yes, no_check_first=no_check_first)
 
     # --- trust --------------------------------------------------------------------------------------------
@@ -122,18 +136,24 @@ class EnvironmentRuns:
         env = self.environment(name)
         if env.is_dev:
             raise UsageError("the development VMs need no pinned keys; name an environment: --env staging")
-        hosts = read_target_hosts(env.inventory)
+        hosts = self.hosts(env)
         return env, [scan_host(h, env.known_hosts) for h in hosts]
 
     def record_keys(self, env: Environment, checks: list[HostKeyCheck]) -> list[HostKeyCheck]:
         recorded = [c for c in checks if c.offered and not c.ok]
-        for check in recorded:
-            record(env.known_hosts, check)
+        with self.lock(f"devbox trust --env {env.name}"):
+            for check in recorded:
+                record(env.known_hosts, check)
         return recorded
 
     # --- provision ----------------------------------------------------------------------------------------
     def provision(self, plan: RunPlan, *, confirm: Confirm, ask_password: AskPassword,
                   tags: str | None = None, limit: str | None = None) -> EnvProvisionResult:
+        with self.lock(f"devbox provision --env {plan.environment.name}"):
+            return self._provision(plan, confirm=confirm, ask_password=ask_password, tags=tags, limit=limit)
+
+    def _provision(self, plan: RunPlan, *, confirm: Confirm, ask_password: AskPassword,
+                   tags: str | None, limit: str | None) -> EnvProvisionResult:
         env = plan.environment
         self.progress(env.name, f"checking the host keys of {len(plan.hosts)} hosts")
         require_trusted(env.name, self.host_key_checker(list(plan.hosts), env.known_hosts), env.known_hosts)
@@ -169,6 +189,11 @@ class EnvironmentRuns:
     def revisions(self, name: str | None, *, ask_password: AskPassword | None = None) -> list[HostRevision]:
         """What each host of the environment last had applied by devbox, read back in one run."""
         env = self.environment(name)
+        guarded = None if env.is_dev else self.hosts(env)  # the guard first: nothing is written before it passed
+        with self.lock(f"devbox status --env {env.name}"):
+            return self._revisions(env, guarded, ask_password)
+
+    def _revisions(self, env: Environment, guarded, ask_password: AskPassword | None) -> list[HostRevision]:
         _, read_play = write_stamp_playbooks(self.project_dir / ".devbox" / "stamp")
         fetch_dir = self.state_dir(env) / "applied"
         fetch_dir.mkdir(parents=True, exist_ok=True)
@@ -182,7 +207,7 @@ class EnvironmentRuns:
             result = self.dev_runner.run(playbook=read_play, inventory=inventory, forks=max(1, len(hosts)),
                                          extravars=read_extravars(fetch_dir, path=self.applied_path))
         else:
-            hosts = read_target_hosts(env.inventory)
+            hosts = guarded
             require_trusted(env.name, self.host_key_checker(list(hosts), env.known_hosts), env.known_hosts)
             # reading group_vars may need the vault even though nothing secret is used
             with self._vault_password(env, ask_password) as (args, vault_env):

@@ -18,7 +18,7 @@ from provisioner.incremental import reprovision
 from provisioner.environments.model import ensure_dev_gets_no_vault_password
 from provisioner.errors import DevboxError, UsageError
 from provisioner.fsutil import atomic_write
-from provisioner.plan.planning import derive, load_plan, render_project
+from provisioner.plan.planning import derive, generated_set_problem, load_plan, render_project
 from provisioner.project.context import Project
 from provisioner.project.paths import ProjectPaths
 from provisioner.adapters.playbook_runner import PlaybookResult
@@ -134,9 +134,11 @@ def ensure_rendered(project: Project) -> tuple["Topology", bool]:
         saved = None
     config = project.config()
     fresh, _source = derive(paths.root, config, None, False, project.progress)
-    if saved is not None and saved.to_state() == fresh.to_state() and (paths.root / "Vagrantfile").exists():
+    problem = generated_set_problem(paths.root) if saved is not None else None
+    if saved is not None and saved.to_state() == fresh.to_state() and problem is None:
         return saved, False
-    project.progress("plan", "changed; rendering the Vagrantfile and the development inventory")
+    project.progress("plan", f"{problem}; rendering the set again" if saved is not None and problem else
+                     "changed; rendering the Vagrantfile and the development inventory")
     render_project(project, fresh, config)
     return fresh, True
 
@@ -267,6 +269,10 @@ def provision(project: Project, names: Sequence[str] = (), *, tags: str | None =
     paths = project.paths
     with project.lock("devbox provision"):
         topology = load_plan(project.paths.root)
+        problem = generated_set_problem(paths.root)
+        if problem:  # a mixed set (an interrupted init?) would run against a topology nobody asked for
+            raise DevboxError(f"the generated files are not one set: {problem}; nothing was run",
+                              "run `devbox up` (it renders the set again) or `devbox init`")
         selected = _select(topology, names)
         state = load_state(paths.state)
         missing = [n for n in selected if not state.machine(n).ssh]

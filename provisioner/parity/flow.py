@@ -48,6 +48,14 @@ def compare(project: Project, runs: EnvironmentRuns, against: str | None, *, yes
         raise UsageError("say what development is compared with",
                          "use --against ENV (e.g. staging) or --against BASELINE.json")
     config = project.config()
+    # an environment passes the production guard before anything else is read, written or asked
+    guarded = None if _is_baseline(against) else _guard(runs, against, yes=yes)
+    with project.lock(f"devbox parity --against {against}"):   # it writes the connection inventory, the copies
+        return _compare(project, runs, config, against, guarded, confirm)
+
+
+def _compare(project: Project, runs: EnvironmentRuns, config, against: str, guarded: RunPlan | None,
+             confirm: Confirm | None) -> ParityReport:
     topology = load_plan(project.paths.root)
     machines = [Machine(m.name, tuple(m.groups), tuple(m.represents)) for m in topology.machines]
     expectations = expectations_from_config((config.extensions.get("parity") or {}).get("expected"))
@@ -60,7 +68,7 @@ def compare(project: Project, runs: EnvironmentRuns, against: str | None, *, yes
         managed = _managed(project, config, config.inventory_path())
         label = f"{path.name} ({name})"
     else:
-        env, hosts = _prepare_environment(runs, against, yes=yes, confirm=confirm)
+        env, hosts = _confirm_and_trust(runs, guarded, confirm=confirm)
         managed = _managed(project, config, env.inventory)
         reference = _gather_environment(runs, env, hosts, managed)
         label = env.name
@@ -74,11 +82,18 @@ def export(project: Project, runs: EnvironmentRuns, env_name: str, *, yes: bool 
            confirm: Confirm | None = None) -> str:
     """A baseline (JSON text) of ``env_name``: every host's profile, to compare with later, offline."""
     config = project.config()
+    guarded = None if env_name == "dev" else _guard(runs, env_name, yes=yes)
+    with project.lock(f"devbox parity --export --env {env_name}"):
+        return _export(project, runs, config, env_name, guarded, confirm)
+
+
+def _export(project: Project, runs: EnvironmentRuns, config, env_name: str, guarded: RunPlan | None,
+            confirm: Confirm | None) -> str:
     if env_name == "dev":
         topology = load_plan(project.paths.root)
         gathered = gather_development(project, topology, _managed(project, config, config.inventory_path()))
     else:
-        env, hosts = _prepare_environment(runs, env_name, yes=yes, confirm=confirm)
+        env, hosts = _confirm_and_trust(runs, guarded, confirm=confirm)
         gathered = _gather_environment(runs, env, hosts, _managed(project, config, env.inventory))
     if gathered.unreachable:
         lines = "\n".join(f"  - {u.host}: {u.message}" for u in gathered.unreachable)
@@ -103,9 +118,13 @@ def gather_development(project: Project, topology, managed: Managed) -> Gathered
                   roles=roles)
 
 
-def _prepare_environment(runs: EnvironmentRuns, name: str, *, yes: bool, confirm: Confirm | None):
-    """The rails every run against a named environment passes, before any connection to it."""
-    plan = runs.plan(name, env_explicit=True, yes=yes, no_check_first=True)  # a read needs no check-mode diff
+def _guard(runs: EnvironmentRuns, name: str, *, yes: bool) -> RunPlan:
+    """The environment declared, its hosts read, none of them production (``runs.plan``): no connection yet."""
+    return runs.plan(name, env_explicit=True, yes=yes, no_check_first=True)  # a read needs no check-mode diff
+
+
+def _confirm_and_trust(runs: EnvironmentRuns, plan: RunPlan, *, confirm: Confirm | None):
+    """The rest of the rails before any connection to the environment: typed confirmation, pinned keys."""
     env = plan.environment
     check_confirmation(plan, confirm(plan, None) if plan.ask_confirmation and confirm else None)
     runs.progress(env.name, f"checking the host keys of {len(plan.hosts)} hosts")

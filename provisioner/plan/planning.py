@@ -1,10 +1,13 @@
 """plan, init and render: read production, derive the VMs, write the project files.
 
 Every input is read and every output computed in memory first; files are written only after all of it
-succeeded and Vagrant accepted the Vagrantfile, so bad input never leaves a half-written project.
+succeeded and Vagrant accepted the Vagrantfile, so bad input never leaves a half-written project. Writing holds
+the project lock, and the files change as one set: ``plan.json`` is written last with a digest of every other
+generated file, and ``up``/``provision`` check it (``generated_set_problem``) before using the set.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -109,7 +112,11 @@ def init_project(project: Project, inventory: str | Path | None, force: bool, al
     topology = derive_topology(inv, rules)
     extra = {config_path: config_text} if config_text is not None else {}
     extra[project_dir / PROJECT_SCHEMA] = schema_text()   # what devbox.yml's yaml-language-server line points to
-    result = render_project(project, topology, rules, vars_dir=inv.vars_dir, extra_files=extra)
+    pending = prepare_render(project, topology, rules, vars_dir=inv.vars_dir, extra_files=extra)
+    # read and computed without the lock (bad input writes nothing, not even a lock file); written under it, so
+    # no other command sees, or boots from, a set this init is half-way through replacing
+    with project.lock("devbox init --force" if force else "devbox init"):
+        result = write_render(project, pending)
     return InitResult(render=result, config_path=config_path, config_written=config_path.relative_to(
         project_dir).as_posix() in result.written, inventory=inv.source)
 
@@ -136,9 +143,22 @@ def yaml_scalar(value) -> str:
         return text
 
 
-def render_project(project: Project, topology: Topology, rules: Config, *, vars_dir: Path | None = None,
-                   extra_files: dict[Path, str] | None = None) -> RenderResult:
-    """Write the Vagrantfile (validated by Vagrant), the dev inventory and plan.json for ``topology``."""
+@dataclass(frozen=True)
+class PendingRender:
+    """Everything one render writes, computed in memory (nothing written yet)."""
+
+    topology: Topology
+    vagrantfile: str
+    outputs: dict                 # Path -> (content, mode): the development inventory, secrets, devbox.yml
+    vars_dir: Path | None
+    secret_names: tuple[str, ...]
+    skipped: tuple[str, ...]
+    config_files: frozenset       # outputs the team edits (devbox.yml): written, but not part of the generation
+
+
+def prepare_render(project: Project, topology: Topology, rules: Config, *, vars_dir: Path | None = None,
+                   extra_files: dict[Path, str] | None = None) -> PendingRender:
+    """Render the Vagrantfile and build the development inventory in memory; writes nothing."""
     project_dir = project.paths.root
     if vars_dir is None:
         source = rules.inventory_path()
@@ -148,22 +168,93 @@ def render_project(project: Project, topology: Topology, rules: Config, *, vars_
     outputs: dict[Path, tuple[str, int]] = {Path(p): (t, 0o644) for p, t in (extra_files or {}).items()}
     outputs.update({project_dir / p: (f.content, f.mode) for p, f in dev.files.items()})
     outputs[project_dir / SECRETS_FILE] = (secrets_file_content(dev.secrets), 0o600)
-    outputs[project.paths.plan] = (json.dumps(topology.to_state(), indent=2) + "\n", 0o644)
+    return PendingRender(topology, vagrantfile, outputs, vars_dir, dev.secret_names, dev.skipped,
+                         frozenset(Path(p) for p in (extra_files or {})))
 
+
+def write_render(project: Project, pending: PendingRender) -> RenderResult:
+    """Write a prepared render as one set: every file first, ``plan.json`` last with the generation (a digest of
+    each generated file) that ``generated_set_problem`` checks, so a set interrupted half-way is never taken for
+    a whole one. The caller holds the project lock."""
+    project_dir = project.paths.root
     validator = validate_vagrantfile if shutil.which("vagrant") else None
     written, unchanged = [], []
-    if install_vagrantfile(project_dir, vagrantfile, validator):
+    if install_vagrantfile(project_dir, pending.vagrantfile, validator):
         written.append("Vagrantfile")
     else:
         unchanged.append("Vagrantfile")
     project.progress("Vagrantfile", "validated by vagrant" if validator else "written (vagrant not installed)")
-    for path, (content, mode) in outputs.items():
+    files = {"Vagrantfile": _digest(pending.vagrantfile)}
+    for path, (content, mode) in pending.outputs.items():
         rel = path.relative_to(project_dir).as_posix()
         (written if write_if_changed(path, content, mode=mode) else unchanged).append(rel)
-    if vars_dir is not None:   # without the production folder, what is stale cannot be known: keep the copies
-        _remove_stale(project_dir / INVENTORY_DIR / "group_vars", set(outputs), written)
-    return RenderResult(topology=topology, written=tuple(written), unchanged=tuple(unchanged),
-                        validated=validator is not None, secret_names=dev.secret_names, skipped=dev.skipped)
+        if path not in pending.config_files:
+            files[rel] = _digest(content)
+    if pending.vars_dir is not None:   # without the production folder, what is stale cannot be known: keep the copies
+        _remove_stale(project_dir / INVENTORY_DIR / "group_vars", set(pending.outputs), written)
+    state = {**pending.topology.to_state(), GENERATION_KEY: {"id": _digest(json.dumps(files, sort_keys=True)),
+                                                             "files": dict(sorted(files.items()))}}
+    plan_rel = project.paths.plan.relative_to(project_dir).as_posix()
+    (written if write_if_changed(project.paths.plan, json.dumps(state, indent=2) + "\n") else unchanged).append(plan_rel)
+    return RenderResult(topology=pending.topology, written=tuple(written), unchanged=tuple(unchanged),
+                        validated=validator is not None, secret_names=pending.secret_names, skipped=pending.skipped)
+
+
+def render_project(project: Project, topology: Topology, rules: Config, *, vars_dir: Path | None = None,
+                   extra_files: dict[Path, str] | None = None) -> RenderResult:
+    """Write the Vagrantfile (validated by Vagrant), the dev inventory and plan.json for ``topology``.
+    The caller holds the project lock (``up`` does; ``render_locked`` takes it)."""
+    return write_render(project, prepare_render(project, topology, rules, vars_dir=vars_dir, extra_files=extra_files))
+
+
+def render_locked(project: Project, topology: Topology, rules: Config) -> RenderResult:
+    """``render_project`` under the project lock (computed first, so bad input takes no lock and writes nothing)."""
+    pending = prepare_render(project, topology, rules)
+    with project.lock("devbox render"):
+        return write_render(project, pending)
+
+
+# --- the generated files change as one set ----------------------------------------------------------------
+
+GENERATION_KEY = "generation"
+
+
+def _digest(content: str | bytes) -> str:
+    raw = content.encode() if isinstance(content, str) else content
+    return hashlib.sha256(raw).hexdigest()
+
+
+def generated_set_problem(project_dir: Path) -> str | None:
+    """Why the Vagrantfile, the development inventory and plan.json are not one render's set (None: they are).
+
+    ``plan.json`` is written last and records a digest of every other generated file: a file that differs, is
+    missing, or an inventory file it does not list means a render was interrupted (or a file was edited by
+    hand) and the set must be rendered again before anything boots or provisions from it."""
+    paths = ProjectPaths(Path(project_dir))
+    try:
+        generation = json.loads(paths.plan.read_text(encoding="utf-8")).get(GENERATION_KEY)
+    except FileNotFoundError:
+        return f"{paths.plan} does not exist"
+    except (ValueError, AttributeError) as exc:
+        return f"{paths.plan} is damaged ({exc})"
+    if not isinstance(generation, dict) or not isinstance(generation.get("files"), dict):
+        return f"{paths.plan} records no generation of the generated files (an older devbox wrote it)"
+    files = generation["files"]
+    for rel, digest in files.items():
+        try:
+            actual = _digest((paths.root / rel).read_bytes())
+        except FileNotFoundError:
+            return f"{rel} is missing"
+        if actual != digest:
+            return f"{rel} is not the one written with {paths.plan.name}"
+    inventory = paths.root / INVENTORY_DIR
+    if inventory.is_dir():
+        for path in sorted(inventory.rglob("*")):
+            rel = path.relative_to(paths.root).as_posix()
+            if path.is_file() and not path.name.startswith(".") and path != paths.connection_inventory \
+                    and rel not in files:
+                return f"{rel} is not part of the set {paths.plan.name} was written with"
+    return None
 
 
 def _remove_stale(group_vars: Path, keep: set[Path], written: list[str]) -> None:

@@ -13,3 +13,21 @@ def sshd(tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+def loopback_only_resolver(host: str) -> frozenset[str]:
+    """Name resolution for the production guard in tests: numeric spellings and ``localhost`` only, never DNS
+    (test traffic stays on loopback; a name a test needs is mapped by its own ssh_config)."""
+    from provisioner.environments import guard
+
+    numeric = guard.numeric_addresses(host)
+    if numeric is not None:
+        return numeric
+    return frozenset({"127.0.0.1", "::1"}) if str(host).lower().rstrip(".") == "localhost" else frozenset()
+
+
+@pytest.fixture(autouse=True)
+def _guard_resolves_on_loopback(monkeypatch):
+    from provisioner.environments import guard
+
+    monkeypatch.setattr(guard, "resolve_addresses", loopback_only_resolver)

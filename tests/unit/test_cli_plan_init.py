@@ -33,8 +33,9 @@ def run(*args):
 
 
 def snapshot(project: Path) -> dict[str, tuple[bytes, int, float]]:
+    """Every project file (not the lock: each command that writes takes it, and names itself in it)."""
     return {p.relative_to(project).as_posix(): (p.read_bytes(), p.stat().st_mode, p.stat().st_mtime_ns)
-            for p in sorted(project.rglob("*")) if p.is_file()}
+            for p in sorted(project.rglob("*")) if p.is_file() and p != project / ".devbox" / "lock"}
 
 
 def test_plan_json_contract(tmp_path):

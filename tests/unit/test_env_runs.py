@@ -160,7 +160,7 @@ def test_a_staging_inventory_pointing_at_production_is_refused(project):
     data = yaml.safe_load(hosts.read_text())
     data["all"]["children"]["db"]["hosts"]["db-s1"]["ansible_host"] = "10.20.0.11"  # production web1
     hosts.write_text(yaml.safe_dump(data))
-    with pytest.raises(SafetyError, match=r"db-s1 \(10.20.0.11\) is production host web1"):
+    with pytest.raises(SafetyError, match=r"db-s1 \(10.20.0.11:\d+\) reaches production host web1 \(10.20.0.11:22\)"):
         runs(project).plan("staging", env_explicit=True, yes=True)
 
 

@@ -6,11 +6,12 @@ from pathlib import Path
 import pytest
 
 from provisioner.environments.model import (DEV, DEV_ENVIRONMENT, Environment, TargetHost, check_confirmation,
-                                      ensure_dev_gets_no_vault_password, guard_against_production,
-                                      normalize_address, parse_environments, plan_run, production_overlap,
+                                      ensure_dev_gets_no_vault_password,
+                                      normalize_address, parse_environments, plan_run,
                                       read_target_hosts, select_environment,
                                       vault_labels, vault_run_settings)
 from provisioner.config.environments import validate_environments
+from provisioner.environments.guard import collisions, guarded_hosts, reaches
 from provisioner.errors import InventoryError, SafetyError, UsageError
 
 ENVS = Path(__file__).resolve().parents[1] / "data" / "envs"
@@ -92,26 +93,28 @@ def test_production_is_selectable_only_with_the_explicit_setting():
 PROD = [TargetHost("web1", "10.20.0.11"), TargetHost("db1.prod.example.internal", "db1.prod.example.internal")]
 
 
+def production_overlap(targets, production=PROD):
+    return collisions(reaches(targets), reaches(production))
+
+
 def test_disjoint_hosts_pass_the_guard():
-    guard_against_production(staging(), [TargetHost("web-s1", "192.168.57.11")], PROD)
+    assert production_overlap([TargetHost("web-s1", "192.168.57.11")]) == []
 
 
 def test_a_target_at_a_production_address_is_refused_and_named():
-    with pytest.raises(SafetyError) as err:
-        guard_against_production(staging(), [TargetHost("web-s1", "192.168.57.11"),
-                                             TargetHost("web-s2", "10.20.0.11")], PROD)
-    assert "web-s2 (10.20.0.11) is production host web1 (10.20.0.11)" in str(err.value)
-    assert "web-s1" not in str(err.value)
+    found = production_overlap([TargetHost("web-s1", "192.168.57.11"), TargetHost("web-s2", "10.20.0.11")])
+    assert [(c.target.host.name, c.production.host.name) for c in found] == [("web-s2", "web1")]
+    assert "web-s2 (10.20.0.11:22) reaches production host web1 (10.20.0.11:22)" in found[0].describe(Path("/p"))
 
 
 def test_a_target_named_like_a_production_host_is_refused_whatever_the_spelling():
-    matches = production_overlap([TargetHost("DB1.prod.example.internal.", "192.168.57.30")], PROD)
-    assert [m.production.name for m in matches] == ["db1.prod.example.internal"]
+    matches = production_overlap([TargetHost("DB1.prod.example.internal.", "192.168.57.30")])
+    assert [m.production.host.name for m in matches] == ["db1.prod.example.internal"]
 
 
 def test_a_target_whose_name_is_a_production_address_is_refused():
     # no ansible_host: Ansible connects to the name itself, which here is a production address
-    assert production_overlap([TargetHost("10.20.0.11", "10.20.0.11")], PROD)
+    assert production_overlap([TargetHost("10.20.0.11", "10.20.0.11")])
 
 
 def test_address_spellings_are_compared_as_addresses():
@@ -120,9 +123,9 @@ def test_address_spellings_are_compared_as_addresses():
 
 
 def test_the_production_environment_itself_is_not_guarded():
-    prod = Environment(name="production", inventory=Path("/p"), known_hosts=Path("/k"),
+    prod = Environment(name="production", inventory=ENVS / "production", known_hosts=Path("/k"),
                        allow_production=True, is_production=True)
-    guard_against_production(prod, PROD, PROD)
+    assert len(guarded_hosts(prod, production_inventory=ENVS / "production", allow_scripts=False)) == 3
 
 
 # --- reading hosts with Ansible's loader -----------------------------------------------------------------
@@ -134,17 +137,19 @@ def test_hosts_are_read_with_addresses_from_inventory_and_host_vars():
 
 
 def test_leaky_staging_inventory_is_refused_naming_both_hosts():
-    targets = read_target_hosts(ENVS / "staging-leaky")
     with pytest.raises(SafetyError) as err:
-        guard_against_production(staging(), targets, read_target_hosts(ENVS / "production"))
+        guarded_hosts(staging(inventory=ENVS / "staging-leaky"), production_inventory=ENVS / "production",
+                      allow_scripts=False)
     message = str(err.value)
-    assert "web-s2 (10.20.0.12) is production host web2" in message
+    assert "web-s2 (10.20.0.12:22) reaches production host web2" in message
     assert "DB1.prod.example.internal. " in message and "web-s1" not in message
+    assert str(ENVS / "production" / "hosts.yml") in message
 
 
 def test_real_staging_inventory_passes_the_guard():
-    guard_against_production(staging(), read_target_hosts(ENVS / "staging"),
-                             read_target_hosts(ENVS / "production"))
+    hosts = guarded_hosts(staging(inventory=ENVS / "staging"), production_inventory=ENVS / "production",
+                          allow_scripts=False)
+    assert sorted(h.name for h in hosts) == ["db-s1", "web-s1"]
 
 
 def test_limit_narrows_the_hosts():
