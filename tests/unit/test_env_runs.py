@@ -17,6 +17,7 @@ import yaml
 from provisioner.environments.runs import EnvironmentRuns, private_secret_file, real_runner
 from provisioner.environments.model import DEV_ENVIRONMENT
 from provisioner.errors import SafetyError, UsageError
+from helpers import assert_handled
 from sshd_server import Sshd, free_port  # tests/unit/sshd_server.py
 
 ENVS = Path(__file__).resolve().parents[1] / "data" / "envs"
@@ -194,7 +195,8 @@ def cli(project, args, input=None, env=None):
 
 def test_cli_trust_then_provision_with_typed_name_then_status(project, tmp_path):
     refused = cli(project, ["trust", "--env", "staging"], input="n\n")
-    assert refused.exit_code == 1 and not (project / "environments" / "staging.known_hosts").exists()
+    assert_handled(refused, 1)
+    assert not (project / "environments" / "staging.known_hosts").exists()
     trusted = cli(project, ["trust", "--env", "staging"], input="y\n")
     assert trusted.exit_code == 0, trusted.output
     assert "SHA256:" in trusted.output and "recorded db-s1, web-s1" in trusted.output
@@ -202,7 +204,8 @@ def test_cli_trust_then_provision_with_typed_name_then_status(project, tmp_path)
 
     # DEVBOX_ENV is not "explicit": --yes does not skip the prompt, and an empty answer applies nothing
     implicit = cli(project, ["provision", "--yes", "--no-check-first"], input="\n", env={"DEVBOX_ENV": "staging"})
-    assert implicit.exit_code == 1 and "nothing was applied" in implicit.output, implicit.output
+    assert_handled(implicit, 1)
+    assert "nothing was applied" in implicit.output, implicit.output
     assert "Type the environment name (staging)" in implicit.output
     assert not list((tmp_path / "deployed").iterdir())
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import git_commit
+from helpers import assert_handled, git_commit
 from provisioner.app import Devbox
 from provisioner.config.smoke import validate_smoke
 from provisioner.errors import ConfigError, DevboxError
@@ -312,6 +312,6 @@ def test_cli_prints_the_verdict_and_exits_with_it(tmp_path):
     app.the_lab = FakeLab(broken)
     result = CliRunner().invoke(main, ["-C", str(tmp_path), "integration", "--report-dir", str(tmp_path / "r")],
                                 obj=app, env={"DEVBOX_LAB": ""})
-    assert result.exit_code == 1
+    assert_handled(result, 1)
     assert "FAIL lab      lab (0s): the lab did not start: the lab needs root" in result.output
     assert "integration: FAILED" in result.output and (tmp_path / "r" / "integration.xml").exists()
