@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import yaml
 
+from provisioner import JSON_SCHEMA
 from provisioner.adapters import process
 from provisioner.incremental import reprovision
 from provisioner.environments.model import ensure_dev_gets_no_vault_password
@@ -21,7 +22,7 @@ from provisioner.fsutil import atomic_write
 from provisioner.plan.planning import derive, load_plan, render_project
 from provisioner.project.context import Project
 from provisioner.project.paths import ProjectPaths
-from provisioner.adapters.playbook_runner import PlaybookResult
+from provisioner.adapters.playbook_runner import PlaybookResult, TaskChange
 from provisioner.incremental.ledger import EventLog
 from provisioner.adapters.ssh_probe import ProjectKnownHosts, SshTarget, known_hosts_name
 from provisioner.environments.stamp import playbook_revision, stamp_run_args
@@ -78,7 +79,7 @@ class MachineStatus:
     seen_at: str | None
 
     def to_json(self) -> dict:
-        return {"name": self.name, "state": self.state, "ssh": self.ssh,
+        return {"name": self.name, "state": self.state, "ssh": self.ssh, "address": self.address,
                 "last_provisioned": self.last_provisioned, "revision": self.revision}
 
 
@@ -86,9 +87,25 @@ class MachineStatus:
 class StatusResult:
     machines: tuple[MachineStatus, ...]
     refreshed: bool
+    pending: "IncrementalPlan | None" = None  # what `devbox provision` would run now, per VM; None: unknown
+    pending_error: str | None = None  # why it is unknown (a playbook devbox cannot read must not hide the states)
 
     def to_json(self) -> dict:
-        return {"machines": [m.to_json() for m in self.machines]}
+        return {"schema": JSON_SCHEMA, "refreshed": self.refreshed,
+                "machines": [{**m.to_json(), "pending": self._pending_json(m.name)} for m in self.machines],
+                "pending_error": self.pending_error}
+
+    def _pending_json(self, name: str) -> dict | None:
+        """``{"runs": "nothing" | "everything" | [role or play, ...], "why": [...]}``; None when unknown."""
+        if self.pending is None or name not in {v.vm for v in self.pending.vms}:
+            return None
+        vm = self.pending.vm(name)
+        if vm.nothing:
+            return {"runs": "nothing", "why": []}
+        if vm.everything:
+            return {"runs": "everything", "why": list(vm.reasons())}
+        return {"runs": list(dict.fromkeys(c.label for c in vm.units)),
+                "why": [f"{c.label}: {r}" for c in vm.units for r in c.reasons]}
 
 
 @dataclass(frozen=True)
@@ -374,7 +391,8 @@ def _provision_locked(project: Project, topology: "Topology", state: State, sele
 
 
 def status(project: Project, *, refresh: bool = False) -> StatusResult:
-    """From the cache plus a TCP probe per VM; ``refresh`` asks Vagrant once for the real states."""
+    """From the cache plus a TCP probe per VM; ``refresh`` asks Vagrant once for the real states. Also what
+    `devbox provision` would run now per VM (files only, no VM contacted)."""
     paths = project.paths
     topology = load_plan(project.paths.root)
     names = [m.name for m in topology.machines]
@@ -401,7 +419,12 @@ def status(project: Project, *, refresh: bool = False) -> StatusResult:
             ssh=reachable.get(n, False) if ssh else None,
             address=f"{ssh['user']}@{ssh['host']}:{ssh['port']}" if ssh else None,
             last_provisioned=rec.last_provisioned, revision=rec.revision, seen_at=rec.seen_at))
-    return StatusResult(machines=tuple(machines), refreshed=refresh)
+    try:
+        pending, pending_error = reprovision.pending(devbox_dir=paths.devbox, playbook=project.playbook(),
+                                                     inventory=paths.inventory, project_dir=paths.root), None
+    except DevboxError as exc:
+        pending, pending_error = None, str(exc)
+    return StatusResult(machines=tuple(machines), refreshed=refresh, pending=pending, pending_error=pending_error)
 
 
 def ssh_command(project: Project, name: str, command: Sequence[str] = (), *,
@@ -462,3 +485,46 @@ def destroy(project: Project, names: Sequence[str] = ()) -> ChangeResult:
         save_state(paths.state, state)
         write_connection_inventory(paths, topology, state)
     return ChangeResult(tuple(selected), run.seconds, run.log_path)
+
+
+@dataclass(frozen=True)
+class IdempotenceResult:
+    """`devbox idempotence`: the full runs made (one when the VMs were already converged, else two) and what the
+    last one changed; idempotent when nothing."""
+
+    runs: tuple[ProvisionResult, ...]
+    changes: tuple[TaskChange, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.changes
+
+
+class NotIdempotent(DevboxError):
+    def __init__(self, result: IdempotenceResult):
+        lines = "\n".join(f"  {c}" for c in result.changes)
+        super().__init__(f"not idempotent: {len(result.changes)} task(s) reported changed on a run after converging:"
+                         f"\n{lines}\nfull log: {result.runs[-1].playbook.log_path}",
+                         "make each task report changed only when it changes something (e.g. `changed_when` on "
+                         "command/shell tasks, `creates:`), then run `devbox idempotence` again")
+        self.result = result
+
+
+def idempotence(project: Project, names: Sequence[str] = (), *, verbosity: int = 0) -> IdempotenceResult:
+    """Molecule's idempotence check on the development VMs: the whole playbook (``--full``) until converged, then
+    once more; every task that reports changed on that last run is a defect. VMs whose last full run is recorded
+    with nothing changed since count as converged: one run. Raises ``NotIdempotent`` naming the tasks."""
+    selected = select(project, names)
+    pending = reprovision.pending(devbox_dir=project.paths.devbox, playbook=project.playbook(),
+                                  inventory=project.paths.inventory, project_dir=project.paths.root)
+    converged = all(pending.vm(n).nothing for n in selected if n in {v.vm for v in pending.vms})
+    runs = []
+    if not converged:
+        project.progress("idempotence", "converging first (a full run)")
+        runs.append(provision(project, names, full=True, verbosity=verbosity))
+    project.progress("idempotence", "the full run that must change nothing")
+    runs.append(provision(project, names, full=True, verbosity=verbosity))
+    result = IdempotenceResult(runs=tuple(runs), changes=runs[-1].playbook.changes)
+    if not result.ok:
+        raise NotIdempotent(result)
+    return result

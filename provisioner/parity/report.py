@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 from html import escape
 
+from provisioner import JSON_SCHEMA
 from provisioner.parity.compare import Difference, ParityReport
 
 
 def report_dict(report: ParityReport) -> dict:
     return {
+        "schema": JSON_SCHEMA,
         "against": report.against,
         "ok": report.ok,
         "verdict": report.verdict(),

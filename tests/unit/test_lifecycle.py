@@ -269,22 +269,40 @@ def test_status_json_from_cache_without_vagrant(project):
     assert time.monotonic() - started < 1
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert [set(m) for m in data["machines"]] == [{"name", "state", "ssh", "last_provisioned", "revision"}] * 2
+    assert data["schema"] == 1 and data["pending_error"] is None
+    assert [set(m) for m in data["machines"]] == [
+        {"name", "state", "ssh", "address", "last_provisioned", "revision", "pending"}] * 2
     web, db = data["machines"]
     assert (web["name"], web["state"], web["ssh"], web["revision"]) == ("web-1", "running", True, head(project))
     assert (db["name"], db["ssh"]) == ("db-1", False)
+    # what the table shows: the address and the pending changes (the fake run's events recorded nothing)
+    assert web["address"] == "vagrant@192.168.121.110:22" and db["address"] == "vagrant@192.168.121.111:22"
+    assert web["pending"] == db["pending"] == {"runs": "everything", "why": ["never provisioned by devbox"]}
+    table = CliRunner().invoke(main, ["status"], obj=app).output
+    assert "192.168.121.110:22" in table and "never provisioned by devbox" in table
 
 
 def test_status_before_any_boot_and_refresh_asks_vagrant_once(project):
     app = make_app(project, FakeVagrant({n: "not_created" for n in BOTH}, allow=("status",)),
                    probe=FakeSshProbe(reachable=[]))
     result = app.status()
-    assert [(m.state, m.ssh) for m in result.machines] == [("unknown", None)] * 2
+    assert [(m.state, m.ssh) for m in result.machines] == [("unknown", None)] * 2  # Vagrant's folder unknown
     assert app.vagrant.calls == []
     refreshed = app.status(refresh=True)
     assert [m.state for m in refreshed.machines] == ["not_created"] * 2 and app.vagrant.calls == [("status", ())]
     out = CliRunner().invoke(main, ["status"], obj=app)
     assert out.exit_code == 0 and "web-1" in out.output and "never" in out.output
+
+
+def test_status_says_not_created_when_vagrant_never_created_the_vm(project):
+    """No state and no `.vagrant/machines/NAME/*/id` (the real driver's none_created): as Vagrant, `not created`."""
+    vagrant = FakeVagrant({n: "not_created" for n in BOTH}, knows_created=True)  # status must not be called
+    app = make_app(project, vagrant, probe=FakeSshProbe(reachable=[]))
+    assert [(m.state, m.ssh) for m in app.status().machines] == [("not_created", None)] * 2
+    out = CliRunner().invoke(main, ["status"], obj=app)
+    assert_handled(out, 0)
+    assert "not created" in out.output and "unknown" not in out.output
+    assert vagrant.calls == [] and app.ssh_probe.calls == [("reachable", ())] * 2  # nothing to probe either
 
 
 def test_status_does_not_probe_halted_vms(project):
@@ -416,11 +434,39 @@ def test_box_list_parsing():
     assert doctor.parse_box_list(empty) == []
 
 
-def test_ssh_cli_passes_the_command_after_double_dash(project, monkeypatch):
-    booted_project(project)
+def _ssh_argv(project, *args):
+    """The argv `devbox ssh ARGS` would exec (os.execvp recorded instead of replacing the test process)."""
     seen = {}
-    monkeypatch.setattr("os.execvp", lambda file, argv: seen.update(file=file, argv=argv))
-    result = CliRunner().invoke(main, ["ssh", "db-1", "--", "ls", "-la", "/etc"], obj=make_app(project, FakeVagrant({})))
-    assert result.exit_code == 0, result.output
-    assert seen["file"] == "ssh" and seen["argv"][-4:] == ["--", "ls", "-la", "/etc"]
-    assert "vagrant@192.168.121.111" in seen["argv"]
+    import os
+    real = os.execvp
+    os.execvp = lambda file, argv: seen.update(file=file, argv=argv)
+    try:
+        result = CliRunner().invoke(main, ["ssh", *args], obj=make_app(project, FakeVagrant({})))
+    finally:
+        os.execvp = real
+    return result, seen
+
+
+def test_ssh_c_runs_a_command_and_args_after_double_dash_go_to_ssh(project):
+    """As `vagrant ssh NAME -c CMD -- SSH_ARGS`: the command after the destination, ssh's options before it."""
+    booted_project(project)
+    result, seen = _ssh_argv(project, "db-1", "-c", "ls -la /etc")
+    assert_handled(result, 0)
+    assert seen["file"] == "ssh" and seen["argv"][-3:] == ["vagrant@192.168.121.111", "--", "ls -la /etc"]
+
+    result, seen = _ssh_argv(project, "web-1", "--", "-L", "8080:localhost:80")
+    assert_handled(result, 0)
+    argv = seen["argv"]
+    assert argv[-1] == "vagrant@192.168.121.110" and argv[-3:-1] == ["-L", "8080:localhost:80"]
+
+    result, seen = _ssh_argv(project, "web-1", "-c", "uptime", "--", "-t")
+    assert_handled(result, 0)
+    assert seen["argv"][-4:] == ["-t", "vagrant@192.168.121.110", "--", "uptime"]
+
+
+def test_ssh_without_c_refuses_a_command_word(project):
+    """`devbox ssh web-1 ls` (the old `-- CMD` habit without --) would hand `ls` to ssh as its host: refused."""
+    booted_project(project)
+    result, seen = _ssh_argv(project, "web-1", "ls")
+    assert_handled(result, 2)
+    assert "-c" in result.output and seen == {}
