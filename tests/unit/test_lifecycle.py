@@ -470,3 +470,132 @@ def test_ssh_without_c_refuses_a_command_word(project):
     result, seen = _ssh_argv(project, "web-1", "ls")
     assert_handled(result, 2)
     assert "-c" in result.output and seen == {}
+
+
+# ------------------------------------------------------------------------------ what users of Vagrant expect
+
+def test_provision_dry_run_needs_no_vm(project):
+    """A dry run plans only: no VM created, no connection details, no vagrant call, no Ansible run."""
+    vagrant = FakeVagrant({n: "not_created" for n in BOTH})  # any call fails: ssh-config would
+    result = CliRunner().invoke(main, ["provision", "--dry-run"], obj=make_app(project, vagrant))
+    assert_handled(result, 0)
+    assert "dry run: nothing ran" in result.output and "never provisioned by devbox" in result.output
+    assert vagrant.calls == []
+
+
+def test_destroy_unknown_name_is_a_usage_error_before_the_question(project):
+    app = make_app(project, FakeVagrant({n: "running" for n in BOTH}))  # destroy not allowed
+    result = CliRunner().invoke(main, ["destroy", "NOSUCH"], obj=app, input="y\n")
+    assert_handled(result, 2)
+    assert "no VM named NOSUCH" in result.output and "web-1, db-1" in result.output
+    assert "Destroy" not in result.output and app.vagrant.calls == []
+
+
+def test_provision_pass_through_reaches_the_runner_and_records_nothing(project):
+    booted_project(project)
+    before = load_state(ProjectPaths(project).state)
+    runner = FakePlaybookRunner(playbook_ok(*BOTH))
+    result = CliRunner().invoke(main, ["provision", "--skip-tags", "slow", "-e", "a=1", "--extra-vars", '{"b": 2}',
+                                       "--diff", "-vvv"], obj=make_app(project, FakeVagrant({}), runner))
+    assert_handled(result, 0)
+    [call] = runner.calls
+    assert (call["skip_tags"], call["extra_vars"], call["diff"], call["verbosity"], call["check"]) == (
+        "slow", ("a=1", '{"b": 2}'), True, 3, False)
+    assert call["playbook"] == project / "playbooks" / "site.yml"  # the whole playbook, not a subset
+    assert "partial run" in result.output and "nothing recorded in the change ledger" in result.output
+    assert load_state(ProjectPaths(project).state).other == before.other  # the ledger is as it was
+    assert call["extravars"]["devbox_applied"]["partial"] is True  # the hosts' stamp says so too
+
+
+def test_ansible_verbosity_is_not_devbox_logging(project):
+    """`devbox -v up` is devbox's own log; `devbox up -vv` reaches Ansible (capped at -vvvv)."""
+    booted_project(project)
+    vagrant = FakeVagrant({n: "running" for n in BOTH}, allow=("status",))
+    runner = FakePlaybookRunner(playbook_ok(*BOTH), playbook_ok(*BOTH))
+    app = make_app(project, vagrant, runner, FakeSshProbe(ready=BOTH))
+    assert_handled(CliRunner().invoke(main, ["up", "-vv"], obj=app), 0)
+    assert_handled(CliRunner().invoke(main, ["-v", "provision", "--full", "-vvvvvv"], obj=app), 0)
+    assert [c["verbosity"] for c in runner.calls] == [2, 4]
+
+
+def test_mitogen_is_an_argument_of_the_app_call(project, monkeypatch):
+    from provisioner import app as app_module
+    from provisioner.adapters.mitogen import Strategy
+
+    booted_project(project)
+    chosen = Strategy(name="mitogen_linear", requested=True)
+    monkeypatch.setattr(app_module, "choose_strategy", lambda requested: chosen)
+    runner = FakePlaybookRunner(playbook_ok(*BOTH), playbook_ok(*BOTH))
+    app = make_app(project, FakeVagrant({}), runner, FakeSshProbe(ready=BOTH))
+    app.provision(full=True)
+    assert runner.strategy is not chosen and app.ssh_probe.calls == []
+    app.provision(full=True, mitogen=True)
+    # Mitogen's SSH needs known keys: the VMs' keys are learnt first (devbox's accept-new probe)
+    assert runner.strategy is chosen and [c[0] for c in app.ssh_probe.calls] == ["wait_ready"]
+
+
+def changed_twice(*hosts):
+    """A full run where a role's task reports changed on every host (not idempotent)."""
+    from provisioner.adapters.playbook_runner import TaskChange
+
+    result = playbook_ok(*hosts)
+    return type(result)(**{**result.__dict__, "changes": tuple(TaskChange(h, "read the clock", "clock")
+                                                                 for h in hosts)})
+
+
+def test_idempotence_names_every_task_changed_on_the_second_run(project):
+    booted_project(project)
+    runner = FakePlaybookRunner(playbook_ok(*BOTH), changed_twice(*BOTH))
+    result = CliRunner().invoke(main, ["idempotence"], obj=make_app(project, FakeVagrant({}), runner))
+    assert_handled(result, 1)
+    assert "not idempotent: 2 task(s)" in result.output
+    assert "web-1: clock : read the clock" in result.output and "db-1: clock : read the clock" in result.output
+    assert "changed_when" in result.output  # the next step
+    assert len(runner.calls) == 2 and all(c["limit"] is None and c["tags"] is None for c in runner.calls)
+
+
+def test_idempotence_passes_with_one_run_when_already_converged(project, monkeypatch):
+    from provisioner.incremental import reprovision
+    from provisioner.incremental.subset import IncrementalPlan, VmPlan
+
+    booted_project(project)
+    converged = IncrementalPlan(vms=tuple(VmPlan(vm=n, everything=False, units=()) for n in BOTH))
+    monkeypatch.setattr(reprovision, "pending", lambda **kwargs: converged)
+    runner = FakePlaybookRunner(playbook_ok(*BOTH, changed=0))
+    result = CliRunner().invoke(main, ["idempotence", "web-1"], obj=make_app(project, FakeVagrant({}), runner))
+    assert_handled(result, 0)
+    assert "idempotent" in result.output and "1 full run" in result.output
+    [call] = runner.calls
+    assert call["limit"] == "web-1"
+
+
+# ------------------------------------------------------------------------------------------- completion
+
+def completions(app, args, incomplete):
+    """What click's own shell completion offers for `devbox ARGS INCOMPLETE` (as bash would ask it)."""
+    from click.shell_completion import ShellComplete
+
+    return [c.value for c in ShellComplete(main, {"obj": app} if app else {}, "devbox", "_DEVBOX_COMPLETE")
+            .get_completions(list(args), incomplete)]
+
+
+def test_completion_offers_planned_vm_names_without_reading_production(project):
+    app = make_app(project, FakeVagrant({}))
+    (project / "prod" / "hosts.ini").unlink()  # the plan is read from .devbox/plan.json only
+    assert completions(app, ["destroy"], "") == ["web-1", "db-1"]
+    assert completions(app, ["ssh"], "d") == ["db-1"]
+    assert completions(app, ["halt", "web-1"], "") == ["db-1"]  # not twice
+    # without a test's app: the project of -C, as in a real shell
+    assert completions(None, ["-C", str(project), "up"], "w") == ["web-1"]
+    assert completions(None, ["-C", str(project / "nowhere"), "up"], "") == []  # no plan: nothing, no error
+
+
+def test_completion_offers_environment_names(project):
+    (project / "devbox.yml").write_text((project / "devbox.yml").read_text() + (
+        "environments:\n  staging:\n    inventory: prod/hosts.ini\n"))
+    app = make_app(project, FakeVagrant({}))
+    assert completions(app, ["status", "--env"], "") == ["dev", "staging"]
+    assert completions(app, ["provision", "--env"], "st") == ["staging"]
+    assert completions(app, ["parity", "--env"], "") == ["dev", "staging"]
+    (project / "devbox.yml").write_text("environments: [\n")
+    assert completions(app, ["status", "--env"], "") == []
