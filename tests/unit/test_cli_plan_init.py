@@ -44,7 +44,7 @@ def test_plan_json_contract(tmp_path):
     result = run("-C", tmp_path, "plan", "--inventory", INVENTORIES / "openstack" / "multinode", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"machines", "excluded", "warnings"}
+    assert set(data) == {"schema", "machines", "excluded", "warnings"} and data["schema"] == 1
     for machine in data["machines"]:
         assert set(machine) == {"name", "hostname", "groups", "represents", "memory", "cpus", "address"}
         assert isinstance(machine["memory"], int) and isinstance(machine["cpus"], int)

@@ -226,7 +226,8 @@ def test_reports_are_junit_and_json(tmp_path):
     assert cases["destroy"].find("error") is not None and cases["up and provision"].find("failure") is None
     assert suite.find("properties/property").get("value") == "abc123"
     saved = json.loads(data.read_text())
-    assert saved["ok"] is False and [s["name"] for s in saved["steps"]] == ["up and provision", "health", "destroy"]
+    assert saved["schema"] == 1 and saved["ok"] is False
+    assert [s["name"] for s in saved["steps"]] == ["up and provision", "health", "destroy"]
     assert summary_lines(report)[1] == "FAIL smoke    health (2s): HTTP 503, expected 200"
 
 

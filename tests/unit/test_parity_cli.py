@@ -240,8 +240,25 @@ def test_export_refuses_when_a_host_gave_no_facts(project):
     assert "format" not in result.output
 
 
-@pytest.mark.parametrize("args", [[], ["--export"], ["--env", "staging"], ["--export", "--env", "x", "--json"]])
+@pytest.mark.parametrize("args", [[], ["--export"], ["--env", "staging", "--against", "production"],
+                                  ["--export", "--env", "x", "--json"]])
 def test_usage_errors(project, args):
     app, *_ = make_app(project, *same_everywhere())
     result = invoke(app, *args)
     assert result.exit_code == 2, result.output
+
+
+def test_env_names_the_environment_to_compare_with_as_everywhere(project):
+    """`parity --env staging` is `parity --against staging`; both naming different references is a usage error."""
+    app, dev_runner, staging_runner, _ = make_app(project, *same_everywhere())
+    result = invoke(app, "--env", "staging", "--yes", "--json")
+    assert_handled(result, 0)
+    doc = json.loads(result.output)
+    assert doc["schema"] == 1 and doc["against"] == "staging" and doc["ok"] is True
+    assert len(staging_runner.calls) == 1 and len(dev_runner.calls) == 1
+    same = invoke(app, "--env", "staging", "--against", "staging", "--yes")
+    assert_handled(same, 0)
+    clash = invoke(app, "--env", "staging", "--against", "production", "--yes")
+    assert_handled(clash, 2)
+    assert "--env staging and --against production name different references" in clash.output
+    assert len(staging_runner.calls) == 2  # the clash contacted nothing
