@@ -17,7 +17,6 @@ from provisioner.adapters.vagrant_driver import PythonVagrantDriver, VagrantDriv
 from provisioner.environments.model import environments_of
 from provisioner.environments.runs import EnvironmentRuns
 from provisioner.environments.stamp import EnvRevisions
-from provisioner.incremental import reprovision
 from provisioner.lab import box
 from provisioner.lab.integration import integrate
 from provisioner.lab.namespace import DEFAULT_NAME, Lab, LabPaths
