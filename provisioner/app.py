@@ -112,10 +112,6 @@ class Devbox:
         """Molecule's idempotence check: full runs until converged, then one that must change nothing."""
         return lifecycle.idempotence(self.project(), names, verbosity=verbosity)
 
-    def select_machines(self, names: Sequence[str] = ()) -> list[str]:
-        """The planned VMs ``names`` stand for (all when none); a usage error naming the planned ones."""
-        return lifecycle.select(self.project(), names)
-
     def status(self, *, refresh: bool = False):
         """States, SSH, last run per VM, and the changes `devbox provision` would run (``pending``)."""
         return lifecycle.status(self.project(), refresh=refresh)
@@ -126,9 +122,9 @@ class Devbox:
     def halt(self, names: Sequence[str] = ()):
         return lifecycle.halt(self.project(), names)
 
-    def destroy(self, names: Sequence[str] = ()):
-        """Destroys without asking: the CLI asks first (unless --yes)."""
-        return lifecycle.destroy(self.project(), names)
+    def destroy(self, names: Sequence[str] = (), *, confirm=None):
+        """``confirm(planned names)`` (the CLI's question, unless --yes) runs after the names are checked."""
+        return lifecycle.destroy(self.project(), names, confirm=confirm)
 
     def doctor(self):
         return doctor.run_checks(self.project())

@@ -194,12 +194,13 @@ def halt(app, names):
 @pass_app
 def destroy(app, names, yes):
     """Delete the VMs (all, or NAMES), their cached connection data and host keys."""
-    selected = app.select_machines(names)  # an unknown name is a usage error before any question
-    if not yes:
+    def ask(selected) -> None:  # after the names are checked: an unknown name is a usage error, not a question
         which = ", ".join(selected) if names else f"ALL development VMs of this project ({', '.join(selected)})"
         click.confirm(f"Destroy {which}?", abort=True, err=True)
-    with _with_progress(app, "devbox destroy"):
-        result = app.destroy(names)
+
+    # progress as plain lines (no live display): the question comes in the middle of the call
+    app.progress = LiveProgress("devbox destroy")
+    result = app.destroy(names, confirm=None if yes else ask)
     click.echo(f"destroyed: {', '.join(result.names)} ({result.seconds:.0f}s)")
 
 

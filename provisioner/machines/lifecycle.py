@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import yaml
 
@@ -144,7 +144,7 @@ class SshNotReady(DevboxError):
 
 def select(project: Project, names: Sequence[str]) -> list[str]:
     """The planned VMs ``names`` stand for (all when none), or a usage error naming the planned ones; reads
-    ``.devbox/plan.json`` only (commands check names before asking anything)."""
+    ``.devbox/plan.json`` only."""
     return _select(load_plan(project.paths.root), names)
 
 
@@ -464,12 +464,16 @@ def halt(project: Project, names: Sequence[str] = ()) -> ChangeResult:
     return ChangeResult(tuple(selected), run.seconds, run.log_path)
 
 
-def destroy(project: Project, names: Sequence[str] = ()) -> ChangeResult:
-    """Delete VMs (the CLI has asked the user) and everything cached about them, host keys included."""
+def destroy(project: Project, names: Sequence[str] = (), *,
+            confirm: Callable[[Sequence[str]], None] | None = None) -> ChangeResult:
+    """Delete VMs and everything cached about them, host keys included. ``confirm`` (the CLI's question) gets the
+    planned VMs once the names are known to be planned, and raises to stop; nothing is asked for an unknown name."""
     paths = project.paths
     with project.lock("devbox destroy"):
         topology = load_plan(project.paths.root)
         selected = _select(topology, names)
+        if confirm is not None:
+            confirm(selected)
         for n in selected:
             project.progress(n, "destroying")
         run = project.vagrant.destroy(names=selected)
