@@ -15,8 +15,9 @@ from provisioner.adapters.playbook_runner import AnsibleRunnerPlaybookRunner, Pl
 from provisioner.adapters.ssh_probe import ParamikoSshProbe, SshProbe
 from provisioner.adapters.vagrant_driver import PythonVagrantDriver, VagrantDriver
 from provisioner.config.editor_schema import schema_text
+from provisioner.environments.model import environments_of
 from provisioner.environments.runs import EnvironmentRuns
-from provisioner.incremental import reprovision
+from provisioner.environments.stamp import EnvRevisions
 from provisioner.lab import box
 from provisioner.lab.integration import integrate
 from provisioner.lab.namespace import DEFAULT_NAME, Lab, LabPaths
@@ -85,41 +86,50 @@ class Devbox:
         """devbox.yml's JSON Schema (for editors), as shipped with this devbox."""
         return schema_text()
 
-    # --- VM lifecycle: machines/ ----------------------------------------------------------------------------
-    def up(self, names: Sequence[str] = (), *, provision: bool = True):
-        """Render if the plan changed, boot what is not running, wait for SSH, provision all in one run."""
-        return lifecycle.up(self.project(), names, provision_after=provision)
+    def show_progress(self, callback: Progress) -> None:
+        """Report progress to ``callback``, unless progress is already wired (e.g. by a test or a caller)."""
+        if self.progress is no_progress:
+            self.progress = callback
 
-    def use_mitogen(self, requested: bool = True):
+    # --- VM lifecycle: machines/ ----------------------------------------------------------------------------
+    def up(self, names: Sequence[str] = (), *, provision: bool = True, mitogen: bool = False, verbosity: int = 0):
+        """Render if the plan changed, boot what is not running, wait for SSH, provision all in one run."""
+        self._use_mitogen(mitogen)
+        return lifecycle.up(self.project(), names, provision_after=provision, verbosity=verbosity)
+
+    def _use_mitogen(self, requested: bool):
         """Opt in to Mitogen for the development VMs' Ansible runs; the strategy chosen (or why not)."""
-        self.playbooks.strategy = choose_strategy(requested)
-        return self.playbooks.strategy
+        if requested:
+            self.playbooks.strategy = choose_strategy(requested)
 
     def provision(self, names: Sequence[str] = (), *, tags: str | None = None, limit: str | None = None,
-                  check: bool = False, full: bool = False, dry_run: bool = False):
-        """Runs only what changed since the last successful run (``full``: everything; ``dry_run``: only plan)."""
+                  check: bool = False, full: bool = False, dry_run: bool = False, mitogen: bool = False,
+                  skip_tags: str | None = None, diff: bool = False, extra_vars: Sequence[str] = (),
+                  verbosity: int = 0):
+        """Runs only what changed since the last successful run (``full``: everything; ``dry_run``: only plan).
+        ``tags``, ``skip_tags``, ``limit``, ``check``, ``extra_vars``: a partial run that records nothing."""
+        self._use_mitogen(mitogen)
         return lifecycle.provision(self.project(), names, tags=tags, limit=limit, check=check, full=full,
-                                   dry_run=dry_run)
+                                   dry_run=dry_run, skip_tags=skip_tags, diff=diff, extra_vars=extra_vars,
+                                   verbosity=verbosity)
 
-    def pending_changes(self):
-        """Per VM, what `devbox provision` would run now and why; reads files only, contacts no VM."""
-        project = self.project()
-        paths = project.paths
-        return reprovision.pending(devbox_dir=paths.devbox, playbook=project.playbook(), inventory=paths.inventory,
-                                   project_dir=paths.root)
+    def idempotence(self, names: Sequence[str] = (), *, verbosity: int = 0):
+        """Molecule's idempotence check: full runs until converged, then one that must change nothing."""
+        return lifecycle.idempotence(self.project(), names, verbosity=verbosity)
 
     def status(self, *, refresh: bool = False):
+        """States, SSH, last run per VM, and the changes `devbox provision` would run (``pending``)."""
         return lifecycle.status(self.project(), refresh=refresh)
 
-    def ssh(self, name: str, command: Sequence[str] = ()):
-        return lifecycle.ssh_command(self.project(), name, command)
+    def ssh(self, name: str, command: Sequence[str] = (), *, ssh_args: Sequence[str] = ()):
+        return lifecycle.ssh_command(self.project(), name, command, ssh_args=ssh_args)
 
     def halt(self, names: Sequence[str] = ()):
         return lifecycle.halt(self.project(), names)
 
-    def destroy(self, names: Sequence[str] = ()):
-        """Destroys without asking: the CLI asks first (unless --yes)."""
-        return lifecycle.destroy(self.project(), names)
+    def destroy(self, names: Sequence[str] = (), *, confirm=None):
+        """``confirm(planned names)`` (the CLI's question, unless --yes) runs after the names are checked."""
+        return lifecycle.destroy(self.project(), names, confirm=confirm)
 
     def doctor(self):
         return doctor.run_checks(self.project())
@@ -150,8 +160,7 @@ class Devbox:
         def machines_of(project_dir: Path) -> "Devbox":
             inner = type(self).create(project_dir)  # the real adapters, for the copy
             inner.progress = self.progress
-            if mitogen:
-                inner.use_mitogen()
+            inner._use_mitogen(mitogen)
             return inner
 
         return integrate(Path(self.project_dir), report_dir, machines_factory=machines_of,
@@ -168,14 +177,26 @@ class Devbox:
         return self.environment_runs().plan(env, env_explicit=env_explicit, yes=yes, no_check_first=no_check_first,
                                             limit=limit)
 
-    def env_provision(self, plan, *, confirm, ask_password, tags: str | None = None, limit: str | None = None):
-        """Pinned keys, check-mode diff, typed confirmation (callbacks from the CLI), apply, stamp."""
+    def env_provision(self, plan, *, confirm, ask_password, tags: str | None = None, limit: str | None = None,
+                      skip_tags: str | None = None, extra_vars: Sequence[str] = (), diff: bool = False,
+                      verbosity: int = 0):
+        """Pinned keys, check-mode diff, typed confirmation (callbacks from the CLI), apply, stamp. Raises
+        ``EnvProvisionFailed`` (with the per-host result) when a host failed."""
         return self.environment_runs().provision(plan, confirm=confirm, ask_password=ask_password, tags=tags,
-                                                 limit=limit)
+                                                 limit=limit, skip_tags=skip_tags, extra_vars=tuple(extra_vars),
+                                                 diff=diff, verbosity=verbosity)
 
     def env_revisions(self, env: str | None, *, ask_password=None):
         """What each host of ``env`` last had applied by devbox, read from the hosts."""
         return self.environment_runs().revisions(env, ask_password=ask_password)
+
+    def env_status(self, env: str | None, *, ask_password=None) -> EnvRevisions:
+        """`status --env`: the revisions per host, with the environment's name (``to_json()`` for --json)."""
+        return EnvRevisions(env or "dev", tuple(self.env_revisions(env, ask_password=ask_password)))
+
+    def environment_names(self) -> list[str]:
+        """The environments devbox.yml names (and ``dev``), for shell completion; reads devbox.yml only."""
+        return sorted(environments_of(self.config()))
 
     def trust_scan(self, env: str | None):
         return self.environment_runs().scan_keys(env)
@@ -187,6 +208,10 @@ class Devbox:
     def parity(self, against: str | None, *, yes: bool = False, confirm=None):
         """Compare the VMs with an environment or a baseline file; returns a ``ParityReport``."""
         return parity_flow.compare(self.project(), self.environment_runs(), against, yes=yes, confirm=confirm)
+
+    def write_parity_html(self, report, path: Path) -> Path:
+        """The report as one self-contained HTML page, written atomically."""
+        return parity_flow.write_html(report, Path(path))
 
     def parity_export(self, env: str, *, yes: bool = False, confirm=None) -> str:
         """A baseline (JSON text) of ``env``'s hosts, to compare with later without access to them."""

@@ -109,9 +109,10 @@ class FakePlaybookRunner(PlaybookRunner):
         self.calls: list[dict] = []
 
     def run(self, *, playbook, inventory, forks, limit=None, tags=None, check=False, extravars=None,
-            on_progress=None, on_event=None, after=()):
+            on_progress=None, on_event=None, after=(), skip_tags=None, diff=False, extra_vars=(), verbosity=0):
         call = dict(playbook=playbook, inventory=inventory, forks=forks, limit=limit, tags=tags, check=check,
-                    extravars=extravars, after=tuple(after))
+                    extravars=extravars, after=tuple(after), skip_tags=skip_tags, diff=diff,
+                    extra_vars=tuple(extra_vars), verbosity=verbosity)
         self.calls.append(call)
         if not self.results:
             raise UnexpectedCall(f"unexpected ansible-playbook run: {call}")

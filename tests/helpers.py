@@ -95,3 +95,25 @@ def git_commit(repo: Path, *paths: str, message: str, author: tuple[str, str] = 
 def git_head(repo: Path) -> str:
     """The checked-out commit, abbreviated to 12 characters (as devbox records revisions)."""
     return git(repo, "rev-parse", "--short=12", "HEAD").strip()
+
+
+# --- CLI results -----------------------------------------------------------------------------------------------
+
+def assert_handled(result, code: int) -> None:
+    """A click ``CliRunner`` result ended with exit ``code`` the way devbox means it to, not by a crash.
+
+    CliRunner swallows exceptions: a crash also gives exit 1, with empty output and no "Traceback" in it. A handled
+    error (and any non-zero exit devbox chooses) leaves ``SystemExit``; a crash leaves the exception that escaped,
+    shown here with its traceback. Exit 0 leaves no exception at all.
+    """
+    import traceback
+
+    exc = result.exception
+    crash = "" if exc is None or isinstance(exc, SystemExit) else "".join(
+        traceback.format_exception(type(exc), exc, exc.__traceback__))
+    assert not crash, f"devbox crashed (exit {result.exit_code}):\n{crash}\noutput:\n{result.output}"
+    assert result.exit_code == code, f"exit {result.exit_code} instead of {code}; output:\n{result.output}"
+    if code == 0:
+        assert exc is None
+    else:
+        assert isinstance(exc, SystemExit) and exc.code == code

@@ -57,6 +57,18 @@ class TaskFailure:
 
 
 @dataclass(frozen=True)
+class TaskChange:
+    """A task that reported ``changed`` on a host (what `devbox idempotence` names)."""
+
+    host: str
+    task: str
+    role: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.host}: {self.role + ' : ' if self.role else ''}{self.task}"
+
+
+@dataclass(frozen=True)
 class PlaybookResult:
     status: str  # ansible-runner's: successful, failed, canceled, timeout
     rc: int
@@ -66,6 +78,7 @@ class PlaybookResult:
     seconds: float
     argv: tuple[str, ...] = field(default=())
     strategy: Strategy = DEFAULT_STRATEGY  # how it ran (Mitogen, or why not when it was asked for)
+    changes: tuple[TaskChange, ...] = ()  # every task that reported changed, per host, in the order they ran
 
     @property
     def ok(self) -> bool:
@@ -84,12 +97,16 @@ class PlaybookRunner(ABC):
             tags: str | None = None, check: bool = False, extravars: Mapping | None = None,
             on_progress: HostProgress | None = None,
             on_event: Callable[[Mapping], None] | None = None,
-            after: Sequence[Path] = ()) -> PlaybookResult:
+            after: Sequence[Path] = (), skip_tags: str | None = None, diff: bool = False,
+            extra_vars: Sequence[str] = (), verbosity: int = 0) -> PlaybookResult:
         """Run ``playbook`` against ``inventory``; never raises for failed tasks (they are in the result).
 
         ``on_event`` receives every ansible-runner event as it arrives (e.g. parity reads the facts in them).
         ``after``: devbox's own playbooks (the revision stamp) run in the same ansible-playbook invocation,
         so they reach exactly the hosts that completed ``playbook`` (Ansible drops failed hosts from later plays).
+        The user's pass-through to ansible-playbook: ``skip_tags`` (--skip-tags), ``diff`` (--diff; ``check``
+        implies it), ``extra_vars`` (each one ``-e VALUE`` as typed: ``k=v``, JSON or ``@file``) and
+        ``verbosity`` (-v... : 1 to 4).
         """
 
 
@@ -134,6 +151,15 @@ def failure_from_event(event: Mapping) -> TaskFailure | None:
                        unreachable=kind == "runner_on_unreachable")
 
 
+def change_from_event(event: Mapping) -> TaskChange | None:
+    """A ``runner_on_ok`` event of a task that changed something (loops report the sum in the same event)."""
+    data = event.get("event_data") or {}
+    if event.get("event") != "runner_on_ok" or not (data.get("res") or {}).get("changed"):
+        return None
+    return TaskChange(host=str(data.get("host") or "?"), task=str(data.get("task") or "?"),
+                      role=data.get("role") or None)
+
+
 def _parse_time(value: str | None) -> float | None:
     if not value:
         return None
@@ -150,6 +176,7 @@ class _EventCollector:
         self.on_progress = on_progress
         self.on_event = on_event
         self.failures: list[TaskFailure] = []
+        self.changes: list[TaskChange] = []
         self.first: dict[str, float] = {}
         self.last: dict[str, float] = {}
 
@@ -168,6 +195,9 @@ class _EventCollector:
         failure = failure_from_event(event)
         if failure:
             self.failures.append(failure)
+        change = change_from_event(event)
+        if change:
+            self.changes.append(change)
         if self.on_event:
             self.on_event(event)
         return True  # keep the event in the artifacts too
@@ -250,7 +280,8 @@ class AnsibleRunnerPlaybookRunner(PlaybookRunner):
             tags: str | None = None, check: bool = False, extravars: Mapping | None = None,
             on_progress: HostProgress | None = None,
             on_event: Callable[[Mapping], None] | None = None,
-            after: Sequence[Path] = ()) -> PlaybookResult:
+            after: Sequence[Path] = (), skip_tags: str | None = None, diff: bool = False,
+            extra_vars: Sequence[str] = (), verbosity: int = 0) -> PlaybookResult:
         import ansible_runner  # adapter-only dependency
 
         playbook = Path(playbook).resolve()
@@ -266,11 +297,14 @@ class AnsibleRunnerPlaybookRunner(PlaybookRunner):
             self.known_hosts.touch(exist_ok=True)
         log_path = self.logs_dir / "ansible.log"
         collector = _EventCollector(on_progress, on_event)
-        extra = (*(("--check", "--diff") if check else ()), *self.extra_args)
+        extra = (*(("--check",) if check else ()), *(("--diff",) if check or diff else ()),
+                 *(a for value in extra_vars for a in ("-e", value)), *self.extra_args)
         cmdline = " ".join(shlex.quote(a) for a in extra) or None
         after = tuple(Path(p).resolve() for p in after)
         argv = ("ansible-playbook", "-i", str(inventory), str(playbook), *map(str, after),
-                *(("--limit", limit) if limit else ()), *(("--tags", tags) if tags else ()), *extra)
+                *(("--limit", limit) if limit else ()), *(("--tags", tags) if tags else ()),
+                *(("--skip-tags", skip_tags) if skip_tags else ()), *((f"-{'v' * verbosity}",) if verbosity else ()),
+                *extra)
         run_playbook = _chain(self.runner_dir, playbook, after) if after else playbook
         started = time.monotonic()
         with _cancel_on_sigint() as cancelled:
@@ -291,6 +325,8 @@ class AnsibleRunnerPlaybookRunner(PlaybookRunner):
                 cmdline=cmdline,
                 limit=limit,
                 tags=tags,
+                skip_tags=skip_tags,
+                verbosity=verbosity or None,
                 forks=max(1, forks),
                 event_handler=collector,
                 cancel_callback=cancelled,
@@ -303,7 +339,7 @@ class AnsibleRunnerPlaybookRunner(PlaybookRunner):
         hosts = summarize(runner.stats, collector.durations())
         result = PlaybookResult(status=runner.status, rc=runner.rc if runner.rc is not None else -1, hosts=hosts,
                                 failures=tuple(collector.failures), log_path=str(log_path), seconds=seconds,
-                                argv=argv, strategy=self.strategy)
+                                argv=argv, strategy=self.strategy, changes=tuple(collector.changes))
         if not result.ok and not result.failures and not any(not h.succeeded for h in hosts):
             # Ansible stopped before any task could fail: syntax error, missing role, bad inventory...
             raise CommandFailed(list(argv), result.rc, _stdout_tail(runner), log_path=str(log_path),

@@ -4,12 +4,13 @@ from __future__ import annotations
 from provisioner.cli.config import config
 from provisioner.cli.environments import trust
 from provisioner.cli.lab import box, integration, lab
-from provisioner.cli.machines import destroy, doctor, halt, provision, ssh, status, up
+from provisioner.cli.machines import destroy, doctor, halt, idempotence, provision, ssh, status, up
 from provisioner.cli.main import main
 from provisioner.cli.parity import parity
 from provisioner.cli.plan import init, plan
 
-COMMANDS = (plan, init, up, provision, status, ssh, halt, destroy, doctor, trust, parity, box, lab, integration, config)
+COMMANDS = (plan, init, up, provision, idempotence, status, ssh, halt, destroy, doctor, trust, parity, box, lab,
+            integration, config)
 
 for command in COMMANDS:
     main.add_command(command)

@@ -14,7 +14,7 @@ from click.core import ParameterSource
 from provisioner.cli.context import console, pass_app
 from provisioner.cli.options import env_option
 from provisioner.cli.views import env_hosts_table, env_revisions_table, host_keys_table, host_summary_table
-from provisioner.errors import DevboxError
+from provisioner.environments.runs import EnvProvisionFailed
 
 if TYPE_CHECKING:
     from provisioner.environments.model import Environment, RunPlan
@@ -45,31 +45,37 @@ def confirm_by_typing(plan: RunPlan, preview) -> str:
 
 
 def provision_env(app, ctx: click.Context, env_name: str, *, yes: bool, no_check_first: bool,
-                  tags: str | None, limit: str | None) -> None:
+                  tags: str | None, limit: str | None, skip_tags: str | None = None, extra_vars=(),
+                  diff: bool = False, verbosity: int = 0) -> None:
     """`devbox provision --env NAME` (not dev): the hosts, a check-mode preview, the typed confirmation, the run."""
     plan = app.env_plan(env_name, env_explicit=env_given_explicitly(ctx), yes=yes, no_check_first=no_check_first,
                         limit=limit)
-    console(stderr=True).print(env_hosts_table(plan))
-    result = app.env_provision(plan, confirm=confirm_by_typing, ask_password=ask_vault_password, tags=tags,
-                               limit=limit)
-    title = (f"{plan.environment.name}: applied {result.revision.describe()}; "
-             f"revision recorded on {len(result.stamped)} hosts")
-    console().print(host_summary_table(result.apply.hosts, title))
-    if not result.ok:
-        failures = "\n".join(f"  {f}" for f in result.apply.failures) or f"  status {result.apply.status}"
-        raise DevboxError(f"provisioning {plan.environment.name} failed:\n{failures}\nfull log: "
-                          f"{result.apply.log_path}", "fix the failing task and run the command again")
+    err = console(stderr=True)
+    err.print(env_hosts_table(plan))
+    for value in extra_vars:  # shown before the question: the confirmation is for what will really be applied
+        err.print(f"extra vars: -e {value}", markup=False, style="yellow")
+    try:
+        result = app.env_provision(plan, confirm=confirm_by_typing, ask_password=ask_vault_password, tags=tags,
+                                   limit=limit, skip_tags=skip_tags, extra_vars=extra_vars, diff=diff,
+                                   verbosity=verbosity)
+    except EnvProvisionFailed as exc:
+        console().print(host_summary_table(exc.result.apply.hosts, _applied_title(exc.result)))
+        raise
+    console().print(host_summary_table(result.apply.hosts, _applied_title(result)))
+
+
+def _applied_title(result) -> str:
+    return (f"{result.plan.environment.name}: applied {result.revision.describe()}; "
+            f"revision recorded on {len(result.stamped)} hosts")
 
 
 def status_env(app, env_name: str, as_json: bool) -> None:
     """`devbox status --env NAME`: which revision devbox last applied to each host."""
-    revisions = app.env_revisions(env_name, ask_password=ask_vault_password)
+    result = app.env_status(env_name, ask_password=ask_vault_password)
     if as_json:
-        click.echo(json.dumps({"environment": env_name or "dev", "hosts": [
-            {"host": r.host, "revision": r.revision, "applied": dict(r.stamp) if r.stamp else None,
-             "problem": r.problem or None} for r in revisions]}, indent=2))
+        click.echo(json.dumps(result.to_json(), indent=2))
         return
-    console().print(env_revisions_table(env_name, revisions))
+    console().print(env_revisions_table(env_name, result.hosts))
 
 
 @click.command()

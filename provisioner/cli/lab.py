@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from provisioner.project.context import no_progress
 from provisioner.cli.context import pass_app
 from provisioner.cli.options import force_option, lab_name_option, mitogen_option
 from provisioner.lab.integration import summary_lines
@@ -15,8 +14,7 @@ from provisioner.lab.integration import summary_lines
 def _echo_progress(app) -> None:
     """Progress lines on stderr for long steps (box build, lab, integration), unless someone already wired progress;
     results go to stdout."""
-    if getattr(app, "progress", None) in (None, no_progress):
-        app.progress = lambda subject, message: click.echo(f"{subject}: {message}", err=True)
+    app.show_progress(lambda subject, message: click.echo(f"{subject}: {message}", err=True))
 
 
 @click.group()

@@ -10,11 +10,10 @@ import click
 from rich.table import Table
 
 from provisioner.cli.context import console as make_console, pass_app
-from provisioner.cli.options import json_option, yes_option
+from provisioner.cli.options import complete_env_names, json_option, yes_option
 from provisioner.errors import UsageError
-from provisioner.fsutil import atomic_write
 from provisioner.parity.compare import ParityReport
-from provisioner.parity.report import report_html, report_json
+from provisioner.parity.report import report_json
 
 
 def print_report(report: ParityReport, console=None) -> None:
@@ -61,8 +60,9 @@ def _confirm(plan, _check=None) -> str:
 @click.option("--against", metavar="ENV|BASELINE.json",
               help="The reference: an environment named in devbox.yml, or a baseline file from --export.")
 @click.option("--export", "export", is_flag=True, help="Write a baseline of --env to stdout instead of comparing.")
-# not options.env_option: no DEVBOX_ENV here, and only for --export
-@click.option("--env", "env", metavar="ENV", help="With --export: the environment to capture (e.g. production).")
+# not options.env_option: no DEVBOX_ENV here (comparing with an environment is always asked for on the command line)
+@click.option("--env", "env", metavar="ENV", shell_complete=complete_env_names,
+              help="The environment to compare with (as --against ENV), or with --export to capture.")
 @json_option("The report as JSON on stdout.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the report as one self-contained HTML page.")
@@ -76,11 +76,12 @@ def parity(ctx: click.Context, app, against, export, env, as_json, html_path, ye
             raise UsageError("--export takes --env ENV only", "e.g. devbox parity --export --env production > baseline.json")
         click.echo(app.parity_export(env, yes=yes, confirm=_confirm), nl=False)
         return
-    if env:
-        raise UsageError("--env is for --export; compare with --against ENV")
-    report = app.parity(against, yes=yes, confirm=_confirm)
+    if env and against and env != against:
+        raise UsageError(f"--env {env} and --against {against} name different references",
+                         f"give one: --env {env} (or --against {against})")
+    report = app.parity(env or against, yes=yes, confirm=_confirm)
     if html_path:
-        atomic_write(html_path, report_html(report))
+        app.write_parity_html(report, html_path)
     if as_json:
         click.echo(report_json(report), nl=False)
     else:

@@ -22,7 +22,7 @@ def plan(app, inventory, config, as_json, allow_inventory_scripts):
     """Show which development VMs the production inventory maps to. Writes nothing."""
     result = app.plan(inventory=inventory, config=config, allow_inventory_scripts=allow_inventory_scripts)
     if as_json:
-        click.echo(json.dumps(result.topology.to_json(), indent=2))
+        click.echo(json.dumps(result.to_json(), indent=2))
         return
     _print_topology(result.topology, f"from {result.inventory}")
 

@@ -73,7 +73,8 @@ def status_table(machines: Iterable, refreshed: bool) -> Table:
         table.add_column(column)
     for m in machines:
         ssh = "-" if m.ssh is None else ("answers" if m.ssh else "no answer")
-        table.add_row(m.name, m.state, ssh, m.address or "-", m.last_provisioned or "never", m.revision or "-")
+        table.add_row(m.name, m.state.replace("_", " "), ssh, m.address or "-", m.last_provisioned or "never",
+                      m.revision or "-")
     return table
 
 

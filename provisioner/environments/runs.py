@@ -25,7 +25,7 @@ from provisioner.environments.guard import guarded_hosts
 from provisioner.environments.model import (Environment, RunPlan, TargetHost, check_confirmation, environments_of,
                                             plan_run, read_target_hosts, select_environment, vault_labels,
                                             vault_run_settings)
-from provisioner.errors import UsageError
+from provisioner.errors import DevboxError, UsageError
 from provisioner.project.lock import ProjectLock
 from provisioner.project.paths import ProjectPaths
 from provisioner.adapters.playbook_runner import AnsibleRunnerPlaybookRunner, PlaybookResult, PlaybookRunner
@@ -84,6 +84,17 @@ class EnvProvisionResult:
     @property
     def ok(self) -> bool:
         return self.apply.ok
+
+
+class EnvProvisionFailed(DevboxError):
+    """The playbook ran against the environment and failed somewhere; carries the result (per-host summary)."""
+
+    def __init__(self, result: EnvProvisionResult):
+        apply = result.apply
+        failures = "\n".join(f"  {f}" for f in apply.failures) or f"  status {apply.status}"
+        super().__init__(f"provisioning {result.plan.environment.name} failed:\n{failures}\nfull log: "
+                         f"{apply.log_path}", "fix the failing task and run the command again")
+        self.result = result
 
 
 @dataclass
@@ -148,12 +159,18 @@ class EnvironmentRuns:
 
     # --- provision ----------------------------------------------------------------------------------------
     def provision(self, plan: RunPlan, *, confirm: Confirm, ask_password: AskPassword,
-                  tags: str | None = None, limit: str | None = None) -> EnvProvisionResult:
+                  tags: str | None = None, limit: str | None = None, skip_tags: str | None = None,
+                  extra_vars: tuple[str, ...] = (), diff: bool = False, verbosity: int = 0) -> EnvProvisionResult:
+        """Raises ``EnvProvisionFailed`` (with the result) when the playbook failed on a host. The pass-through
+        options (``extra_vars``...) reach the check-mode preview and the run alike: the confirmation is for
+        exactly what will be applied."""
         with self.lock(f"devbox provision --env {plan.environment.name}"):
-            return self._provision(plan, confirm=confirm, ask_password=ask_password, tags=tags, limit=limit)
+            return self._provision(plan, confirm=confirm, ask_password=ask_password, tags=tags, limit=limit,
+                                   skip_tags=skip_tags, extra_vars=extra_vars, diff=diff, verbosity=verbosity)
 
-    def _provision(self, plan: RunPlan, *, confirm: Confirm, ask_password: AskPassword,
-                   tags: str | None, limit: str | None) -> EnvProvisionResult:
+    def _provision(self, plan: RunPlan, *, confirm: Confirm, ask_password: AskPassword, tags: str | None,
+                   limit: str | None, skip_tags: str | None, extra_vars: tuple[str, ...], diff: bool,
+                   verbosity: int) -> EnvProvisionResult:
         env = plan.environment
         self.progress(env.name, f"checking the host keys of {len(plan.hosts)} hosts")
         require_trusted(env.name, self.host_key_checker(list(plan.hosts), env.known_hosts), env.known_hosts)
@@ -165,7 +182,8 @@ class EnvironmentRuns:
             runner = self.runner_factory(RunnerSettings(
                 environment=env, runner_dir=self.state_dir(env) / "runner", logs_dir=self.state_dir(env) / "logs",
                 known_hosts=env.known_hosts, extra_env=vault_env, extra_args=args))
-            common = dict(inventory=env.inventory, forks=max(1, len(plan.hosts)), limit=limit, tags=tags)
+            common = dict(inventory=env.inventory, forks=max(1, len(plan.hosts)), limit=limit, tags=tags,
+                          skip_tags=skip_tags, extra_vars=tuple(extra_vars), diff=diff, verbosity=verbosity)
             check = None
             if plan.check_first:
                 self.progress(env.name, "check mode: what would change")
@@ -177,13 +195,17 @@ class EnvironmentRuns:
             self.progress(env.name, f"applying {playbook.name} at {revision.describe()}")
             record_play, _ = write_stamp_playbooks(self.project_dir / ".devbox" / "stamp")
             stamp = make_stamp(environment=env.name, playbook=os.path.relpath(playbook, self.project_dir),
-                               revision=revision, limit=limit, tags=tags)
+                               revision=revision, limit=limit,
+                               tags=tags or (f"skipped {skip_tags}" if skip_tags else None))
             applied = runner.run(playbook=playbook, **common, on_progress=self.progress, after=(record_play,),
                                  extravars=stamp_extravars(stamp, plays=plays_roles(playbook),
                                                            path=self.applied_path))
         # the stamp play ran last in the same run: a host that succeeded has its record
         stamped = tuple(h.host for h in applied.hosts if h.succeeded)
-        return EnvProvisionResult(plan, revision, check, applied, stamped)
+        result = EnvProvisionResult(plan, revision, check, applied, stamped)
+        if not result.ok:
+            raise EnvProvisionFailed(result)
+        return result
 
     # --- status -------------------------------------------------------------------------------------------
     def revisions(self, name: str | None, *, ask_password: AskPassword | None = None) -> list[HostRevision]:

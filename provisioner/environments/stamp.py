@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping
 
-from provisioner import __version__
+from provisioner import JSON_SCHEMA, __version__
 from provisioner.adapters import process
 from provisioner.fsutil import atomic_write
 from provisioner.playbook.site import PlaybookReadError, SitePlaybook, read_site
@@ -200,6 +200,19 @@ class HostRevision:
         if not self.stamp:
             return "never provisioned by devbox"
         return str(self.stamp.get("revision") or "?")
+
+
+@dataclass(frozen=True)
+class EnvRevisions:
+    """`devbox status --env NAME`: what devbox last applied to each host of the environment."""
+
+    environment: str
+    hosts: tuple[HostRevision, ...]
+
+    def to_json(self) -> dict:
+        return {"schema": JSON_SCHEMA, "environment": self.environment, "hosts": [
+            {"host": r.host, "revision": r.revision, "applied": dict(r.stamp) if r.stamp else None,
+             "problem": r.problem or None} for r in self.hosts]}
 
 
 def collect_fetched(fetch_dir: Path, hosts: list[str], unreachable: Mapping[str, str] | None = None) -> list[HostRevision]:

@@ -145,20 +145,32 @@ def _quiet_marker(state_other: Mapping, ledger: Mapping, extra_vars: Mapping | N
     return [str(vm) for vm in quiet.get("vms") or []]
 
 
+PARTIAL_FLAGS = "--tags, --skip-tags, --limit, -e/--extra-vars or --check"
+
+
+def partial_run(*, tags: str | None = None, skip_tags: str | None = None, limit: str | None = None,
+                check: bool = False, extra_vars: Sequence[str] = ()) -> bool:
+    """Whether Ansible runs part of the playbook, something other than the files say (extra vars), or nothing for
+    real: such a run records nothing in the ledger."""
+    return bool(tags or skip_tags or limit or check or extra_vars)
+
+
 def start(*, devbox_dir: Path, playbook: Path, inventory: Path, project_dir: Path, names: Sequence[str],
           full: bool = False, dry_run: bool = False, tags: str | None = None, limit: str | None = None,
-          check: bool = False) -> IncrementalRun | None:
+          check: bool = False, skip_tags: str | None = None, extra_vars: Sequence[str] = ()
+          ) -> IncrementalRun | None:
     """The incremental run for ``devbox provision``/``up``, or None when the run cannot be one.
 
-    With ``--tags``, ``--limit`` or ``--check`` Ansible runs part of the playbook, or nothing for real, so
-    devbox runs the playbook as asked and records nothing: the ledger then still holds what was last applied
-    in full, and the next plain run redoes whatever changed since.
+    With ``--tags``, ``--skip-tags``, ``--limit`` or ``--check`` Ansible runs part of the playbook, or nothing for
+    real; with extra vars it applies values the project's files do not hold. devbox then runs the playbook as
+    asked and records nothing: the ledger still holds what was last applied in full from the files, and the next
+    plain run redoes whatever changed since.
     """
-    if tags or limit or check:
+    if partial_run(tags=tags, skip_tags=skip_tags, limit=limit, check=check, extra_vars=extra_vars):
         if dry_run or full:
             flag = "--dry-run" if dry_run else "--full"
-            raise UsageError(f"{flag} cannot be combined with --tags, --limit or --check",
-                             f"use {flag} alone, or --tags/--limit/--check alone")
+            raise UsageError(f"{flag} cannot be combined with {PARTIAL_FLAGS}",
+                             f"use {flag} alone, or those options without it")
         return None
     return prepare(devbox_dir=devbox_dir, playbook=playbook, inventory=inventory, project_dir=project_dir,
                    names=names, full=full, write=not dry_run)

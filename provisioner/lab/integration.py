@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
+from provisioner import JSON_SCHEMA
 from provisioner.adapters import process
 from provisioner.environments.stamp import playbook_revision
 from provisioner.errors import DevboxError
@@ -154,7 +155,7 @@ class IntegrationReport:
         return bool(self.steps) and all(s.ok for s in self.steps)
 
     def to_json(self) -> dict:
-        return {"ok": self.ok, "project": self.project, "revision": self.revision, "started": self.started,
+        return {"schema": JSON_SCHEMA, "ok": self.ok, "project": self.project, "revision": self.revision, "started": self.started,
                 "seconds": round(self.seconds, 1), "steps": [asdict(s) for s in self.steps]}
 
     def to_junit(self) -> str:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import yaml
 
+from provisioner import JSON_SCHEMA
 from provisioner.adapters import process
 from provisioner.incremental import reprovision
 from provisioner.environments.model import ensure_dev_gets_no_vault_password
@@ -21,7 +22,7 @@ from provisioner.fsutil import atomic_write
 from provisioner.plan.planning import derive, generated_set_problem, load_plan, render_project
 from provisioner.project.context import Project
 from provisioner.project.paths import ProjectPaths
-from provisioner.adapters.playbook_runner import PlaybookResult
+from provisioner.adapters.playbook_runner import PlaybookResult, TaskChange
 from provisioner.incremental.ledger import EventLog
 from provisioner.adapters.ssh_probe import ProjectKnownHosts, SshTarget, known_hosts_name
 from provisioner.environments.stamp import playbook_revision, stamp_run_args
@@ -46,6 +47,15 @@ class ProvisionResult:
     revision: str | None
     check: bool
     plan: "IncrementalPlan | None" = None  # incremental provisioning: what ran (or would run) per VM, and why
+    partial: bool = False  # --tags, --skip-tags, --limit, -e or --check: nothing was recorded in the ledger
+
+    @property
+    def note(self) -> str | None:
+        """What the user should know about the ledger after a partial run (None for a normal run)."""
+        if not self.partial or self.playbook is None:
+            return None
+        return (f"partial run ({reprovision.PARTIAL_FLAGS}): nothing recorded in the change ledger; the next plain "
+                f"`devbox provision` runs whatever changed since the last full record")
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,7 @@ class MachineStatus:
     seen_at: str | None
 
     def to_json(self) -> dict:
-        return {"name": self.name, "state": self.state, "ssh": self.ssh,
+        return {"name": self.name, "state": self.state, "ssh": self.ssh, "address": self.address,
                 "last_provisioned": self.last_provisioned, "revision": self.revision}
 
 
@@ -77,9 +87,25 @@ class MachineStatus:
 class StatusResult:
     machines: tuple[MachineStatus, ...]
     refreshed: bool
+    pending: "IncrementalPlan | None" = None  # what `devbox provision` would run now, per VM; None: unknown
+    pending_error: str | None = None  # why it is unknown (a playbook devbox cannot read must not hide the states)
 
     def to_json(self) -> dict:
-        return {"machines": [m.to_json() for m in self.machines]}
+        return {"schema": JSON_SCHEMA, "refreshed": self.refreshed,
+                "machines": [{**m.to_json(), "pending": self._pending_json(m.name)} for m in self.machines],
+                "pending_error": self.pending_error}
+
+    def _pending_json(self, name: str) -> dict | None:
+        """``{"runs": "nothing" | "everything" | [role or play, ...], "why": [...]}``; None when unknown."""
+        if self.pending is None or name not in {v.vm for v in self.pending.vms}:
+            return None
+        vm = self.pending.vm(name)
+        if vm.nothing:
+            return {"runs": "nothing", "why": []}
+        if vm.everything:
+            return {"runs": "everything", "why": list(vm.reasons())}
+        return {"runs": list(dict.fromkeys(c.label for c in vm.units)),
+                "why": [f"{c.label}: {r}" for c in vm.units for r in c.reasons]}
 
 
 @dataclass(frozen=True)
@@ -115,6 +141,12 @@ class SshNotReady(DevboxError):
 
 
 # ------------------------------------------------------------------------------------------------- helpers
+
+def select(project: Project, names: Sequence[str]) -> list[str]:
+    """The planned VMs ``names`` stand for (all when none), or a usage error naming the planned ones; reads
+    ``.devbox/plan.json`` only."""
+    return _select(load_plan(project.paths.root), names)
+
 
 def _select(topology: "Topology", names: Sequence[str]) -> list[str]:
     """The machines a command acts on: all of the plan by default; unknown names are a usage error."""
@@ -212,7 +244,7 @@ def _refresh_connections(project: Project, state: State, names: Sequence[str], r
 
 # ------------------------------------------------------------------------------------------------ commands
 
-def up(project: Project, names: Sequence[str] = (), *, provision_after: bool = True) -> UpResult:
+def up(project: Project, names: Sequence[str] = (), *, provision_after: bool = True, verbosity: int = 0) -> UpResult:
     paths = project.paths
     with project.lock("devbox up"):
         topology, rendered = ensure_rendered(project)
@@ -259,13 +291,15 @@ def up(project: Project, names: Sequence[str] = (), *, provision_after: bool = T
             raise SshNotReady(errors)
         ssh_seconds = time.monotonic() - ssh_started
 
-        prov = _provision_locked(project, topology, state, selected, names_given=bool(names)) if provision_after else None
+        prov = (_provision_locked(project, topology, state, selected, names_given=bool(names), verbosity=verbosity)
+                if provision_after else None)
     return UpResult(rendered=rendered, booted=tuple(to_boot), already_running=tuple(running),
                     boot_seconds=boot_seconds, ssh_seconds=ssh_seconds, provision=prov)
 
 
 def provision(project: Project, names: Sequence[str] = (), *, tags: str | None = None, limit: str | None = None,
-              check: bool = False, full: bool = False, dry_run: bool = False) -> ProvisionResult:
+              check: bool = False, full: bool = False, dry_run: bool = False, skip_tags: str | None = None,
+              diff: bool = False, extra_vars: Sequence[str] = (), verbosity: int = 0) -> ProvisionResult:
     paths = project.paths
     with project.lock("devbox provision"):
         topology = load_plan(project.paths.root)
@@ -275,6 +309,10 @@ def provision(project: Project, names: Sequence[str] = (), *, tags: str | None =
                               "run `devbox up` (it renders the set again) or `devbox init`")
         selected = _select(topology, names)
         state = load_state(paths.state)
+        options = dict(tags=tags, limit=limit, check=check, full=full, dry_run=dry_run, skip_tags=skip_tags,
+                       diff=diff, extra_vars=tuple(extra_vars), verbosity=verbosity)
+        if dry_run:  # plans only: no connection details needed, no VM contacted (none may exist yet)
+            return _provision_locked(project, topology, state, selected, names_given=bool(names), **options)
         missing = [n for n in selected if not state.machine(n).ssh]
         if missing:  # never booted by devbox (or destroyed since): ask Vagrant once for all of them
             _refresh_connections(project, state, missing, recreated=())
@@ -282,8 +320,7 @@ def provision(project: Project, names: Sequence[str] = (), *, tags: str | None =
         write_connection_inventory(paths, topology, state)
         if project.playbooks.strategy.needs_known_host_keys:
             _learn_host_keys(project, paths, state, selected)
-        return _provision_locked(project, topology, state, selected, names_given=bool(names), tags=tags,
-                                 limit=limit, check=check, full=full, dry_run=dry_run)
+        return _provision_locked(project, topology, state, selected, names_given=bool(names), **options)
 
 
 def _ansible_limit(selected: Sequence[str], names_given: bool, limit: str | None) -> str | None:
@@ -299,7 +336,8 @@ def _ansible_limit(selected: Sequence[str], names_given: bool, limit: str | None
 
 def _provision_locked(project: Project, topology: "Topology", state: State, selected: Sequence[str], *,
                       names_given: bool, tags: str | None = None, limit: str | None = None,
-                      check: bool = False, full: bool = False, dry_run: bool = False) -> ProvisionResult:
+                      check: bool = False, full: bool = False, dry_run: bool = False, skip_tags: str | None = None,
+                      diff: bool = False, extra_vars: Sequence[str] = (), verbosity: int = 0) -> ProvisionResult:
     paths = project.paths
     playbook = project.playbook()
     # the run's one git lookup: recorded in the state and in the stamp
@@ -309,7 +347,10 @@ def _provision_locked(project: Project, topology: "Topology", state: State, sele
     # Only what changed since the last successful run, on only the VMs it concerns (see incremental/reprovision.py)
     incremental = reprovision.start(devbox_dir=paths.devbox, playbook=playbook, inventory=paths.inventory,
                                     project_dir=paths.root, names=selected, full=full, dry_run=dry_run,
-                                    tags=tags, limit=limit, check=check)
+                                    tags=tags, limit=limit, check=check, skip_tags=skip_tags,
+                                    extra_vars=extra_vars)
+    partial = reprovision.partial_run(tags=tags, skip_tags=skip_tags, limit=limit, check=check,
+                                      extra_vars=extra_vars)
     if incremental and (dry_run or incremental.nothing_to_do):
         return ProvisionResult(playbook=None, names=tuple(selected), revision=revision.recorded, check=check,
                                plan=incremental.plan)
@@ -320,7 +361,8 @@ def _provision_locked(project: Project, topology: "Topology", state: State, sele
     # site.yml as the change planner read it (None when no plan was made: the stamp reads it, once, itself)
     site = incremental.digests.site if incremental and incremental.digests else None
     stamping = {} if check else stamp_run_args(paths.root, playbook, environment="dev", revision=revision,
-                                               site=site, limit=ansible_limit, tags=tags)
+                                               site=site, limit=ansible_limit,
+                                               tags=tags or (f"skipped {skip_tags}" if skip_tags else None))
     if incremental and ansible_limit is None and not incremental.plan.run_whole_playbook:
         # the subset's plays name their VMs; devbox's own plays after it (the stamp) must not reach the others
         ansible_limit = ",".join(incremental.hosts_to_contact)
@@ -329,7 +371,8 @@ def _provision_locked(project: Project, topology: "Topology", state: State, sele
     result = project.playbooks.run(playbook=incremental.playbook if incremental else playbook, on_event=events,
                                inventory=paths.inventory,
                                forks=max(MIN_FORKS, len(topology.machines)),
-                               limit=ansible_limit, tags=tags, check=check,
+                               limit=ansible_limit, tags=tags, check=check, skip_tags=skip_tags, diff=diff,
+                               extra_vars=tuple(extra_vars), verbosity=verbosity,
                                on_progress=lambda host, task: project.progress(host, f"provisioning: {task}"),
                                **stamping)
     if incremental:
@@ -347,14 +390,15 @@ def _provision_locked(project: Project, topology: "Topology", state: State, sele
     for h in result.hosts:
         project.progress(h.host, "provisioned" if h.succeeded else "provisioning failed")
     outcome = ProvisionResult(playbook=result, names=tuple(selected), revision=revision.recorded, check=check,
-                              plan=incremental.plan if incremental else None)
+                              plan=incremental.plan if incremental else None, partial=partial)
     if not result.ok:
         raise ProvisionFailed(outcome)
     return outcome
 
 
 def status(project: Project, *, refresh: bool = False) -> StatusResult:
-    """From the cache plus a TCP probe per VM; ``refresh`` asks Vagrant once for the real states."""
+    """From the cache plus a TCP probe per VM; ``refresh`` asks Vagrant once for the real states. Also what
+    `devbox provision` would run now per VM (files only, no VM contacted)."""
     paths = project.paths
     topology = load_plan(project.paths.root)
     names = [m.name for m in topology.machines]
@@ -367,22 +411,34 @@ def status(project: Project, *, refresh: bool = False) -> StatusResult:
             save_state(paths.state, state)
     else:
         state = load_state(paths.state)
-    probe_names = [n for n in names if state.machine(n).provider_state in (None, "running")]
+    # never seen by devbox and no machine id in Vagrant's folder: Vagrant itself would say "not created"
+    never_created = {n for n in names if state.machine(n).provider_state is None
+                     and project.vagrant.none_created([n])}
+    probe_names = [n for n in names if state.machine(n).provider_state in (None, "running") and n not in never_created]
     reachable = project.ssh_probe.reachable(targets=_targets(paths, state, probe_names), timeout=STATUS_PROBE_TIMEOUT)
     machines = []
     for n in names:
         rec = state.machine(n)
         ssh = rec.ssh
         machines.append(MachineStatus(
-            name=n, state=rec.provider_state or "unknown",
+            name=n, state=rec.provider_state or ("not_created" if n in never_created else "unknown"),
             ssh=reachable.get(n, False) if ssh else None,
             address=f"{ssh['user']}@{ssh['host']}:{ssh['port']}" if ssh else None,
             last_provisioned=rec.last_provisioned, revision=rec.revision, seen_at=rec.seen_at))
-    return StatusResult(machines=tuple(machines), refreshed=refresh)
+    try:
+        pending, pending_error = reprovision.pending(devbox_dir=paths.devbox, playbook=project.playbook(),
+                                                     inventory=paths.inventory, project_dir=paths.root), None
+    except DevboxError as exc:
+        pending, pending_error = None, str(exc)
+    return StatusResult(machines=tuple(machines), refreshed=refresh, pending=pending, pending_error=pending_error)
 
 
-def ssh_command(project: Project, name: str, command: Sequence[str] = ()) -> SshCommand:
-    """The ``ssh`` argv for a VM from the cached connection (no `vagrant ssh` and its Ruby start-up)."""
+def ssh_command(project: Project, name: str, command: Sequence[str] = (), *,
+                ssh_args: Sequence[str] = ()) -> SshCommand:
+    """The ``ssh`` argv for a VM from the cached connection (no `vagrant ssh` and its Ruby start-up).
+
+    As `vagrant ssh NAME -c CMD -- ARGS`: ``ssh_args`` go to ssh itself (before the destination, e.g. ``-L
+    8080:localhost:80``), ``command`` runs on the VM (after ``--``, so it is never read as ssh options)."""
     paths = project.paths
     _select(load_plan(project.paths.root), [name])
     state = load_state(paths.state)
@@ -393,7 +449,7 @@ def ssh_command(project: Project, name: str, command: Sequence[str] = ()) -> Ssh
     ssh = state.machine(name).ssh
     argv = ["ssh", "-i", ssh["identity_file"], "-p", str(ssh["port"]),
             "-o", f"UserKnownHostsFile={paths.known_hosts}", "-o", "StrictHostKeyChecking=accept-new",
-            "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", f"{ssh['user']}@{ssh['host']}"]
+            "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", *ssh_args, f"{ssh['user']}@{ssh['host']}"]
     if command:
         argv += ["--", *command]
     return SshCommand(tuple(argv))
@@ -414,12 +470,16 @@ def halt(project: Project, names: Sequence[str] = ()) -> ChangeResult:
     return ChangeResult(tuple(selected), run.seconds, run.log_path)
 
 
-def destroy(project: Project, names: Sequence[str] = ()) -> ChangeResult:
-    """Delete VMs (the CLI has asked the user) and everything cached about them, host keys included."""
+def destroy(project: Project, names: Sequence[str] = (), *,
+            confirm: Callable[[Sequence[str]], None] | None = None) -> ChangeResult:
+    """Delete VMs and everything cached about them, host keys included. ``confirm`` (the CLI's question) gets the
+    planned VMs once the names are known to be planned, and raises to stop; nothing is asked for an unknown name."""
     paths = project.paths
     with project.lock("devbox destroy"):
         topology = load_plan(project.paths.root)
         selected = _select(topology, names)
+        if confirm is not None:
+            confirm(selected)
         for n in selected:
             project.progress(n, "destroying")
         run = project.vagrant.destroy(names=selected)
@@ -435,3 +495,46 @@ def destroy(project: Project, names: Sequence[str] = ()) -> ChangeResult:
         save_state(paths.state, state)
         write_connection_inventory(paths, topology, state)
     return ChangeResult(tuple(selected), run.seconds, run.log_path)
+
+
+@dataclass(frozen=True)
+class IdempotenceResult:
+    """`devbox idempotence`: the full runs made (one when the VMs were already converged, else two) and what the
+    last one changed; idempotent when nothing."""
+
+    runs: tuple[ProvisionResult, ...]
+    changes: tuple[TaskChange, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.changes
+
+
+class NotIdempotent(DevboxError):
+    def __init__(self, result: IdempotenceResult):
+        lines = "\n".join(f"  {c}" for c in result.changes)
+        super().__init__(f"not idempotent: {len(result.changes)} task(s) reported changed on a run after converging:"
+                         f"\n{lines}\nfull log: {result.runs[-1].playbook.log_path}",
+                         "make each task report changed only when it changes something (e.g. `changed_when` on "
+                         "command/shell tasks, `creates:`), then run `devbox idempotence` again")
+        self.result = result
+
+
+def idempotence(project: Project, names: Sequence[str] = (), *, verbosity: int = 0) -> IdempotenceResult:
+    """Molecule's idempotence check on the development VMs: the whole playbook (``--full``) until converged, then
+    once more; every task that reports changed on that last run is a defect. VMs whose last full run is recorded
+    with nothing changed since count as converged: one run. Raises ``NotIdempotent`` naming the tasks."""
+    selected = select(project, names)
+    pending = reprovision.pending(devbox_dir=project.paths.devbox, playbook=project.playbook(),
+                                  inventory=project.paths.inventory, project_dir=project.paths.root)
+    converged = all(pending.vm(n).nothing for n in selected if n in {v.vm for v in pending.vms})
+    runs = []
+    if not converged:
+        project.progress("idempotence", "converging first (a full run)")
+        runs.append(provision(project, names, full=True, verbosity=verbosity))
+    project.progress("idempotence", "the full run that must change nothing")
+    runs.append(provision(project, names, full=True, verbosity=verbosity))
+    result = IdempotenceResult(runs=tuple(runs), changes=runs[-1].playbook.changes)
+    if not result.ok:
+        raise NotIdempotent(result)
+    return result

@@ -24,6 +24,8 @@ from provisioner.project.state import load_state
 from provisioner.errors import DevboxError, UsageError
 from provisioner.parity.compare import (Machine, ParityReport, baseline_json, build_report, expectations_from_config,
                      load_baseline, roles_from_ledger)
+from provisioner.fsutil import atomic_write
+from provisioner.parity.report import report_html
 from provisioner.parity.gather import Gathered, gather, inventory_all_vars, readable_inventory_copy
 from provisioner.parity.scan import Managed, scan_playbook
 from provisioner.environments.trust import require_trusted
@@ -140,3 +142,9 @@ def _gather_environment(runs: EnvironmentRuns, env, hosts: list[str], managed: M
                                                 logs_dir=state_dir / "logs", known_hosts=env.known_hosts))
     runs.progress(env.name, f"gathering facts from {len(hosts)} hosts (read-only)")
     return gather(runner, inventory=inventory, managed=managed, side=env.name, hosts=hosts)
+
+
+def write_html(report: ParityReport, path: Path) -> Path:
+    """``report`` as one self-contained HTML page at ``path``, written atomically (never half a page)."""
+    atomic_write(path, report_html(report))
+    return path

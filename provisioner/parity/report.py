@@ -9,11 +9,13 @@ import json
 
 import jinja2
 
+from provisioner import JSON_SCHEMA
 from provisioner.parity.compare import Difference, ParityReport
 
 
 def report_dict(report: ParityReport) -> dict:
     return {
+        "schema": JSON_SCHEMA,
         "against": report.against,
         "ok": report.ok,
         "verdict": report.verdict(),

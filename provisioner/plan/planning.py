@@ -17,6 +17,7 @@ from typing import Callable
 
 import yaml
 
+from provisioner import JSON_SCHEMA
 from provisioner.adapters.vagrant_driver import validate_vagrantfile
 from provisioner.config.editor_schema import PROJECT_SCHEMA, schema_text
 from provisioner.config.schema import CONFIG_NAME, Config, load_config, parse_config
@@ -37,6 +38,10 @@ class PlanResult:
     topology: Topology
     inventory: Path
     config: Path | None          # the devbox.yml the rules came from; None: defaults
+
+    def to_json(self) -> dict:
+        """`devbox plan --json`: the topology, with the JSON schema version."""
+        return {"schema": JSON_SCHEMA, **self.topology.to_json()}
 
 
 @dataclass(frozen=True)

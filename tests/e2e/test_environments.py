@@ -79,9 +79,9 @@ def test_development_and_staging_with_every_safety_rail(devbox_project, vagrant_
 
     # development: the generated value reached the VM, and no real secret reached any file devbox wrote
     dev_value = yaml.safe_load((p.path / ".devbox" / "secrets.yml").read_text())["vault_db_password"]
-    on_vm = p.devbox("ssh", "web-1", "--", "sudo", "cat", "/root/db_password").stdout
+    on_vm = p.devbox("ssh", "web-1", "-c", "sudo cat /root/db_password").stdout
     assert on_vm.strip() == dev_value
-    stamp = json.loads(p.devbox("ssh", "web-1", "--", "cat", "/etc/devbox/applied.json").stdout)
+    stamp = json.loads(p.devbox("ssh", "web-1", "-c", "cat /etc/devbox/applied.json").stdout)
     assert stamp["environment"] == "dev"
     dev_status = json.loads(p.devbox("status", "--env", "dev", "--json").stdout)
     assert [h["host"] for h in dev_status["hosts"]] == ["web-1"] and dev_status["hosts"][0]["applied"]

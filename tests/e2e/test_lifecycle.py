@@ -97,10 +97,10 @@ def test_lifecycle_on_two_vms(devbox_project, timings):
         assert (m["state"], m["ssh"], m["revision"]) == ("running", True, revision), m
         assert m["last_provisioned"]
 
-    with timings.measure("devbox ssh web-1 -- cat"):
-        marker = p.devbox("ssh", "web-1", "--", "cat", "/etc/devbox-marker", "/etc/devbox-web").stdout
+    with timings.measure("devbox ssh web-1 -c cat"):
+        marker = p.devbox("ssh", "web-1", "-c", "cat /etc/devbox-marker /etc/devbox-web").stdout
     assert marker.splitlines() == ["web-1 in web", "web"]
-    db_marker = p.devbox("ssh", "db-1", "--", "cat", "/etc/devbox-marker").stdout
+    db_marker = p.devbox("ssh", "db-1", "-c", "cat /etc/devbox-marker").stdout
     assert db_marker.strip() == "db-1 in db"
 
     with timings.measure("devbox provision --tags breakage (fails)"):

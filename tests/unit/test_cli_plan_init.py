@@ -12,6 +12,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from helpers import assert_handled
+
 from provisioner.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,7 +30,8 @@ def no_vagrant(monkeypatch):
 
 def run(*args):
     result = CliRunner().invoke(main, [str(a) for a in args])
-    assert "Traceback" not in result.output
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a crash, not a handled error: fail with its own traceback
     return result
 
 
@@ -42,7 +45,7 @@ def test_plan_json_contract(tmp_path):
     result = run("-C", tmp_path, "plan", "--inventory", INVENTORIES / "openstack" / "multinode", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"machines", "excluded", "warnings"}
+    assert set(data) == {"schema", "machines", "excluded", "warnings"} and data["schema"] == 1
     for machine in data["machines"]:
         assert set(machine) == {"name", "hostname", "groups", "represents", "memory", "cpus", "address"}
         assert isinstance(machine["memory"], int) and isinstance(machine["cpus"], int)
@@ -77,7 +80,7 @@ def test_plan_needs_an_inventory(tmp_path):
 def test_invalid_rules_reported_at_once(tmp_path):
     (tmp_path / "devbox.yml").write_text("provider: docker\ndefaults: {cpus: 0}\n")
     result = run("-C", tmp_path, "plan", "-i", INVENTORIES / "webapp" / "hosts.ini")
-    assert result.exit_code == 1
+    assert_handled(result, 1)
     assert "`provider` must be one of" in result.stderr and "`defaults.cpus`" in result.stderr
 
 
@@ -162,11 +165,11 @@ def test_bad_inventory_exit_1_one_message_nothing_written(tmp_path, no_vagrant, 
     project = tmp_path / "project"
     project.mkdir()
     result = run("-C", project, command, "-i", BAD / name)
-    assert result.exit_code == 1, result.output
+    assert_handled(result, 1)
     assert result.stderr.startswith(f"error: inventory ")
     assert name in result.stderr.splitlines()[0]
     assert "hint: " in result.stderr
-    assert "Traceback" not in result.stderr and "[WARNING]" not in result.stderr
+    assert "[WARNING]" not in result.stderr
     assert list(project.iterdir()) == []
     assert not canary.exists()
 
@@ -185,14 +188,15 @@ def test_broken_group_vars_file_leaves_nothing(tmp_path, no_vagrant):
     project = tmp_path / "project"
     project.mkdir()
     result = run("-C", project, "init", "-i", prod)
-    assert result.exit_code == 1 and "web.yml" in result.stderr
+    assert_handled(result, 1)
+    assert "web.yml" in result.stderr
     assert list(project.iterdir()) == []
 
 
 def test_missing_template_variable_leaves_nothing(tmp_path, no_vagrant):
     (tmp_path / "Vagrantfile.j2").write_text("Vagrant.configure('2') do |c|\n  c.vm.box = {{ box_url }}\nend\n")
     result = run("-C", tmp_path, "init", "-i", INVENTORIES / "webapp" / "hosts.ini")
-    assert result.exit_code == 1
+    assert_handled(result, 1)
     assert "box_url" in result.stderr and "Vagrantfile.j2:2" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Vagrantfile.j2"]
 
@@ -210,7 +214,7 @@ def test_init_with_real_vagrant_and_a_template_vagrant_rejects(tmp_path):
         "      libvirt.cpus = {{ machine.cpus }}\n", "      libvirt.cpus = {{ machine.cpus }}\n      libvirt.cpu_count = 2\n")
     (tmp_path / "Vagrantfile.j2").write_text(template)
     result = run("-C", tmp_path, "init", "--force")
-    assert result.exit_code == 1
+    assert_handled(result, 1)
     assert "vagrant rejected the rendered Vagrantfile" in result.stderr and "cpu_count" in result.stderr
     after = snapshot(tmp_path)
     after.pop("Vagrantfile.j2")

@@ -17,6 +17,7 @@ import yaml
 from provisioner.environments.runs import EnvironmentRuns, private_secret_file, real_runner
 from provisioner.environments.model import DEV_ENVIRONMENT
 from provisioner.errors import SafetyError, UsageError
+from helpers import assert_handled
 from sshd_server import Sshd, free_port  # tests/unit/sshd_server.py
 
 ENVS = Path(__file__).resolve().parents[1] / "data" / "envs"
@@ -194,7 +195,8 @@ def cli(project, args, input=None, env=None):
 
 def test_cli_trust_then_provision_with_typed_name_then_status(project, tmp_path):
     refused = cli(project, ["trust", "--env", "staging"], input="n\n")
-    assert refused.exit_code == 1 and not (project / "environments" / "staging.known_hosts").exists()
+    assert_handled(refused, 1)
+    assert not (project / "environments" / "staging.known_hosts").exists()
     trusted = cli(project, ["trust", "--env", "staging"], input="y\n")
     assert trusted.exit_code == 0, trusted.output
     assert "SHA256:" in trusted.output and "recorded db-s1, web-s1" in trusted.output
@@ -202,7 +204,8 @@ def test_cli_trust_then_provision_with_typed_name_then_status(project, tmp_path)
 
     # DEVBOX_ENV is not "explicit": --yes does not skip the prompt, and an empty answer applies nothing
     implicit = cli(project, ["provision", "--yes", "--no-check-first"], input="\n", env={"DEVBOX_ENV": "staging"})
-    assert implicit.exit_code == 1 and "nothing was applied" in implicit.output, implicit.output
+    assert_handled(implicit, 1)
+    assert "nothing was applied" in implicit.output, implicit.output
     assert "Type the environment name (staging)" in implicit.output
     assert not list((tmp_path / "deployed").iterdir())
 
@@ -214,6 +217,7 @@ def test_cli_trust_then_provision_with_typed_name_then_status(project, tmp_path)
     status = cli(project, ["status", "--env", "staging", "--json"], input=f"{STAGING_PASSWORD}\n")
     assert status.exit_code == 0, status.output
     report = json.loads(status.output[status.output.index("{"):])
+    assert report["schema"] == 1 and report["environment"] == "staging"
     assert {h["host"]: h["revision"] for h in report["hosts"]} == {"web-s1": "unversioned", "db-s1": "unversioned"}
     assert report["hosts"][0]["applied"]["environment"] == "staging"
 
@@ -250,3 +254,39 @@ def test_cli_trust_pins_a_bastion_then_the_hosts_behind_it(project, sshd, tmp_pa
         assert "Accepted publickey for root" in (bastion.root / "sshd.log").read_text()
     finally:
         bastion.stop()
+
+
+def test_cli_extra_vars_with_env_are_shown_confirmed_and_reach_both_runs(project, tmp_path):
+    """-e with --env: listed before the typed confirmation (never skipped silently), in the check and the apply."""
+    from click.testing import CliRunner
+
+    from provisioner.app import Devbox
+    from provisioner.cli.main import main
+
+    r = runs(project)
+    env, checks = r.scan_keys("staging")
+    r.record_keys(env, checks)
+    seen = []
+
+    class Recording:
+        def __init__(self, settings):
+            self.runner = real_runner(settings)
+
+        def run(self, **kwargs):
+            seen.append({k: kwargs.get(k, False) for k in ("check", "extra_vars", "skip_tags", "diff")})
+            return self.runner.run(**kwargs)
+
+    app = Devbox(project_dir=project)
+    app.environment_runs = lambda: runs(project, Recording)
+    refused = CliRunner().invoke(main, ["-C", str(project), "provision", "--env", "staging", "-e", "release=9"],
+                                 obj=app, input=f"{STAGING_PASSWORD}\nstagin\n")
+    assert_handled(refused, 1)
+    out = refused.output
+    assert "extra vars: -e release=9" in out and out.index("extra vars") < out.index("Type the environment name")
+    assert seen == [{"check": True, "extra_vars": ("release=9",), "skip_tags": None, "diff": False}]
+    assert not list((tmp_path / "deployed").iterdir())
+    applied = CliRunner().invoke(main, ["-C", str(project), "provision", "--env", "staging", "-e", "release=9",
+                                        "--skip-tags", "none", "--no-check-first"],
+                                 obj=app, input=f"staging\n{STAGING_PASSWORD}\n")
+    assert_handled(applied, 0)
+    assert seen[-1] == {"check": False, "extra_vars": ("release=9",), "skip_tags": "none", "diff": False}

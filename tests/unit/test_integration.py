@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import git_commit
+from helpers import assert_handled, git_commit
 from provisioner.app import Devbox
 from provisioner.config.smoke import validate_smoke
 from provisioner.errors import ConfigError, DevboxError
@@ -226,7 +226,8 @@ def test_reports_are_junit_and_json(tmp_path):
     assert cases["destroy"].find("error") is not None and cases["up and provision"].find("failure") is None
     assert suite.find("properties/property").get("value") == "abc123"
     saved = json.loads(data.read_text())
-    assert saved["ok"] is False and [s["name"] for s in saved["steps"]] == ["up and provision", "health", "destroy"]
+    assert saved["schema"] == 1 and saved["ok"] is False
+    assert [s["name"] for s in saved["steps"]] == ["up and provision", "health", "destroy"]
     assert summary_lines(report)[1] == "FAIL smoke    health (2s): HTTP 503, expected 200"
 
 
@@ -312,6 +313,6 @@ def test_cli_prints_the_verdict_and_exits_with_it(tmp_path):
     app.the_lab = FakeLab(broken)
     result = CliRunner().invoke(main, ["-C", str(tmp_path), "integration", "--report-dir", str(tmp_path / "r")],
                                 obj=app, env={"DEVBOX_LAB": ""})
-    assert result.exit_code == 1
+    assert_handled(result, 1)
     assert "FAIL lab      lab (0s): the lab did not start: the lab needs root" in result.output
     assert "integration: FAILED" in result.output and (tmp_path / "r" / "integration.xml").exists()

@@ -15,7 +15,7 @@ import yaml
 from click.testing import CliRunner
 
 from fakes import FakePlaybookRunner, FakeSshProbe, FakeVagrant, UnexpectedCall, playbook_failed, playbook_ok
-from helpers import copy_project, git_commit, git_head as head
+from helpers import assert_handled, copy_project, git_commit, git_head as head
 from provisioner.machines import doctor
 from provisioner.app import Devbox
 from provisioner.cli.main import main
@@ -269,22 +269,40 @@ def test_status_json_from_cache_without_vagrant(project):
     assert time.monotonic() - started < 1
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert [set(m) for m in data["machines"]] == [{"name", "state", "ssh", "last_provisioned", "revision"}] * 2
+    assert data["schema"] == 1 and data["pending_error"] is None
+    assert [set(m) for m in data["machines"]] == [
+        {"name", "state", "ssh", "address", "last_provisioned", "revision", "pending"}] * 2
     web, db = data["machines"]
     assert (web["name"], web["state"], web["ssh"], web["revision"]) == ("web-1", "running", True, head(project))
     assert (db["name"], db["ssh"]) == ("db-1", False)
+    # what the table shows: the address and the pending changes (the fake run's events recorded nothing)
+    assert web["address"] == "vagrant@192.168.121.110:22" and db["address"] == "vagrant@192.168.121.111:22"
+    assert web["pending"] == db["pending"] == {"runs": "everything", "why": ["never provisioned by devbox"]}
+    table = CliRunner().invoke(main, ["status"], obj=app).output
+    assert "192.168.121.110:22" in table and "never provisioned by devbox" in table
 
 
 def test_status_before_any_boot_and_refresh_asks_vagrant_once(project):
     app = make_app(project, FakeVagrant({n: "not_created" for n in BOTH}, allow=("status",)),
                    probe=FakeSshProbe(reachable=[]))
     result = app.status()
-    assert [(m.state, m.ssh) for m in result.machines] == [("unknown", None)] * 2
+    assert [(m.state, m.ssh) for m in result.machines] == [("unknown", None)] * 2  # Vagrant's folder unknown
     assert app.vagrant.calls == []
     refreshed = app.status(refresh=True)
     assert [m.state for m in refreshed.machines] == ["not_created"] * 2 and app.vagrant.calls == [("status", ())]
     out = CliRunner().invoke(main, ["status"], obj=app)
     assert out.exit_code == 0 and "web-1" in out.output and "never" in out.output
+
+
+def test_status_says_not_created_when_vagrant_never_created_the_vm(project):
+    """No state and no `.vagrant/machines/NAME/*/id` (the real driver's none_created): as Vagrant, `not created`."""
+    vagrant = FakeVagrant({n: "not_created" for n in BOTH}, knows_created=True)  # status must not be called
+    app = make_app(project, vagrant, probe=FakeSshProbe(reachable=[]))
+    assert [(m.state, m.ssh) for m in app.status().machines] == [("not_created", None)] * 2
+    out = CliRunner().invoke(main, ["status"], obj=app)
+    assert_handled(out, 0)
+    assert "not created" in out.output and "unknown" not in out.output
+    assert vagrant.calls == [] and app.ssh_probe.calls == [("reachable", ())] * 2  # nothing to probe either
 
 
 def test_status_does_not_probe_halted_vms(project):
@@ -319,7 +337,8 @@ def test_destroy_asks_and_does_nothing_on_no(project):
     booted_project(project)
     app = make_app(project, FakeVagrant({n: "running" for n in BOTH}))  # destroy not allowed: must not happen
     result = CliRunner().invoke(main, ["destroy", "web-1"], obj=app, input="n\n")
-    assert result.exit_code == 1 and "Destroy web-1?" in result.output
+    assert_handled(result, 1)
+    assert "Destroy web-1?" in result.output
     assert app.vagrant.calls == []
 
 
@@ -363,7 +382,8 @@ def test_second_command_fails_fast_naming_the_lock_holder(project):
     app = make_app(project, FakeVagrant({n: "running" for n in BOTH}))  # nothing may be called
     with ProjectLock(ProjectPaths(project).lock, "devbox up"):
         result = CliRunner().invoke(main, ["halt"], obj=app)
-        assert result.exit_code == 1 and "devbox up" in result.output and "pid" in result.output
+        assert_handled(result, 1)
+        assert "devbox up" in result.output and "pid" in result.output
         with pytest.raises(LockHeld):
             app.provision()
     assert app.vagrant.calls == []
@@ -378,9 +398,8 @@ def test_provision_failure_on_the_cli_shows_table_then_error(project):
     booted_project(project)
     runner = FakePlaybookRunner(playbook_failed(["web-1"], "db-1", "app : migrate", "relation missing"))
     result = CliRunner().invoke(main, ["provision"], obj=make_app(project, FakeVagrant({}), runner))
-    assert result.exit_code == 1
+    assert_handled(result, 1)
     assert "db-1" in result.output and "app : migrate" in result.output and "relation missing" in result.output
-    assert "Traceback" not in result.output
 
 
 # ---------------------------------------------------------------------------------------------- doctor
@@ -429,11 +448,168 @@ def test_default_box_is_the_one_doctor_says_to_build():
     assert doctor.box_hint("acme/debian12", "virtualbox") == "add it: `vagrant box add acme/debian12 --provider virtualbox`"
 
 
-def test_ssh_cli_passes_the_command_after_double_dash(project, monkeypatch):
-    booted_project(project)
+def _ssh_argv(project, *args):
+    """The argv `devbox ssh ARGS` would exec (os.execvp recorded instead of replacing the test process)."""
     seen = {}
-    monkeypatch.setattr("os.execvp", lambda file, argv: seen.update(file=file, argv=argv))
-    result = CliRunner().invoke(main, ["ssh", "db-1", "--", "ls", "-la", "/etc"], obj=make_app(project, FakeVagrant({})))
-    assert result.exit_code == 0, result.output
-    assert seen["file"] == "ssh" and seen["argv"][-4:] == ["--", "ls", "-la", "/etc"]
-    assert "vagrant@192.168.121.111" in seen["argv"]
+    import os
+    real = os.execvp
+    os.execvp = lambda file, argv: seen.update(file=file, argv=argv)
+    try:
+        result = CliRunner().invoke(main, ["ssh", *args], obj=make_app(project, FakeVagrant({})))
+    finally:
+        os.execvp = real
+    return result, seen
+
+
+def test_ssh_c_runs_a_command_and_args_after_double_dash_go_to_ssh(project):
+    """As `vagrant ssh NAME -c CMD -- SSH_ARGS`: the command after the destination, ssh's options before it."""
+    booted_project(project)
+    result, seen = _ssh_argv(project, "db-1", "-c", "ls -la /etc")
+    assert_handled(result, 0)
+    assert seen["file"] == "ssh" and seen["argv"][-3:] == ["vagrant@192.168.121.111", "--", "ls -la /etc"]
+
+    result, seen = _ssh_argv(project, "web-1", "--", "-L", "8080:localhost:80")
+    assert_handled(result, 0)
+    argv = seen["argv"]
+    assert argv[-1] == "vagrant@192.168.121.110" and argv[-3:-1] == ["-L", "8080:localhost:80"]
+
+    result, seen = _ssh_argv(project, "web-1", "-c", "uptime", "--", "-t")
+    assert_handled(result, 0)
+    assert seen["argv"][-4:] == ["-t", "vagrant@192.168.121.110", "--", "uptime"]
+
+
+def test_ssh_without_c_refuses_a_command_word(project):
+    """`devbox ssh web-1 ls` (the old `-- CMD` habit without --) would hand `ls` to ssh as its host: refused."""
+    booted_project(project)
+    result, seen = _ssh_argv(project, "web-1", "ls")
+    assert_handled(result, 2)
+    assert "-c" in result.output and seen == {}
+
+
+# ------------------------------------------------------------------------------ what users of Vagrant expect
+
+def test_provision_dry_run_needs_no_vm(project):
+    """A dry run plans only: no VM created, no connection details, no vagrant call, no Ansible run."""
+    vagrant = FakeVagrant({n: "not_created" for n in BOTH})  # any call fails: ssh-config would
+    result = CliRunner().invoke(main, ["provision", "--dry-run"], obj=make_app(project, vagrant))
+    assert_handled(result, 0)
+    assert "dry run: nothing ran" in result.output and "never provisioned by devbox" in result.output
+    assert vagrant.calls == []
+
+
+def test_destroy_unknown_name_is_a_usage_error_before_the_question(project):
+    app = make_app(project, FakeVagrant({n: "running" for n in BOTH}))  # destroy not allowed
+    result = CliRunner().invoke(main, ["destroy", "NOSUCH"], obj=app, input="y\n")
+    assert_handled(result, 2)
+    assert "no VM named NOSUCH" in result.output and "web-1, db-1" in result.output
+    assert "Destroy" not in result.output and app.vagrant.calls == []
+
+
+def test_provision_pass_through_reaches_the_runner_and_records_nothing(project):
+    booted_project(project)
+    before = load_state(ProjectPaths(project).state)
+    runner = FakePlaybookRunner(playbook_ok(*BOTH))
+    result = CliRunner().invoke(main, ["provision", "--skip-tags", "slow", "-e", "a=1", "--extra-vars", '{"b": 2}',
+                                       "--diff", "-vvv"], obj=make_app(project, FakeVagrant({}), runner))
+    assert_handled(result, 0)
+    [call] = runner.calls
+    assert (call["skip_tags"], call["extra_vars"], call["diff"], call["verbosity"], call["check"]) == (
+        "slow", ("a=1", '{"b": 2}'), True, 3, False)
+    assert call["playbook"] == project / "playbooks" / "site.yml"  # the whole playbook, not a subset
+    assert "partial run" in result.output and "nothing recorded in the change ledger" in result.output
+    assert load_state(ProjectPaths(project).state).other == before.other  # the ledger is as it was
+    assert call["extravars"]["devbox_applied"]["partial"] is True  # the hosts' stamp says so too
+
+
+def test_ansible_verbosity_is_not_devbox_logging(project):
+    """`devbox -v up` is devbox's own log; `devbox up -vv` reaches Ansible (capped at -vvvv)."""
+    booted_project(project)
+    vagrant = FakeVagrant({n: "running" for n in BOTH}, allow=("status",))
+    runner = FakePlaybookRunner(playbook_ok(*BOTH), playbook_ok(*BOTH))
+    app = make_app(project, vagrant, runner, FakeSshProbe(ready=BOTH))
+    assert_handled(CliRunner().invoke(main, ["up", "-vv"], obj=app), 0)
+    assert_handled(CliRunner().invoke(main, ["-v", "provision", "--full", "-vvvvvv"], obj=app), 0)
+    assert [c["verbosity"] for c in runner.calls] == [2, 4]
+
+
+def test_mitogen_is_an_argument_of_the_app_call(project, monkeypatch):
+    from provisioner import app as app_module
+    from provisioner.adapters.mitogen import Strategy
+
+    booted_project(project)
+    chosen = Strategy(name="mitogen_linear", requested=True)
+    monkeypatch.setattr(app_module, "choose_strategy", lambda requested: chosen)
+    runner = FakePlaybookRunner(playbook_ok(*BOTH), playbook_ok(*BOTH))
+    app = make_app(project, FakeVagrant({}), runner, FakeSshProbe(ready=BOTH))
+    app.provision(full=True)
+    assert runner.strategy is not chosen and app.ssh_probe.calls == []
+    app.provision(full=True, mitogen=True)
+    # Mitogen's SSH needs known keys: the VMs' keys are learnt first (devbox's accept-new probe)
+    assert runner.strategy is chosen and [c[0] for c in app.ssh_probe.calls] == ["wait_ready"]
+
+
+def changed_twice(*hosts):
+    """A full run where a role's task reports changed on every host (not idempotent)."""
+    from provisioner.adapters.playbook_runner import TaskChange
+
+    result = playbook_ok(*hosts)
+    return type(result)(**{**result.__dict__, "changes": tuple(TaskChange(h, "read the clock", "clock")
+                                                                 for h in hosts)})
+
+
+def test_idempotence_names_every_task_changed_on_the_second_run(project):
+    booted_project(project)
+    runner = FakePlaybookRunner(playbook_ok(*BOTH), changed_twice(*BOTH))
+    result = CliRunner().invoke(main, ["idempotence"], obj=make_app(project, FakeVagrant({}), runner))
+    assert_handled(result, 1)
+    assert "not idempotent: 2 task(s)" in result.output
+    assert "web-1: clock : read the clock" in result.output and "db-1: clock : read the clock" in result.output
+    assert "changed_when" in result.output  # the next step
+    assert len(runner.calls) == 2 and all(c["limit"] is None and c["tags"] is None for c in runner.calls)
+
+
+def test_idempotence_passes_with_one_run_when_already_converged(project, monkeypatch):
+    from provisioner.incremental import reprovision
+    from provisioner.incremental.subset import IncrementalPlan, VmPlan
+
+    booted_project(project)
+    converged = IncrementalPlan(vms=tuple(VmPlan(vm=n, everything=False, units=()) for n in BOTH))
+    monkeypatch.setattr(reprovision, "pending", lambda **kwargs: converged)
+    runner = FakePlaybookRunner(playbook_ok(*BOTH, changed=0))
+    result = CliRunner().invoke(main, ["idempotence", "web-1"], obj=make_app(project, FakeVagrant({}), runner))
+    assert_handled(result, 0)
+    assert "idempotent" in result.output and "1 full run" in result.output
+    [call] = runner.calls
+    assert call["limit"] == "web-1"
+
+
+# ------------------------------------------------------------------------------------------- completion
+
+def completions(app, args, incomplete):
+    """What click's own shell completion offers for `devbox ARGS INCOMPLETE` (as bash would ask it)."""
+    from click.shell_completion import ShellComplete
+
+    return [c.value for c in ShellComplete(main, {"obj": app} if app else {}, "devbox", "_DEVBOX_COMPLETE")
+            .get_completions(list(args), incomplete)]
+
+
+def test_completion_offers_planned_vm_names_without_reading_production(project):
+    app = make_app(project, FakeVagrant({}))
+    (project / "prod" / "hosts.ini").unlink()  # the plan is read from .devbox/plan.json only
+    assert completions(app, ["destroy"], "") == ["web-1", "db-1"]
+    assert completions(app, ["ssh"], "d") == ["db-1"]
+    assert completions(app, ["halt", "web-1"], "") == ["db-1"]  # not twice
+    # without a test's app: the project of -C, as in a real shell
+    assert completions(None, ["-C", str(project), "up"], "w") == ["web-1"]
+    assert completions(None, ["-C", str(project / "nowhere"), "up"], "") == []  # no plan: nothing, no error
+
+
+def test_completion_offers_environment_names(project):
+    (project / "devbox.yml").write_text((project / "devbox.yml").read_text() + (
+        "environments:\n  staging:\n    inventory: prod/hosts.ini\n"))
+    app = make_app(project, FakeVagrant({}))
+    assert completions(app, ["status", "--env"], "") == ["dev", "staging"]
+    assert completions(app, ["provision", "--env"], "st") == ["staging"]
+    assert completions(app, ["parity", "--env"], "") == ["dev", "staging"]
+    (project / "devbox.yml").write_text("environments: [\n")
+    assert completions(app, ["status", "--env"], "") == []

@@ -16,6 +16,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from helpers import assert_handled
+
 from provisioner.app import Devbox
 from provisioner.cli.main import main
 from provisioner.environments.runs import EnvironmentRuns
@@ -158,7 +160,7 @@ def test_drift_names_host_package_service_and_both_values(project):
     dev["web-1"] = host_events("web-1", ["production", "web"], services={"nginx": "running"})
     app, *_ = make_app(project, dev, staging)
     result = invoke(app, "--against", "staging", "--yes", "--json")
-    assert result.exit_code == 1
+    assert_handled(result, 1)
     doc = json.loads(result.output)
     drift = {(d["machine"], d["reference_host"], d["fact"]): (d["development"], d["reference"]) for d in doc["drift"]}
     assert drift == {("web-1", "web-s1", "package:htop"): ("absent", "3.2.2-2"),
@@ -166,7 +168,7 @@ def test_drift_names_host_package_service_and_both_values(project):
     assert {p["machine"]: p["references"] for p in doc["pairs"]} == {"web-1": ["web-s1"], "db-1": ["db-s1"]}
 
     text = invoke(app, "--against", "staging", "--yes")
-    assert text.exit_code == 1
+    assert_handled(text, 1)
     for word in ("web-s1", "package:htop", "3.2.2-2", "service:nginx", "stopped, enabled", "2 difference(s) are drift"):
         assert word in text.output
 
@@ -188,7 +190,8 @@ def test_declared_override_is_expected_and_html_written(project, tmp_path):
 def test_confirmation_typed_or_nothing_runs(project):
     app, dev_runner, staging_runner, _ = make_app(project, *same_everywhere())
     refused = invoke(app, "--against", "staging", input="prod\n")
-    assert refused.exit_code == 1 and "confirmation did not match" in refused.output
+    assert_handled(refused, 1)
+    assert "confirmation did not match" in refused.output
     assert "web-s1 (10.30.0.11)" in refused.output  # the hosts are listed before the question
     assert staging_runner.calls == [] and dev_runner.calls == []
     accepted = invoke(app, "--against", "staging", input="staging\n")
@@ -198,7 +201,8 @@ def test_confirmation_typed_or_nothing_runs(project):
 def test_untrusted_host_key_stops_before_any_run(project):
     app, dev_runner, staging_runner, _ = make_app(project, *same_everywhere(), checker=Checker(CHANGED))
     result = invoke(app, "--against", "staging", "--yes")
-    assert result.exit_code == 1 and "not trusted" in result.output
+    assert_handled(result, 1)
+    assert "not trusted" in result.output
     assert staging_runner.calls == [] and dev_runner.calls == []
 
 
@@ -231,13 +235,30 @@ def test_export_refuses_when_a_host_gave_no_facts(project):
         "host": "db-s1", "task": "Gathering Facts", "res": {"msg": "Failed to connect to the host via ssh"}}}]
     app, *_ = make_app(project, dev, staging)
     result = invoke(app, "--export", "--env", "staging", "--yes")
-    assert result.exit_code == 1
+    assert_handled(result, 1)
     assert "no baseline written" in result.output and "db-s1" in result.output
     assert "format" not in result.output
 
 
-@pytest.mark.parametrize("args", [[], ["--export"], ["--env", "staging"], ["--export", "--env", "x", "--json"]])
+@pytest.mark.parametrize("args", [[], ["--export"], ["--env", "staging", "--against", "production"],
+                                  ["--export", "--env", "x", "--json"]])
 def test_usage_errors(project, args):
     app, *_ = make_app(project, *same_everywhere())
     result = invoke(app, *args)
     assert result.exit_code == 2, result.output
+
+
+def test_env_names_the_environment_to_compare_with_as_everywhere(project):
+    """`parity --env staging` is `parity --against staging`; both naming different references is a usage error."""
+    app, dev_runner, staging_runner, _ = make_app(project, *same_everywhere())
+    result = invoke(app, "--env", "staging", "--yes", "--json")
+    assert_handled(result, 0)
+    doc = json.loads(result.output)
+    assert doc["schema"] == 1 and doc["against"] == "staging" and doc["ok"] is True
+    assert len(staging_runner.calls) == 1 and len(dev_runner.calls) == 1
+    same = invoke(app, "--env", "staging", "--against", "staging", "--yes")
+    assert_handled(same, 0)
+    clash = invoke(app, "--env", "staging", "--against", "production", "--yes")
+    assert_handled(clash, 2)
+    assert "--env staging and --against production name different references" in clash.output
+    assert len(staging_runner.calls) == 2  # the clash contacted nothing

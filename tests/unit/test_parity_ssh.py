@@ -11,6 +11,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from helpers import assert_handled
+
 from provisioner.app import Devbox
 from provisioner.cli.main import main
 from provisioner.environments.trust import record, scan_host
@@ -51,7 +53,8 @@ def project(tmp_path, sshd) -> Path:
 def test_same_machine_on_both_sides_over_ssh_is_parity(project, sshd):
     app = Devbox.create(project)
     refused = CliRunner().invoke(main, ["-C", str(project), "parity", "--against", "staging", "--yes"], obj=app)
-    assert refused.exit_code == 1 and "not trusted" in refused.output
+    assert_handled(refused, 1)
+    assert "not trusted" in refused.output
 
     known_hosts = project / "environments" / "staging.known_hosts"
     record(known_hosts, scan_host(sshd.target, known_hosts))

@@ -11,7 +11,8 @@ import ansible.release
 import pytest
 
 from provisioner.errors import CommandFailed, DevboxError
-from provisioner.adapters.playbook_runner import (AnsibleRunnerPlaybookRunner, HostSummary, TaskFailure, ansible_env,
+from provisioner.adapters.playbook_runner import (AnsibleRunnerPlaybookRunner, HostSummary, TaskChange, TaskFailure,
+                                                  ansible_env,
                                          failure_from_event, summarize)
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "ansible"
@@ -94,7 +95,7 @@ def test_success_changed_counts_progress_and_venv_ansible(runner, tmp_path):
     assert (tmp_path / "alpha").read_text().strip() == ansible.release.__version__
     assert "write a marker" in Path(result.log_path).read_text()
     again = runner.run(playbook=DATA / "ok.yml", inventory=INVENTORY, forks=2, extravars={"marker_dir": str(tmp_path)})
-    assert [h.changed for h in again.hosts] == [0, 0]  # idempotent second run
+    assert [h.changed for h in again.hosts] == [0, 0] and again.changes == ()  # idempotent second run
 
 
 @pytest.mark.ansible
@@ -129,3 +130,34 @@ def test_missing_playbook_or_inventory(runner, tmp_path):
     with pytest.raises(DevboxError, match="inventory .*nope does not exist") as err:
         runner.run(playbook=DATA / "ok.yml", inventory=tmp_path / "nope", forks=1)
     assert "devbox init" in err.value.hint
+
+
+@pytest.mark.ansible
+def test_changed_tasks_are_named_with_host_and_role(runner, tmp_path):
+    """What `devbox idempotence` reads: every task that reported changed, from ansible-runner's events."""
+    first = runner.run(playbook=DATA / "not_idempotent.yml", inventory=INVENTORY, forks=2,
+                       extravars={"marker_dir": str(tmp_path)})
+    assert first.ok
+    assert {str(c) for c in first.changes} == {"alpha: clock : read the clock", "beta: clock : read the clock",
+                                               "alpha: write the greeting", "beta: write the greeting"}
+    second = runner.run(playbook=DATA / "not_idempotent.yml", inventory=INVENTORY, forks=2,
+                        extravars={"marker_dir": str(tmp_path)})
+    assert sorted(second.changes, key=str) == [TaskChange("alpha", "read the clock", "clock"),
+                                               TaskChange("beta", "read the clock", "clock")]
+
+
+@pytest.mark.ansible
+def test_pass_through_options_reach_ansible_playbook(runner, tmp_path):
+    """--skip-tags, -e (repeated, as typed), --diff and -vvv as ansible-playbook gets them."""
+    result = runner.run(playbook=DATA / "not_idempotent.yml", inventory=INVENTORY, forks=2, limit="alpha",
+                        extravars={"marker_dir": str(tmp_path)}, extra_vars=("greeting=hello", '{"unused": 1}'),
+                        diff=True, verbosity=3)
+    assert result.ok and (tmp_path / "alpha").read_text() == "hello\n"
+    assert result.argv[-6:] == ("-vvv", "--diff", "-e", "greeting=hello", "-e", '{"unused": 1}')
+    log = Path(result.log_path).read_text()
+    assert "ESTABLISH LOCAL CONNECTION" in log  # -vvv reached Ansible (its connection plugin's -vvv message)
+    (tmp_path / "alpha").unlink()
+    skipped = runner.run(playbook=DATA / "not_idempotent.yml", inventory=INVENTORY, forks=2, limit="alpha",
+                         extravars={"marker_dir": str(tmp_path)}, skip_tags="marker")
+    assert skipped.ok and not (tmp_path / "alpha").exists()
+    assert [str(c) for c in skipped.changes] == ["alpha: clock : read the clock"]
