@@ -13,6 +13,7 @@ Three things differ from Ansible on purpose:
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from contextlib import contextmanager
@@ -82,6 +83,7 @@ def load_inventory(path: str | os.PathLike, *, allow_scripts: bool = False) -> I
     manager = _fail_closed_manager_class()(DataLoader(), str(source), allow_scripts=allow_scripts)
     with _ansible_warnings() as warnings:
         manager.parse_sources()
+    _check_host_names(source, manager._inventory)
     inventory = _to_model(source, manager._inventory, warnings)
     if not inventory.hosts:
         raise InventoryError(str(path), "defines no hosts",
@@ -244,6 +246,49 @@ def _ansible_warnings():
         yield collected
     finally:
         del display.warning
+
+
+# What Ansible accepts for a real host: a DNS-style name (letters, digits, `-`, `.`, `_`; ranges are already
+# expanded) or an IPv4/IPv6 literal. Anything else (newlines, spaces, `$(`, a leading `-`, control characters)
+# would reach the Vagrantfile, the dev inventory or a command line as more than a name.
+_HOST_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\Z")
+
+
+def valid_host_name(name: str) -> bool:
+    if _HOST_NAME.match(name) and len(name) <= 253:
+        return True
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
+def _check_host_names(source: Path, data) -> None:
+    for host in data.hosts.values():
+        if not valid_host_name(str(host.name)):
+            path, line = _origin(host.name)
+            raise InventoryError(path or str(source), f"host name {_shown(str(host.name))} is not a valid host name",
+                                 line=line, hint="host names may hold letters, digits, `-`, `.` and `_` (not first "
+                                 "`-`), or be an IPv4/IPv6 address")
+
+
+def _origin(value) -> tuple[str | None, int | None]:
+    """The file and line Ansible 2.19+ tagged a value with while loading it (None, None when it did not)."""
+    try:
+        from ansible._internal._datatag._tags import Origin
+        tag = Origin.get_tag(value)
+    except Exception:   # older ansible-core, or a value without a tag
+        return None, None
+    if tag is None:
+        return None, None
+    return getattr(tag, "path", None), getattr(tag, "line_num", None)
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """A name quoted for a message, control characters made visible (never a raw newline on the terminal)."""
+    shown = text.encode("unicode_escape").decode("ascii")
+    return "'" + shown[:limit] + ("..." if len(shown) > limit else "") + "'"
 
 
 def _to_model(source: Path, data, warnings: list[str]) -> Inventory:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,15 +124,26 @@ def config_file_text(inv: Inventory, project_dir: Path, base: Config) -> str:
                            first_octet=FIRST_HOST_OCTET)
 
 
+_BARE = re.compile(r"[A-Za-z0-9_/.][A-Za-z0-9_/.+@-]*\Z")
+
+
 def yaml_scalar(value) -> str:
-    """A YAML scalar as a person would write it: bare when that reads back the same, JSON-quoted otherwise."""
-    text = json.dumps(value)
-    if not isinstance(value, str) or not value or ":" in value or "#" in value:
-        return text
-    try:
-        return value if yaml.safe_load(value) == value else text
-    except yaml.YAMLError:
-        return text
+    """One YAML scalar on one line, as a person would write it: bare when that reads back the same, else
+    emitted by the YAML library in double quotes (newlines, `: `, `#`, quotes, braces and control characters
+    escaped), so a value from the inventory can never become a key or a comment of devbox.yml."""
+    if isinstance(value, str) and _BARE.match(value):
+        try:
+            if yaml.safe_load(value) == value:
+                return value
+        except yaml.YAMLError:
+            pass
+    text = yaml.safe_dump(value, default_style='"' if isinstance(value, str) else None, allow_unicode=True,
+                          width=float("inf"), default_flow_style=True)
+    text = text[:-len("...\n")] if text.endswith("\n...\n") else text
+    text = text.rstrip("\n")
+    if "\n" in text or yaml.safe_load(text) != value:   # never expected: a scalar the emitter cannot keep on one line
+        raise DevboxError(f"cannot write {value!r} as a one-line YAML value in devbox.yml")
+    return text
 
 
 def render_project(project: Project, topology: Topology, rules: Config, *, vars_dir: Path | None = None,

@@ -45,10 +45,18 @@ def ruby_string(value: object) -> str:
     return f"'{text}'"
 
 
+def comment_text(value: object) -> str:
+    """Text safe inside a one-line comment (Ruby or YAML): control characters and line separators escaped,
+    so nothing after them can become code or a key."""
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+                   for ch in str(value))
+
+
 def make_environment(template_dir: Path) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir)), undefined=jinja2.StrictUndefined,
                              autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["ruby"] = ruby_string
+    env.filters["comment"] = comment_text
     return env
 
 
