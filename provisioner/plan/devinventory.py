@@ -7,15 +7,19 @@ a random development value instead (kept in ``.devbox/secrets.yml`` so it is sta
 """
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
 
-from provisioner.plan.inventory import VaultValue
+from provisioner.errors import DevboxError, InventoryError
+from provisioner.plan.inventory import VaultValue, file_kind
+from provisioner.safeyaml import LimitedSafeLoader
 from provisioner.plan.topology import MachineSpec, Topology, is_connection_var, strip_connection_vars
 
 INVENTORY_DIR = Path(".devbox/inventory")
@@ -44,7 +48,7 @@ class DevInventory:
     secrets: Mapping[str, str]               # the full secrets store to keep in SECRETS_FILE
 
 
-class _VarsLoader(yaml.SafeLoader):
+class _VarsLoader(LimitedSafeLoader):
     """Reads vars files without Ansible: ``!vault`` becomes an opaque ``VaultValue``, ``!unsafe`` a string."""
 
 
@@ -131,10 +135,23 @@ def secrets_file_content(store: Mapping[str, str]) -> str:
 
 
 def load_secrets(path: Path) -> dict[str, str]:
-    if not path.exists():
+    """The development values generated so far; a damaged file is an error, never silently new values."""
+    if not os.path.lexists(path):
         return {}
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    hint = f"fix {path}, or delete it to generate new development values"
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=LimitedSafeLoader) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise DevboxError(f"{path} is damaged{where}: {getattr(exc, 'problem', None) or exc}", hint) from None
+    except UnicodeDecodeError:
+        raise DevboxError(f"{path} is damaged: not a UTF-8 text file", hint) from None
+    except OSError as exc:
+        raise DevboxError(f"cannot read {path}: {exc.strerror}", hint) from None
+    if not isinstance(data, dict):
+        raise DevboxError(f"{path} is damaged: it must map variable names to values", hint)
+    return {str(k): str(v) for k, v in data.items()}
 
 
 def _machine_vars(machine: MachineSpec, own: Mapping[str, Any], extra_vars: Mapping[str, Any]) -> dict[str, Any]:
@@ -198,12 +215,14 @@ def _group_vars_files(group_vars: Path) -> Iterable[tuple[Path, Path]]:
     for group in groups:
         for ext in VARS_EXTENSIONS:
             candidate = group_vars / (group + ext)
-            if candidate.is_dir():
+            kind = file_kind(candidate)
+            if kind == "dir":
                 for f in sorted(candidate.rglob("*")):
-                    if f.is_file() and not any(_ignored(part) for part in f.relative_to(candidate).parts):
+                    if (not any(_ignored(part) for part in f.relative_to(candidate).parts)
+                            and file_kind(f) == "file"):
                         yield f, Path(group) / f.relative_to(candidate)
                 break
-            if candidate.is_file():
+            if kind == "file":
                 yield candidate, (Path("all") / ("all" + (ext or ".yml")) if group == "all" else Path(candidate.name))
                 break
 
@@ -214,8 +233,9 @@ def _host_vars_file(host_vars: Path, host: str, skipped: list[str]) -> dict[str,
     merged: dict[str, Any] = {}
     for ext in VARS_EXTENSIONS:
         candidate = host_vars / (host + ext)
-        files = ([f for f in sorted(candidate.rglob("*")) if f.is_file()] if candidate.is_dir()
-                 else [candidate] if candidate.is_file() else [])
+        kind = file_kind(candidate)
+        files = ([f for f in sorted(candidate.rglob("*")) if file_kind(f) == "file"] if kind == "dir"
+                 else [candidate] if kind == "file" else [])
         for f in files:
             raw = f.read_bytes()
             if raw.lstrip().startswith(VAULT_HEADER):
@@ -239,7 +259,6 @@ def _ignored(name: str) -> bool:
 
 
 def _load_vars(raw: bytes, source: Path) -> dict[str, Any]:
-    from provisioner.errors import InventoryError
     try:
         data = yaml.load(raw.decode("utf-8"), Loader=_VarsLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

@@ -13,15 +13,18 @@ Three things differ from Ansible on purpose:
 """
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import re
+import stat
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from provisioner.errors import InventoryError
+from provisioner.safeyaml import MAX_NODES
 
 YAML_EXTENSIONS = (".yml", ".yaml", ".json")
 SCRIPT_EXTENSIONS = (".py", ".sh", ".rb", ".pl", ".js", ".php", ".exe")
@@ -75,7 +78,7 @@ class Inventory:
 def load_inventory(path: str | os.PathLike, *, allow_scripts: bool = False) -> Inventory:
     """Read ``path`` (INI or YAML file, or an inventory directory) with Ansible's loader, failing closed."""
     source = Path(path).absolute()
-    if not source.exists():
+    if file_kind(source) is None:
         raise InventoryError(str(path), "does not exist",
                              hint="pass --inventory PATH, or set `inventory:` in devbox.yml")
     from ansible.parsing.dataloader import DataLoader  # imported late: ansible's import costs ~0.3 s
@@ -89,6 +92,31 @@ def load_inventory(path: str | os.PathLike, *, allow_scripts: bool = False) -> I
         raise InventoryError(str(path), "defines no hosts",
                              hint="point --inventory at the production inventory (a file or directory with hosts)")
     return inventory
+
+
+def file_kind(path: str | os.PathLike) -> str | None:
+    """``file``, ``dir`` or None (nothing there); anything else devbox could hang on or misread is an error.
+
+    A FIFO, socket or device would block or never end when read (Ansible's loader blocks on a FIFO in an
+    inventory folder); a broken symlink or a loop is a mistake worth naming rather than skipping.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise InventoryError(str(path), f"is a broken symlink (to {os.readlink(path)})",
+                                 hint="remove the link or restore its target") from None
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InventoryError(str(path), "is a symlink loop", hint="remove the link") from None
+        raise InventoryError(str(path), f"cannot be read: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        return "dir"
+    if stat.S_ISREG(st.st_mode):
+        return "file"
+    raise InventoryError(str(path), "is not a regular file (a FIFO, socket or device); devbox reads only regular "
+                         "files and folders in an inventory", hint="remove it from the inventory folder")
 
 
 def classify_source(path: Path) -> str:
@@ -126,7 +154,7 @@ def _fail_closed_manager_class():
             self._inventory.reconcile_inventory()
 
         def parse_source(self, source, cache=False):
-            if os.path.isdir(source):
+            if file_kind(source) == "dir":
                 return super().parse_source(source, cache=cache)  # walks the entries back through this method
             path = Path(source)
             kind = classify_source(path)
@@ -298,6 +326,7 @@ def _to_model(source: Path, data, warnings: list[str]) -> Inventory:
     for group in data.groups.values():
         name = str(group.name)
         hosts = tuple(str(h.name) for h in group.hosts)
+        _check_expanded_size(source, group.vars, group.name)
         groups[name] = Group(name=name, children=tuple(str(c.name) for c in group.child_groups),
                              hosts=hosts, vars=plain(group.vars))
         if name not in ("all", "ungrouped"):
@@ -307,9 +336,34 @@ def _to_model(source: Path, data, warnings: list[str]) -> Inventory:
     for host in data.hosts.values():
         name = str(host.name)
         ancestors = frozenset(str(g.name) for g in host.groups) - {"all", "ungrouped"}
+        _check_expanded_size(source, host.vars, host.name)
         host_vars = {k: v for k, v in plain(host.vars).items() if k not in LOADER_VARS}
         hosts[name] = Host(name=name, groups=tuple(direct.get(name, ())), all_groups=ancestors, vars=host_vars)
     return Inventory(source=source, hosts=hosts, groups=groups, warnings=_readable_warnings(warnings, groups))
+
+
+def _check_expanded_size(source: Path, variables: Mapping[str, Any], owner: Any) -> None:
+    """Ansible's YAML loader shares aliased values; copying them (as ``plain`` does) would expand a "billion
+    laughs" without bound. Count what the variables stand for first, each shared value once."""
+    memo: dict[int, int] = {}
+
+    def size(value: Any) -> int:
+        if not isinstance(value, (Mapping, list, tuple)):
+            return 1
+        if id(value) not in memo:
+            memo[id(value)] = 0   # a value that contains itself counts once
+            items = [x for kv in value.items() for x in kv] if isinstance(value, Mapping) else value
+            memo[id(value)] = 1 + sum(size(x) for x in items)
+        return memo[id(value)]
+
+    for name, value in variables.items():
+        if size(value) > MAX_NODES:
+            path, line = _origin(value)
+            if path is None:
+                path, line = _origin(owner)
+            raise InventoryError(path or str(source), f"variable {name} of {owner}: aliases expand to more than "
+                                 f"{MAX_NODES:,} values (a \"billion laughs\" document?); devbox refuses it",
+                                 line=line)
 
 
 _VALID_GROUP = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
