@@ -169,20 +169,20 @@ class EnvironmentRuns:
     def revisions(self, name: str | None, *, ask_password: AskPassword | None = None) -> list[HostRevision]:
         """What each host of the environment last had applied by devbox, read back in one run."""
         env = self.environment(name)
+        # the inventory is read before anything is created: a wrong path must leave the project as it was
+        inventory = env.inventory if not env.is_dev else self.project_dir / ".devbox" / "inventory"
+        if env.is_dev and (self.dev_runner is None or not inventory.exists()):
+            raise UsageError("no development VMs yet", "run `devbox up` first")
+        hosts = read_target_hosts(inventory)
         _, read_play = write_stamp_playbooks(self.project_dir / ".devbox" / "stamp")
         fetch_dir = self.state_dir(env) / "applied"
         fetch_dir.mkdir(parents=True, exist_ok=True)
         for old in fetch_dir.glob("*.json"):
             old.unlink()
         if env.is_dev:
-            inventory = self.project_dir / ".devbox" / "inventory"
-            if self.dev_runner is None or not inventory.exists():
-                raise UsageError("no development VMs yet", "run `devbox up` first")
-            hosts = read_target_hosts(inventory)
             result = self.dev_runner.run(playbook=read_play, inventory=inventory, forks=max(1, len(hosts)),
                                          extravars=read_extravars(fetch_dir, path=self.applied_path))
         else:
-            hosts = read_target_hosts(env.inventory)
             require_trusted(env.name, self.host_key_checker(list(hosts), env.known_hosts), env.known_hosts)
             # reading group_vars may need the vault even though nothing secret is used
             with self._vault_password(env, ask_password) as (args, vault_env):

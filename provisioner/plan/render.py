@@ -95,8 +95,20 @@ def render_template(template: Path, context: dict) -> str:
         where = f"{template}:{line}" if line else str(template)
         raise RenderError(f"{where}: undefined variable: {exc.message}",
                           f"the template may use: {', '.join(sorted(context))}") from None
-    except jinja2.TemplateNotFound:
-        raise RenderError(f"template {template} not found", "restore Vagrantfile.j2 or remove the project copy") from None
+    except jinja2.TemplateNotFound as exc:
+        if exc.name in (None, template.name):
+            raise RenderError(f"template {template} not found",
+                              "restore Vagrantfile.j2 or remove the project copy") from None
+        raise RenderError(f"{template}: the template {exc.name!r} it includes was not found in {template.parent}",
+                          "add that file next to the template or remove the include") from None
+    except UnicodeDecodeError as exc:
+        raise RenderError(f"{template} (or a template it includes) is not a UTF-8 text file ({exc.reason} at byte "
+                          f"{exc.start})", "save the template as UTF-8") from None
+    except RecursionError:
+        raise RenderError(f"{template} includes itself (directly or through other templates) without end",
+                          "remove the include that leads back to it") from None
+    except OSError as exc:
+        raise RenderError(f"cannot read {exc.filename or template}: {exc.strerror}") from None
 
 
 def _template_line(exc: BaseException, template: Path) -> int | None:
