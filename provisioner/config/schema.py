@@ -56,6 +56,7 @@ class Config:
     groups: Mapping[str, GroupRule] = field(default_factory=dict)
     vars: Mapping[str, Any] = field(default_factory=dict)
     allow_inventory_scripts: bool = False
+    not_secret: tuple[str, ...] = ()          # secret-like variable names whose production values are kept
     extensions: Mapping[str, Any] = field(default_factory=dict)
 
     def inventory_path(self) -> Path | None:
@@ -105,7 +106,7 @@ def parse_config(data: Any, path: Path | None) -> Config:
         raise ConfigError(str(path), ["the top level must be a mapping of settings"])
 
     known = {"inventory", "playbook", "provider", "box", "libvirt", "network", "defaults", "ignore_groups",
-             "groups", "vars", "allow_inventory_scripts", *EXTENSION_KEYS}
+             "groups", "vars", "allow_inventory_scripts", "not_secret", *EXTENSION_KEYS}
     for key in data:
         if key not in known:
             problems.append(f"unknown key `{key}` (known: {', '.join(sorted(known))})")
@@ -176,6 +177,12 @@ def parse_config(data: Any, path: Path | None) -> Config:
             values["allow_inventory_scripts"] = data["allow_inventory_scripts"]
         else:
             problems.append("`allow_inventory_scripts` must be true or false")
+    if "not_secret" in data:
+        names = data["not_secret"]
+        if isinstance(names, list) and all(_is_text(n) for n in names):
+            values["not_secret"] = tuple(names)
+        elif names is not None:
+            problems.append("`not_secret` must be a list of variable names (their production values are kept)")
     values["extensions"] = {k: data[k] for k in EXTENSION_KEYS if k in data}
     if "environments" in data:
         problems.extend(validate_environments(data["environments"]))

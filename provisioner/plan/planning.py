@@ -154,11 +154,13 @@ def render_project(project: Project, topology: Topology, rules: Config, *, vars_
         source = rules.inventory_path()
         vars_dir = (source if source.is_dir() else source.parent) if source is not None and source.exists() else None
     vagrantfile = render_vagrantfile(topology, rules, template_for(project_dir))
-    dev = build_dev_inventory(topology, rules.vars, vars_dir, load_secrets(project_dir / SECRETS_FILE))
+    dev = build_dev_inventory(topology, rules.vars, vars_dir, load_secrets(project_dir / SECRETS_FILE),
+                              not_secret=rules.not_secret)
     outputs: dict[Path, tuple[str, int]] = {Path(p): (t, 0o644) for p, t in (extra_files or {}).items()}
     outputs.update({project_dir / p: (f.content, f.mode) for p, f in dev.files.items()})
     outputs[project_dir / SECRETS_FILE] = (secrets_file_content(dev.secrets), 0o600)
-    outputs[project.paths.plan] = (json.dumps(topology.to_state(), indent=2) + "\n", 0o644)
+    # plan.json holds variables too: the production secrets in it are replaced, and it is private all the same
+    outputs[project.paths.plan] = (json.dumps((dev.plan or topology).to_state(), indent=2) + "\n", 0o600)
 
     validator = validate_vagrantfile if shutil.which("vagrant") else None
     written, unchanged = [], []

@@ -6,7 +6,7 @@ A case folder holds the project as the attacker (or an accident) left it and a `
     exit_code: 1
     message: "host name"             # a fragment of what devbox printed (stdout and stderr), or a list of them
     absent: [Vagrantfile, PWNED]     # files that must not exist afterwards
-    canary: MARKER                   # a string no file of the project may contain afterwards
+    canary: MARKER                   # a string no file devbox wrote may contain (the case's own inputs hold it)
     canary_except: [devbox.yml]      # ... except these (where the team asked for the value)
     mode_0600: [.devbox/plan.json]   # files that must be private
     contains: {devbox.yml: "text"}   # files that must hold this text
@@ -118,8 +118,11 @@ def test_attack(name, tmp_path, monkeypatch):
     if case.get("canary"):
         allowed = {project / rel for rel in case.get("canary_except", [])}
         marker = case["canary"].encode()
+        given = ATTACKS / name   # the production inputs themselves hold the marker, unchanged
         leaks = [p.relative_to(project).as_posix() for p in _project_files(project)
-                 if p not in allowed and marker in p.read_bytes()]
+                 if p not in allowed and marker in p.read_bytes()
+                 and not ((given / p.relative_to(project)).is_file()
+                          and (given / p.relative_to(project)).read_bytes() == p.read_bytes())]
         assert leaks == [], f"{case['canary']} leaked into {leaks}"
     for rel in case.get("mode_0600", []):
         assert stat.S_IMODE((project / rel).stat().st_mode) == 0o600, rel
