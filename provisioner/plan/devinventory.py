@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from provisioner.errors import DevboxError, InventoryError
-from provisioner.plan.inventory import VaultValue, file_kind
+from provisioner.plan.inventory import VaultValue, file_kind, read_bytes
 from provisioner.safeyaml import LimitedSafeLoader
 from provisioner.plan.topology import MachineSpec, Topology, is_connection_var, strip_connection_vars
 
@@ -125,7 +125,7 @@ def build_dev_inventory(topology: Topology, extra_vars: Mapping[str, Any], vars_
 
     if vars_dir is not None and (vars_dir / "group_vars").is_dir():
         for source, target in _group_vars_files(vars_dir / "group_vars"):
-            raw = source.read_bytes()
+            raw = read_bytes(source)
             if raw.lstrip().startswith(VAULT_HEADER):
                 skipped.append(str(source))
                 continue
@@ -294,7 +294,7 @@ def _host_vars_file(host_vars: Path, host: str, skipped: list[str]) -> dict[str,
         files = ([f for f in sorted(candidate.rglob("*")) if file_kind(f) == "file"] if kind == "dir"
                  else [candidate] if kind == "file" else [])
         for f in files:
-            raw = f.read_bytes()
+            raw = read_bytes(f)
             if raw.lstrip().startswith(VAULT_HEADER):
                 skipped.append(str(f))
             else:

@@ -119,10 +119,18 @@ def file_kind(path: str | os.PathLike) -> str | None:
                          "files and folders in an inventory", hint="remove it from the inventory folder")
 
 
+def read_bytes(path: str | os.PathLike, limit: int = -1) -> bytes:
+    """A file of the inventory, or an ``InventoryError`` naming it (permissions, a folder, I/O errors)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(limit)
+    except OSError as exc:
+        raise InventoryError(str(path), f"cannot be read: {exc.strerror}") from None
+
+
 def classify_source(path: Path) -> str:
     """``script``, ``plugin``, ``toml``, ``binary``, ``vault`` or ``static``, from the file alone, running nothing."""
-    with open(path, "rb") as fh:
-        head = fh.read(65536)
+    head = read_bytes(path, 65536)
     if head.startswith(b"#!") or path.suffix.lower() in SCRIPT_EXTENSIONS:
         return "script"
     if b"\x00" in head:
@@ -181,7 +189,7 @@ def _fail_closed_manager_class():
             return True
 
     def _parse_static(data, loader, path: Path) -> None:
-        text = path.read_bytes().decode("utf-8", "replace")
+        text = read_bytes(path).decode("utf-8", "replace")
         looks_yaml = _looks_like_yaml(text)
         failures: list[tuple[str, int | None]] = []
         for name in ("yaml", "ini"):

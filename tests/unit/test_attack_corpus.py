@@ -142,3 +142,66 @@ def test_every_case_is_complete():
         assert (folder / "case.yml").is_file(), f"{folder.name} has no case.yml"
         case = yaml.safe_load((folder / "case.yml").read_text())
         assert set(case) <= known and {"args", "exit_code", "description"} <= set(case), folder.name
+
+
+# --- the escaping itself, on values the corpus cannot reach through a valid inventory ----------------------------
+
+HOSTILE = ["primary\nbox: evil/box\nlibvirt:\n  uri: qemu+ssh://attacker.example/system", "a: b", "x # y", "#", "- item",
+           "'single'", '"double"', "{{ lookup('pipe', 'id') }}", "{% raw %}", "é ü 😀", "line\u2028sep", "nul\x00",
+           "\ttab", "*alias", "&anchor", "!!python/object", "yes", "~", "", "   ", "1e3", "0x1F", "@at", "`tick`"]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_yaml_scalar_reads_back_as_the_same_value_on_one_line(value):
+    from provisioner.plan.planning import yaml_scalar
+
+    text = yaml_scalar(value)
+    assert "\n" not in text
+    assert yaml.safe_load(f"key: {text}  # a comment after it\nnext: 1\n") == {"key": value, "next": 1}
+
+
+def test_proposed_devbox_yml_parses_back_to_the_intended_data(tmp_path):
+    """config_file_text with hostile group names and role values: exactly the proposed rules, nothing added."""
+    from provisioner.config.schema import Config
+    from provisioner.plan.inventory import Group, Host, Inventory
+    from provisioner.plan.planning import config_file_text
+
+    values = ["primary\nbox: evil/box\n#", "replica: yes # {{ x }}", "standby'\"é"]
+    hosts = {f"db{i}": Host(f"db{i}", ("db",), frozenset({"db"}), {"pg_role": v}) for i, v in enumerate(values)}
+    groups = {"all": Group("all", ("db",), (), {}), "db": Group("db", (), tuple(hosts), {})}
+    inv = Inventory(source=tmp_path / "inventory: x\nbox: y", hosts=hosts, groups=groups)
+    data = yaml.safe_load(config_file_text(inv, tmp_path, Config()))
+    assert data["groups"] == {"db": {"keep_distinct": "pg_role"}}
+    assert data["inventory"] == "inventory: x\nbox: y"
+    assert data["box"] == Config().box and "libvirt" not in data
+
+
+def test_vagrantfile_comment_holds_no_code():
+    """The `# stands for:` comment of a VM whose production names carry a newline stays one comment line."""
+    from provisioner.config.schema import Config
+    from provisioner.plan.render import DEFAULT_TEMPLATE, render_vagrantfile
+    from provisioner.plan.topology import MachineSpec, Topology
+
+    machine = MachineSpec(name="web-1", hostname="web-1", groups=("web",), memory=512, cpus=1, address="192.168.56.11",
+                          represents=("web-01\nsystem('touch PWNED')\n#", "x\r\u2028y"))
+    text = render_vagrantfile(Topology(machines=(machine,)), Config(), DEFAULT_TEMPLATE)
+    stands_for = [line for line in text.splitlines() if "stands for" in line]
+    assert len(stands_for) == 1 and "system(" in stands_for[0]
+    assert not any(line.lstrip().startswith("system(") for line in text.splitlines())
+    assert "\r" not in text and "\u2028" not in text
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 file anyway; the corpus case "
+                    "secrets-file-is-a-directory covers the same error path with a folder where a file belongs")
+@pytest.mark.parametrize("unreadable", ["inventory/hosts.ini", "inventory/group_vars/all.yml", "devbox.yml"])
+def test_unreadable_file_is_named(tmp_path, monkeypatch, unreadable):
+    project = tmp_path / "p"
+    for rel, text in {"inventory/hosts.ini": "[web]\nweb1\n", "inventory/group_vars/all.yml": "a: 1\n",
+                      "devbox.yml": "inventory: inventory\n"}.items():
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text(text)
+    (project / unreadable).chmod(0)
+    monkeypatch.setenv("PATH", VENV_BIN)
+    outcome = _run_in_process(project, ["-C", str(project), "init"], monkeypatch)
+    assert outcome["exit_code"] == 1 and Path(unreadable).name in outcome["output"], outcome["output"]
+    assert "Permission denied" in outcome["output"] or "cannot be read" in outcome["output"]
