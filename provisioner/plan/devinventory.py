@@ -144,8 +144,8 @@ def build_dev_inventory(topology: Topology, extra_vars: Mapping[str, Any], vars_
                 if connection:
                     notes.append(f"# production connection settings removed ({', '.join(sorted(connection))})\n")
                 if replaced:
-                    notes.append(f"# development values in place of production secrets ({', '.join(sorted(replaced))}); "
-                                 "list a name under `not_secret:` in devbox.yml to keep its value\n")
+                    notes.append(f"# development values in place of production secrets "
+                                 f"({', '.join(sorted(replaced))}); list a name under `not_secret:` in devbox.yml to keep its value\n")
                 text = (f"# Copied by devbox from {source.name}, comments dropped.\n" + "".join(notes)
                         + (_dump(kept) if kept else ""))
             else:
@@ -180,7 +180,8 @@ def build_dev_inventory(topology: Topology, extra_vars: Mapping[str, Any], vars_
     files[INVENTORY_DIR / "hosts.yml"] = GeneratedFile(HEADER + _dump(_hosts_document(topology, hosts_vars, group_vars)))
     files[SECRETS_VARS_FILE] = GeneratedFile(SECRETS_HEADER + (_dump({n: store[n] for n in names}) if names else "{}\n"),
                                              mode=0o600)
-    plan = replace(topology, machines=tuple(replace(m, host_vars=redactor.vars(m.host_vars)[0]) for m in topology.machines),
+    plan = replace(topology,
+                   machines=tuple(replace(m, host_vars=redactor.vars(m.host_vars)[0]) for m in topology.machines),
                    group_tree={g: {**node, "vars": redactor.vars(node.get("vars", {}))[0]}
                                for g, node in topology.group_tree.items()})
     return DevInventory(files=files, secret_names=tuple(sorted(set(names) | redactor.names)), skipped=tuple(skipped),

@@ -146,7 +146,8 @@ def test_every_case_is_complete():
 
 # --- the escaping itself, on values the corpus cannot reach through a valid inventory ----------------------------
 
-HOSTILE = ["primary\nbox: evil/box\nlibvirt:\n  uri: qemu+ssh://attacker.example/system", "a: b", "x # y", "#", "- item",
+HOSTILE = ["primary\nbox: evil/box\nlibvirt:\n  uri: qemu+ssh://attacker.example/system", "a: b", "x # y", "#",
+           "- item",
            "'single'", '"double"', "{{ lookup('pipe', 'id') }}", "{% raw %}", "é ü 😀", "line\u2028sep", "nul\x00",
            "\ttab", "*alias", "&anchor", "!!python/object", "yes", "~", "", "   ", "1e3", "0x1F", "@at", "`tick`"]
 
