@@ -206,3 +206,21 @@ def test_unreadable_file_is_named(tmp_path, monkeypatch, unreadable):
     outcome = _run_in_process(project, ["-C", str(project), "init"], monkeypatch)
     assert outcome["exit_code"] == 1 and Path(unreadable).name in outcome["output"], outcome["output"]
     assert "Permission denied" in outcome["output"] or "cannot be read" in outcome["output"]
+
+
+@pytest.mark.vagrant
+def test_vagrant_validate_runs_no_code_from_a_host_name(tmp_path):
+    """The exploit itself: Vagrant loads the Vagrantfile rendered for a hostile name, and nothing runs."""
+    from provisioner.adapters.vagrant_driver import validate_vagrantfile
+    from provisioner.config.schema import Config
+    from provisioner.plan.render import DEFAULT_TEMPLATE, install_vagrantfile, render_vagrantfile
+    from provisioner.plan.topology import MachineSpec, Topology
+
+    if shutil.which("vagrant") is None:
+        pytest.fail("vagrant is required for the vagrant tier (scripts/setup installs it)")
+    pwned = tmp_path / "PWNED"
+    machine = MachineSpec(name="web-1", hostname="web-1", groups=("web",), memory=512, cpus=1, address="192.168.56.11",
+                          represents=(f"web-01\nsystem('touch {pwned}')\n#'",))
+    install_vagrantfile(tmp_path, render_vagrantfile(Topology(machines=(machine,)), Config(), DEFAULT_TEMPLATE),
+                        validate_vagrantfile)
+    assert not pwned.exists()
