@@ -45,7 +45,8 @@ def init(app, inventory, force, allow_inventory_scripts):
     if render.skipped:
         click.echo(f"not copied (vault-encrypted): {', '.join(render.skipped)}")
     if render.secret_names:
-        click.echo(f"development values for vault variables in .devbox/secrets.yml: {', '.join(render.secret_names)}")
+        click.echo("development values for vault-encrypted and secret-like variables in .devbox/secrets.yml: "
+                   + ", ".join(render.secret_names))
     if not render.validated:
         click.echo("note: `vagrant` is not installed, so the Vagrantfile was not validated", err=True)
 

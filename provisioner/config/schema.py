@@ -5,7 +5,9 @@ cycle fixes the whole file.
 """
 from __future__ import annotations
 
+import errno
 import ipaddress
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -16,6 +18,7 @@ from provisioner.config.environments import validate_environments
 from provisioner.config.parity import config_problems as parity_problems
 from provisioner.config.smoke import validate_smoke
 from provisioner.errors import ConfigError
+from provisioner.safeyaml import StrictSafeLoader
 
 CONFIG_NAME = "devbox.yml"
 PROVIDERS = ("libvirt", "virtualbox")
@@ -54,6 +57,7 @@ class Config:
     groups: Mapping[str, GroupRule] = field(default_factory=dict)
     vars: Mapping[str, Any] = field(default_factory=dict)
     allow_inventory_scripts: bool = False
+    not_secret: tuple[str, ...] = ()          # secret-like variable names whose production values are kept
     extensions: Mapping[str, Any] = field(default_factory=dict)
 
     def inventory_path(self) -> Path | None:
@@ -70,18 +74,28 @@ class Config:
 def load_config(path: str | Path, *, required: bool = False) -> Config:
     """Load devbox.yml; a missing file means the defaults unless ``required``."""
     path = Path(path)
+    if os.path.islink(path) and not path.exists():
+        try:
+            os.stat(path)
+        except OSError as exc:
+            what = "a symlink loop" if exc.errno == errno.ELOOP else f"a broken symlink (to {os.readlink(path)})"
+            raise ConfigError(str(path), [f"is {what}"]) from None
+    if path.is_dir():
+        raise ConfigError(str(path), ["is a directory, not a file"])
     if not path.exists():
         if required:
             raise ConfigError(str(path), ["file not found"], hint="run `devbox init --inventory PATH` to create it")
         return Config(path=None)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictSafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         raise ConfigError(str(path), [f"{where}not valid YAML ({getattr(exc, 'problem', None) or exc})"]) from None
     except UnicodeDecodeError:
         raise ConfigError(str(path), ["not a UTF-8 text file"]) from None
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot be read: {exc.strerror}"]) from None
     return parse_config(data, path)
 
 
@@ -93,7 +107,7 @@ def parse_config(data: Any, path: Path | None) -> Config:
         raise ConfigError(str(path), ["the top level must be a mapping of settings"])
 
     known = {"inventory", "playbook", "provider", "box", "libvirt", "network", "defaults", "ignore_groups",
-             "groups", "vars", "allow_inventory_scripts", *EXTENSION_KEYS}
+             "groups", "vars", "allow_inventory_scripts", "not_secret", *EXTENSION_KEYS}
     for key in data:
         if key not in known:
             problems.append(f"unknown key `{key}` (known: {', '.join(sorted(known))})")
@@ -164,6 +178,12 @@ def parse_config(data: Any, path: Path | None) -> Config:
             values["allow_inventory_scripts"] = data["allow_inventory_scripts"]
         else:
             problems.append("`allow_inventory_scripts` must be true or false")
+    if "not_secret" in data:
+        names = data["not_secret"]
+        if isinstance(names, list) and all(_is_text(n) for n in names):
+            values["not_secret"] = tuple(names)
+        elif names is not None:
+            problems.append("`not_secret` must be a list of variable names (their production values are kept)")
     values["extensions"] = {k: data[k] for k in EXTENSION_KEYS if k in data}
     if "environments" in data:
         problems.extend(validate_environments(data["environments"]))

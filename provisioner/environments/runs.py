@@ -211,25 +211,28 @@ class EnvironmentRuns:
     def revisions(self, name: str | None, *, ask_password: AskPassword | None = None) -> list[HostRevision]:
         """What each host of the environment last had applied by devbox, read back in one run."""
         env = self.environment(name)
-        guarded = None if env.is_dev else self.hosts(env)  # the guard first: nothing is written before it passed
+        # the guard and the inventory first: a wrong path or a production host leaves the project as it was
+        if env.is_dev:
+            inventory = self.project_dir / ".devbox" / "inventory"
+            if self.dev_runner is None or not inventory.exists():
+                raise UsageError("no development VMs yet", "run `devbox up` first")
+            hosts = read_target_hosts(inventory)
+        else:
+            inventory, hosts = env.inventory, self.hosts(env)
         with self.lock(f"devbox status --env {env.name}"):
-            return self._revisions(env, guarded, ask_password)
+            return self._revisions(env, inventory, hosts, ask_password)
 
-    def _revisions(self, env: Environment, guarded, ask_password: AskPassword | None) -> list[HostRevision]:
+    def _revisions(self, env: Environment, inventory: Path, hosts, ask_password: AskPassword | None
+                   ) -> list[HostRevision]:
         _, read_play = write_stamp_playbooks(self.project_dir / ".devbox" / "stamp")
         fetch_dir = self.state_dir(env) / "applied"
         fetch_dir.mkdir(parents=True, exist_ok=True)
         for old in fetch_dir.glob("*.json"):
             old.unlink()
         if env.is_dev:
-            inventory = self.project_dir / ".devbox" / "inventory"
-            if self.dev_runner is None or not inventory.exists():
-                raise UsageError("no development VMs yet", "run `devbox up` first")
-            hosts = read_target_hosts(inventory)
             result = self.dev_runner.run(playbook=read_play, inventory=inventory, forks=max(1, len(hosts)),
                                          extravars=read_extravars(fetch_dir, path=self.applied_path))
         else:
-            hosts = guarded
             require_trusted(env.name, self.host_key_checker(list(hosts), env.known_hosts), env.known_hosts)
             # reading group_vars may need the vault even though nothing secret is used
             with self._vault_password(env, ask_password) as (args, vault_env):

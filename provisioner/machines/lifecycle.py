@@ -19,7 +19,7 @@ from provisioner.incremental import reprovision
 from provisioner.environments.model import ensure_dev_gets_no_vault_password
 from provisioner.errors import DevboxError, UsageError
 from provisioner.fsutil import atomic_write
-from provisioner.plan.planning import derive, generated_set_problem, load_plan, render_project
+from provisioner.plan.planning import derive, generated_set_problem, load_plan, prepare_render, write_render
 from provisioner.project.context import Project
 from provisioner.project.paths import ProjectPaths
 from provisioner.adapters.playbook_runner import PlaybookResult, TaskChange
@@ -166,12 +166,14 @@ def ensure_rendered(project: Project) -> tuple["Topology", bool]:
         saved = None
     config = project.config()
     fresh, _source = derive(paths.root, config, None, False, project.progress)
+    # compared as plan.json would hold it (production secrets replaced), computed in memory
+    pending = prepare_render(project, fresh, config)
     problem = generated_set_problem(paths.root) if saved is not None else None
-    if saved is not None and saved.to_state() == fresh.to_state() and problem is None:
+    if saved is not None and saved.to_state() == pending.plan_topology.to_state() and problem is None:
         return saved, False
     project.progress("plan", f"{problem}; rendering the set again" if saved is not None and problem else
                      "changed; rendering the Vagrantfile and the development inventory")
-    render_project(project, fresh, config)
+    write_render(project, pending)
     return fresh, True
 
 

@@ -13,14 +13,18 @@ Three things differ from Ansible on purpose:
 """
 from __future__ import annotations
 
+import errno
+import ipaddress
 import os
 import re
+import stat
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from provisioner.errors import InventoryError
+from provisioner.safeyaml import MAX_NODES
 
 YAML_EXTENSIONS = (".yml", ".yaml", ".json")
 SCRIPT_EXTENSIONS = (".py", ".sh", ".rb", ".pl", ".js", ".php", ".exe")
@@ -74,7 +78,7 @@ class Inventory:
 def load_inventory(path: str | os.PathLike, *, allow_scripts: bool = False) -> Inventory:
     """Read ``path`` (INI or YAML file, or an inventory directory) with Ansible's loader, failing closed."""
     source = Path(path).absolute()
-    if not source.exists():
+    if file_kind(source) is None:
         raise InventoryError(str(path), "does not exist",
                              hint="pass --inventory PATH, or set `inventory:` in devbox.yml")
     from ansible.parsing.dataloader import DataLoader  # imported late: ansible's import costs ~0.3 s
@@ -82,6 +86,7 @@ def load_inventory(path: str | os.PathLike, *, allow_scripts: bool = False) -> I
     manager = _fail_closed_manager_class()(DataLoader(), str(source), allow_scripts=allow_scripts)
     with _ansible_warnings() as warnings:
         manager.parse_sources()
+    _check_host_names(source, manager._inventory)
     inventory = _to_model(source, manager._inventory, warnings)
     if not inventory.hosts:
         raise InventoryError(str(path), "defines no hosts",
@@ -89,10 +94,43 @@ def load_inventory(path: str | os.PathLike, *, allow_scripts: bool = False) -> I
     return inventory
 
 
+def file_kind(path: str | os.PathLike) -> str | None:
+    """``file``, ``dir`` or None (nothing there); anything else devbox could hang on or misread is an error.
+
+    A FIFO, socket or device would block or never end when read (Ansible's loader blocks on a FIFO in an
+    inventory folder); a broken symlink or a loop is a mistake worth naming rather than skipping.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise InventoryError(str(path), f"is a broken symlink (to {os.readlink(path)})",
+                                 hint="remove the link or restore its target") from None
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InventoryError(str(path), "is a symlink loop", hint="remove the link") from None
+        raise InventoryError(str(path), f"cannot be read: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        return "dir"
+    if stat.S_ISREG(st.st_mode):
+        return "file"
+    raise InventoryError(str(path), "is not a regular file (a FIFO, socket or device); devbox reads only regular "
+                         "files and folders in an inventory", hint="remove it from the inventory folder")
+
+
+def read_bytes(path: str | os.PathLike, limit: int = -1) -> bytes:
+    """A file of the inventory, or an ``InventoryError`` naming it (permissions, a folder, I/O errors)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(limit)
+    except OSError as exc:
+        raise InventoryError(str(path), f"cannot be read: {exc.strerror}") from None
+
+
 def classify_source(path: Path) -> str:
     """``script``, ``plugin``, ``toml``, ``binary``, ``vault`` or ``static``, from the file alone, running nothing."""
-    with open(path, "rb") as fh:
-        head = fh.read(65536)
+    head = read_bytes(path, 65536)
     if head.startswith(b"#!") or path.suffix.lower() in SCRIPT_EXTENSIONS:
         return "script"
     if b"\x00" in head:
@@ -124,7 +162,7 @@ def _fail_closed_manager_class():
             self._inventory.reconcile_inventory()
 
         def parse_source(self, source, cache=False):
-            if os.path.isdir(source):
+            if file_kind(source) == "dir":
                 return super().parse_source(source, cache=cache)  # walks the entries back through this method
             path = Path(source)
             kind = classify_source(path)
@@ -151,7 +189,7 @@ def _fail_closed_manager_class():
             return True
 
     def _parse_static(data, loader, path: Path) -> None:
-        text = path.read_bytes().decode("utf-8", "replace")
+        text = read_bytes(path).decode("utf-8", "replace")
         looks_yaml = _looks_like_yaml(text)
         failures: list[tuple[str, int | None]] = []
         for name in ("yaml", "ini"):
@@ -246,6 +284,49 @@ def _ansible_warnings():
         del display.warning
 
 
+# What Ansible accepts for a real host: a DNS-style name (letters, digits, `-`, `.`, `_`; ranges are already
+# expanded) or an IPv4/IPv6 literal. Anything else (newlines, spaces, `$(`, a leading `-`, control characters)
+# would reach the Vagrantfile, the dev inventory or a command line as more than a name.
+_HOST_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\Z")
+
+
+def valid_host_name(name: str) -> bool:
+    if _HOST_NAME.match(name) and len(name) <= 253:
+        return True
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
+def _check_host_names(source: Path, data) -> None:
+    for host in data.hosts.values():
+        if not valid_host_name(str(host.name)):
+            path, line = _origin(host.name)
+            raise InventoryError(path or str(source), f"host name {_shown(str(host.name))} is not a valid host name",
+                                 line=line, hint="host names may hold letters, digits, `-`, `.` and `_` (not first "
+                                 "`-`), or be an IPv4/IPv6 address")
+
+
+def _origin(value) -> tuple[str | None, int | None]:
+    """The file and line Ansible 2.19+ tagged a value with while loading it (None, None when it did not)."""
+    try:
+        from ansible._internal._datatag._tags import Origin
+        tag = Origin.get_tag(value)
+    except Exception:   # older ansible-core, or a value without a tag
+        return None, None
+    if tag is None:
+        return None, None
+    return getattr(tag, "path", None), getattr(tag, "line_num", None)
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """A name quoted for a message, control characters made visible (never a raw newline on the terminal)."""
+    shown = text.encode("unicode_escape").decode("ascii")
+    return "'" + shown[:limit] + ("..." if len(shown) > limit else "") + "'"
+
+
 def _to_model(source: Path, data, warnings: list[str]) -> Inventory:
     # Ansible 2.19 tags names and values with their origin (str subclasses); devbox keeps plain values only.
     groups: dict[str, Group] = {}
@@ -253,6 +334,7 @@ def _to_model(source: Path, data, warnings: list[str]) -> Inventory:
     for group in data.groups.values():
         name = str(group.name)
         hosts = tuple(str(h.name) for h in group.hosts)
+        _check_expanded_size(source, group.vars, group.name)
         groups[name] = Group(name=name, children=tuple(str(c.name) for c in group.child_groups),
                              hosts=hosts, vars=plain(group.vars))
         if name not in ("all", "ungrouped"):
@@ -262,9 +344,34 @@ def _to_model(source: Path, data, warnings: list[str]) -> Inventory:
     for host in data.hosts.values():
         name = str(host.name)
         ancestors = frozenset(str(g.name) for g in host.groups) - {"all", "ungrouped"}
+        _check_expanded_size(source, host.vars, host.name)
         host_vars = {k: v for k, v in plain(host.vars).items() if k not in LOADER_VARS}
         hosts[name] = Host(name=name, groups=tuple(direct.get(name, ())), all_groups=ancestors, vars=host_vars)
     return Inventory(source=source, hosts=hosts, groups=groups, warnings=_readable_warnings(warnings, groups))
+
+
+def _check_expanded_size(source: Path, variables: Mapping[str, Any], owner: Any) -> None:
+    """Ansible's YAML loader shares aliased values; copying them (as ``plain`` does) would expand a "billion
+    laughs" without bound. Count what the variables stand for first, each shared value once."""
+    memo: dict[int, int] = {}
+
+    def size(value: Any) -> int:
+        if not isinstance(value, (Mapping, list, tuple)):
+            return 1
+        if id(value) not in memo:
+            memo[id(value)] = 0   # a value that contains itself counts once
+            items = [x for kv in value.items() for x in kv] if isinstance(value, Mapping) else value
+            memo[id(value)] = 1 + sum(size(x) for x in items)
+        return memo[id(value)]
+
+    for name, value in variables.items():
+        if size(value) > MAX_NODES:
+            path, line = _origin(value)
+            if path is None:
+                path, line = _origin(owner)
+            raise InventoryError(path or str(source), f"variable {name} of {owner}: aliases expand to more than "
+                                 f"{MAX_NODES:,} values (a \"billion laughs\" document?); devbox refuses it",
+                                 line=line)
 
 
 _VALID_GROUP = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

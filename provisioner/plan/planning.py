@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,15 +138,26 @@ def config_file_text(inv: Inventory, project_dir: Path, base: Config) -> str:
                            first_octet=FIRST_HOST_OCTET)
 
 
+_BARE = re.compile(r"[A-Za-z0-9_/.][A-Za-z0-9_/.+@-]*\Z")
+
+
 def yaml_scalar(value) -> str:
-    """A YAML scalar as a person would write it: bare when that reads back the same, JSON-quoted otherwise."""
-    text = json.dumps(value)
-    if not isinstance(value, str) or not value or ":" in value or "#" in value:
-        return text
-    try:
-        return value if yaml.safe_load(value) == value else text
-    except yaml.YAMLError:
-        return text
+    """One YAML scalar on one line, as a person would write it: bare when that reads back the same, else
+    emitted by the YAML library in double quotes (newlines, `: `, `#`, quotes, braces and control characters
+    escaped), so a value from the inventory can never become a key or a comment of devbox.yml."""
+    if isinstance(value, str) and _BARE.match(value):
+        try:
+            if yaml.safe_load(value) == value:
+                return value
+        except yaml.YAMLError:
+            pass
+    text = yaml.safe_dump(value, default_style='"' if isinstance(value, str) else None, allow_unicode=True,
+                          width=float("inf"), default_flow_style=True)
+    text = text[:-len("...\n")] if text.endswith("\n...\n") else text
+    text = text.rstrip("\n")
+    if "\n" in text or yaml.safe_load(text) != value:   # never expected: a scalar the emitter cannot keep on one line
+        raise DevboxError(f"cannot write {value!r} as a one-line YAML value in devbox.yml")
+    return text
 
 
 @dataclass(frozen=True)
@@ -159,6 +171,7 @@ class PendingRender:
     secret_names: tuple[str, ...]
     skipped: tuple[str, ...]
     config_files: frozenset       # outputs the team edits (devbox.yml): written, but not part of the generation
+    plan_topology: Topology       # what plan.json holds: the topology with production secrets replaced
 
 
 def prepare_render(project: Project, topology: Topology, rules: Config, *, vars_dir: Path | None = None,
@@ -169,12 +182,13 @@ def prepare_render(project: Project, topology: Topology, rules: Config, *, vars_
         source = rules.inventory_path()
         vars_dir = (source if source.is_dir() else source.parent) if source is not None and source.exists() else None
     vagrantfile = render_vagrantfile(topology, rules, template_for(project_dir))
-    dev = build_dev_inventory(topology, rules.vars, vars_dir, load_secrets(project_dir / SECRETS_FILE))
+    dev = build_dev_inventory(topology, rules.vars, vars_dir, load_secrets(project_dir / SECRETS_FILE),
+                              not_secret=rules.not_secret)
     outputs: dict[Path, tuple[str, int]] = {Path(p): (t, 0o644) for p, t in (extra_files or {}).items()}
     outputs.update({project_dir / p: (f.content, f.mode) for p, f in dev.files.items()})
     outputs[project_dir / SECRETS_FILE] = (secrets_file_content(dev.secrets), 0o600)
     return PendingRender(topology, vagrantfile, outputs, vars_dir, dev.secret_names, dev.skipped,
-                         frozenset(Path(p) for p in (extra_files or {})))
+                         frozenset(Path(p) for p in (extra_files or {})), dev.plan or topology)
 
 
 def write_render(project: Project, pending: PendingRender) -> RenderResult:
@@ -197,10 +211,12 @@ def write_render(project: Project, pending: PendingRender) -> RenderResult:
             files[rel] = _digest(content)
     if pending.vars_dir is not None:   # without the production folder, what is stale cannot be known: keep the copies
         _remove_stale(project_dir / INVENTORY_DIR / "group_vars", set(pending.outputs), written)
-    state = {**pending.topology.to_state(), GENERATION_KEY: {"id": _digest(json.dumps(files, sort_keys=True)),
+    # plan.json holds variables too: the production secrets in it are replaced, and it is private all the same
+    state = {**pending.plan_topology.to_state(), GENERATION_KEY: {"id": _digest(json.dumps(files, sort_keys=True)),
                                                              "files": dict(sorted(files.items()))}}
     plan_rel = project.paths.plan.relative_to(project_dir).as_posix()
-    (written if write_if_changed(project.paths.plan, json.dumps(state, indent=2) + "\n") else unchanged).append(plan_rel)
+    (written if write_if_changed(project.paths.plan, json.dumps(state, indent=2) + "\n", mode=0o600)
+     else unchanged).append(plan_rel)
     return RenderResult(topology=pending.topology, written=tuple(written), unchanged=tuple(unchanged),
                         validated=validator is not None, secret_names=pending.secret_names, skipped=pending.skipped)
 

@@ -46,10 +46,18 @@ def ruby_string(value: object) -> str:
     return f"'{text}'"
 
 
+def comment_text(value: object) -> str:
+    """Text safe inside a one-line comment (Ruby or YAML): control characters and line separators escaped,
+    so nothing after them can become code or a key."""
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+                   for ch in str(value))
+
+
 def make_environment(template_dir: Path) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir)), undefined=jinja2.StrictUndefined,
                              autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["ruby"] = ruby_string
+    env.filters["comment"] = comment_text
     return env
 
 
@@ -88,10 +96,21 @@ def render_template(template: Path, context: dict) -> str:
         where = f"{template}:{line}" if line else str(template)
         raise RenderError(f"{where}: undefined variable: {exc.message}",
                           f"the template may use: {', '.join(sorted(context))}") from None
-    except jinja2.TemplateNotFound:
-        raise RenderError(f"template {template} not found",
-                          "restore it, or remove the project's copy of Vagrantfile.j2 to use devbox's own; if devbox's "
-                          "own is missing, reinstall devbox") from None
+    except jinja2.TemplateNotFound as exc:
+        if exc.name in (None, template.name):
+            raise RenderError(f"template {template} not found",
+                              "restore it, or remove the project's copy of Vagrantfile.j2 to use devbox's own; if "
+                              "devbox's own is missing, reinstall devbox") from None
+        raise RenderError(f"{template}: the template {exc.name!r} it includes was not found in {template.parent}",
+                          "add that file next to the template or remove the include") from None
+    except UnicodeDecodeError as exc:
+        raise RenderError(f"{template} (or a template it includes) is not a UTF-8 text file ({exc.reason} at byte "
+                          f"{exc.start})", "save the template as UTF-8") from None
+    except RecursionError:
+        raise RenderError(f"{template} includes itself (directly or through other templates) without end",
+                          "remove the include that leads back to it") from None
+    except OSError as exc:
+        raise RenderError(f"cannot read {exc.filename or template}: {exc.strerror}") from None
 
 
 def _template_line(exc: BaseException, template: Path) -> int | None:

@@ -110,3 +110,11 @@ def test_the_repository_devbox_yml_is_valid():
         pytest.fail("the reference devbox.yml is missing from the repository root")
     config = load_config(path)
     assert config.inventory_path().is_dir()
+
+
+def test_not_secret_is_a_list_of_names(tmp_path):
+    assert parse_config({"not_secret": ["ssh_host_key", "api.public_key"]}, None).not_secret == ("ssh_host_key",
+                                                                                               "api.public_key")
+    assert parse_config({}, None).not_secret == ()
+    with pytest.raises(ConfigError, match="`not_secret` must be a list"):
+        parse_config({"not_secret": "db_password"}, None)

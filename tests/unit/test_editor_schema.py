@@ -24,7 +24,9 @@ INVENTORIES = REPO / "tests" / "data" / "inventories"
 SCHEMA = json.loads(schema_text())
 VALIDATOR = jsonschema.Draft7Validator(SCHEMA)
 
-EXAMPLES = sorted({REPO / "devbox.yml", *(REPO / "tests" / "data").rglob("devbox.yml")})
+ATTACKS = REPO / "tests" / "data" / "attacks"   # hostile inputs: test_attack_corpus.py runs them
+EXAMPLES = sorted({REPO / "devbox.yml", *(p for p in (REPO / "tests" / "data").rglob("devbox.yml")
+                                          if ATTACKS not in p.parents)})
 GENERATED_FROM = ["webapp/hosts.ini", "openstack/multinode", "replicaset/hosts.ini", "odd-names/hosts.ini",
                   "kubernetes/hosts.ini", "ipv6/hosts.ini", "env-type/hosts.ini", "yaml-nested/hosts.yml"]
 

@@ -42,7 +42,7 @@ CORE = {
 }
 
 # Which packages of devbox each part may import (statically, anywhere in the file): the layers, top to bottom.
-BASE = {"provisioner", "provisioner.errors", "provisioner.fsutil"}
+BASE = {"provisioner", "provisioner.errors", "provisioner.fsutil", "provisioner.safeyaml"}
 ALLOWED = {
     "provisioner.cli": None,  # the top: anything
     "provisioner.app": {"adapters", "config", "plan", "project", "machines", "incremental", "environments",
