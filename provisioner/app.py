@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from provisioner.adapters.mitogen import choose as choose_strategy
 from provisioner.adapters.playbook_runner import AnsibleRunnerPlaybookRunner, PlaybookRunner
@@ -16,18 +16,20 @@ from provisioner.adapters.ssh_probe import ParamikoSshProbe, SshProbe
 from provisioner.adapters.vagrant_driver import PythonVagrantDriver, VagrantDriver
 from provisioner.config.editor_schema import schema_text
 from provisioner.environments.model import environments_of
-from provisioner.environments.runs import EnvironmentRuns
 from provisioner.environments.stamp import EnvRevisions
-from provisioner.lab import box
-from provisioner.lab.integration import integrate
-from provisioner.lab.namespace import DEFAULT_NAME, Lab, LabPaths
 from provisioner.machines import doctor, lifecycle
-from provisioner.parity import flow as parity_flow
 from provisioner.plan.planning import (InitResult, PlanResult, RenderResult, init_project, load_plan, plan_project,
                                        render_locked)
 from provisioner.plan.topology import Topology
 from provisioner.project.context import Progress, Project, load_rules, no_progress
 from provisioner.project.paths import ProjectPaths
+
+if TYPE_CHECKING:
+    from provisioner.environments.runs import EnvironmentRuns
+    from provisioner.lab.namespace import Lab
+
+# The environments, parity and lab workflows are imported by the methods that use them: every command starts
+# through this module, and they bring SSH (paramiko) and lab code that plan, up and provision never need.
 
 
 def real_adapters(project_dir: Path) -> dict:
@@ -139,12 +141,18 @@ class Devbox:
                   force: bool = False, lab_name: str | None = None):
         """Build (or find in the cache) the libvirt base box for ``release`` and add it to Vagrant if needed:
         the user's Vagrant, or with ``lab_name`` the Vagrant home that lab's commands use."""
+        from provisioner.lab import box
+        from provisioner.lab.namespace import LabPaths
+
         vagrant_env = {"VAGRANT_HOME": str(LabPaths(lab_name).vagrant_home)} if lab_name else None
         builder = box.BoxBuilder(box.spec_for(release, mirror), progress=self.progress, vagrant_env=vagrant_env)
         return builder.build(output=output, force=force)
 
-    def lab(self, name: str | None = None) -> Lab:
+    def lab(self, name: str | None = None) -> "Lab":
         """The network-namespace lab that end-to-end tests run in (see lab/namespace.py)."""
+        from provisioner.lab import box
+        from provisioner.lab.namespace import DEFAULT_NAME, Lab, LabPaths
+
         paths = LabPaths(name or DEFAULT_NAME)
 
         def ensure_box() -> None:  # a cache hit (and no `vagrant box add`) once the box exists
@@ -163,12 +171,16 @@ class Devbox:
             inner._use_mitogen(mitogen)
             return inner
 
+        from provisioner.lab.integration import integrate
+
         return integrate(Path(self.project_dir), report_dir, machines_factory=machines_of,
                          start_lab=lambda argv: self.lab(lab_name).run(argv), progress=self.progress,
                          keep_workdir=keep_workdir, mitogen=mitogen)
 
     # --- named environments: environments/ ------------------------------------------------------------------
-    def environment_runs(self) -> EnvironmentRuns:
+    def environment_runs(self) -> "EnvironmentRuns":
+        from provisioner.environments.runs import EnvironmentRuns
+
         return EnvironmentRuns(Path(self.project_dir), progress=self.progress, dev_runner=self.playbooks)
 
     def env_plan(self, env: str | None, *, env_explicit: bool, yes: bool = False, no_check_first: bool = False,
@@ -207,12 +219,18 @@ class Devbox:
     # --- parity: parity/ ------------------------------------------------------------------------------------
     def parity(self, against: str | None, *, yes: bool = False, confirm=None):
         """Compare the VMs with an environment or a baseline file; returns a ``ParityReport``."""
+        from provisioner.parity import flow as parity_flow
+
         return parity_flow.compare(self.project(), self.environment_runs(), against, yes=yes, confirm=confirm)
 
     def write_parity_html(self, report, path: Path) -> Path:
         """The report as one self-contained HTML page, written atomically."""
+        from provisioner.parity import flow as parity_flow
+
         return parity_flow.write_html(report, Path(path))
 
     def parity_export(self, env: str, *, yes: bool = False, confirm=None) -> str:
         """A baseline (JSON text) of ``env``'s hosts, to compare with later without access to them."""
+        from provisioner.parity import flow as parity_flow
+
         return parity_flow.export(self.project(), self.environment_runs(), env, yes=yes, confirm=confirm)

@@ -13,8 +13,8 @@ from click.core import ParameterSource
 
 from provisioner.cli.context import console, pass_app
 from provisioner.cli.options import env_option
+from provisioner.errors import DevboxError
 from provisioner.cli.views import env_hosts_table, env_revisions_table, host_keys_table, host_summary_table
-from provisioner.environments.runs import EnvProvisionFailed
 
 if TYPE_CHECKING:
     from provisioner.environments.model import Environment, RunPlan
@@ -58,8 +58,12 @@ def provision_env(app, ctx: click.Context, env_name: str, *, yes: bool, no_check
         result = app.env_provision(plan, confirm=confirm_by_typing, ask_password=ask_vault_password, tags=tags,
                                    limit=limit, skip_tags=skip_tags, extra_vars=extra_vars, diff=diff,
                                    verbosity=verbosity)
-    except EnvProvisionFailed as exc:
-        console().print(host_summary_table(exc.result.apply.hosts, _applied_title(exc.result)))
+    except DevboxError as exc:
+        # imported here, as the app imports the environment workflow: `devbox` starts without paramiko
+        from provisioner.environments.runs import EnvProvisionFailed
+
+        if isinstance(exc, EnvProvisionFailed):  # the run's table comes before the error
+            console().print(host_summary_table(exc.result.apply.hosts, _applied_title(exc.result)))
         raise
     console().print(host_summary_table(result.apply.hosts, _applied_title(result)))
 

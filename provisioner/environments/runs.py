@@ -302,7 +302,8 @@ def private_secret_file(secret: str) -> Iterator[Path]:
     keeps command lines in its artifacts.
     """
     base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-    folder = tempfile.mkdtemp(prefix="devbox-vault-", dir=base)
+    # the pid in the name: a folder left behind names its process, and a test can tell its own from others'
+    folder = tempfile.mkdtemp(prefix=f"devbox-vault-{os.getpid()}-", dir=base)
     path = Path(folder) / "password"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

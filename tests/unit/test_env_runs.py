@@ -97,8 +97,10 @@ def test_unknown_host_key_stops_the_run_before_any_ansible(project, tmp_path):
 
 
 def test_staging_run_confirms_applies_stamps_and_reports(project, tmp_path, sshd):
-    # other devbox processes on the machine may hold their own password folders meanwhile: compare, don't assume empty
-    shm_before = set(Path("/dev/shm").glob("devbox-vault-*"))  # empty where /dev/shm does not exist
+    # other devbox processes on the machine hold their own password folders (named with their pid): only this
+    # process's count, compared with before
+    mine = f"devbox-vault-{os.getpid()}-*"
+    shm_before = set(Path("/dev/shm").glob(mine))  # empty where /dev/shm does not exist
     r = runs(project)
     env, checks = r.scan_keys("staging")
     assert {c.status for c in checks} == {"unknown"} and len(checks) == 2
@@ -132,7 +134,7 @@ def test_staging_run_confirms_applies_stamps_and_reports(project, tmp_path, sshd
     assert {h.host: h.revision for h in revisions} == {"web-s1": "unversioned", "db-s1": "unversioned"}
 
     # the prompted password existed only as a temp file during the runs, and no secret reached any file
-    leftovers = set(Path("/dev/shm").glob("devbox-vault-*")) - shm_before
+    leftovers = set(Path("/dev/shm").glob(mine)) - shm_before
     assert leftovers == set()
     for path in files_written(project):
         text = path.read_bytes()
