@@ -89,7 +89,7 @@ class PlaybookResult:
 
 
 class PlaybookRunner(ABC):
-    # Ansible's strategy for the runs; the app sets Mitogen's when the user opts in (accelerate.choose)
+    # Ansible's strategy for the runs; the app sets Mitogen's when the user opts in (adapters/mitogen.py choose)
     strategy: Strategy = DEFAULT_STRATEGY
 
     @abstractmethod

@@ -117,7 +117,8 @@ def test_development_and_staging_with_every_safety_rail(devbox_project, vagrant_
     # a staging inventory that points at a production host is refused
     write_staging_inventory(p, key_file, {"stg-web-2": {"ansible_host": "10.20.0.11"}})
     leaky = p.devbox("provision", "--env", "staging", "--yes", check=False)
-    assert leaky.returncode == 1 and "stg-web-2 (10.20.0.11) is production host web1" in leaky.stderr
+    assert leaky.returncode == 1 and "stg-web-2 (10.20.0.11:22) reaches production host web1" in leaky.stderr
+    assert "nothing was run" in leaky.stderr
     write_staging_inventory(p, key_file)
 
     # the host is rebuilt with new keys: refused before any task
