@@ -26,6 +26,7 @@ from provisioner.environments.model import (Environment, RunPlan, TargetHost, ch
                                             plan_run, read_target_hosts, select_environment, vault_labels,
                                             vault_run_settings)
 from provisioner.errors import DevboxError, UsageError
+from provisioner.project.context import playbook_path
 from provisioner.project.lock import ProjectLock
 from provisioner.project.paths import ProjectPaths
 from provisioner.adapters.playbook_runner import AnsibleRunnerPlaybookRunner, PlaybookResult, PlaybookRunner
@@ -114,7 +115,7 @@ class EnvironmentRuns:
         return select_environment(environments_of(self.config()), name)
 
     def playbook(self) -> Path:
-        return (self.project_dir / self.config().playbook).resolve()
+        return playbook_path(self.config(), self.project_dir)
 
     def lock(self, command: str) -> ProjectLock:
         """The project lock: runs write under .devbox/ (runner artifacts, stamp playbooks, fetched records)."""

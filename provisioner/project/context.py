@@ -31,6 +31,12 @@ def load_rules(project_dir: Path, config: str | Path | None = None) -> Config:
     return load_config(Path(project_dir) / CONFIG_NAME)
 
 
+def playbook_path(config: Config, project_dir: Path) -> Path:
+    """The playbook production runs: devbox.yml's ``playbook:``, relative to devbox.yml (the project folder when
+    there is none)."""
+    return ((config.path.parent if config.path else Path(project_dir)) / config.playbook).resolve()
+
+
 @dataclass
 class Project:
     root: Path
@@ -49,8 +55,7 @@ class Project:
 
     def playbook(self, config: Config | None = None) -> Path:
         """The playbook production runs (devbox.yml's ``playbook:``, relative to devbox.yml)."""
-        config = config or self.config()
-        return ((config.path.parent if config.path else self.paths.root) / config.playbook).resolve()
+        return playbook_path(config or self.config(), self.paths.root)
 
     def lock(self, command: str) -> ProjectLock:
         return ProjectLock(self.paths.lock, command)
