@@ -32,7 +32,7 @@ from benchlib import (RATIO_NOTE, Spread, alternate, devbox_argv, machine_line, 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 # the largest inventory of the test data (kolla-ansible multinode shape: 30 hosts, dozens of nested groups), and
-# real inventories the team drops into tests/data/inventories/real/ (each entry a file or folder), if any
+# the real inventories vendored in tests/data/inventories/real/ (each a folder with a SOURCE.yml naming it)
 LARGEST_TEST_INVENTORY = REPO / "tests" / "data" / "inventories" / "openstack" / "multinode"
 REAL_INVENTORIES = REPO / "tests" / "data" / "inventories" / "real"
 TIERS = [("lb", 0.02), ("web", 0.40), ("app", 0.25), ("db", 0.08), ("cache", 0.10), ("mq", 0.10), ("search", 0.05)]
@@ -128,8 +128,16 @@ def tables(rows: list[tuple[str, list[tuple[Spread, Spread]]]], repeat: int) -> 
 def default_inventories() -> list[Path]:
     found = [LARGEST_TEST_INVENTORY]
     if REAL_INVENTORIES.is_dir():
-        found += sorted(p for p in REAL_INVENTORIES.iterdir() if not p.name.startswith("."))
+        found += [real_inventory(entry) for entry in sorted(REAL_INVENTORIES.iterdir())
+                  if (entry / "SOURCE.yml").is_file()]
     return found
+
+
+def real_inventory(entry: Path) -> Path:
+    """The inventory a vendored real entry names in its SOURCE.yml (the folder also holds its provenance)."""
+    import yaml
+    source = yaml.safe_load((entry / "SOURCE.yml").read_text(encoding="utf-8")) or {}
+    return entry / source.get("inventory", ".")
 
 
 def host_count(inventory: Path) -> int:
@@ -137,7 +145,9 @@ def host_count(inventory: Path) -> int:
                           text=True, env=ENV)
     if proc.returncode != 0:
         raise SystemExit(f"ansible-inventory --list -i {inventory} failed:\n{proc.stderr[-2000:]}")
-    return len(json.loads(proc.stdout).get("_meta", {}).get("hostvars", {}))
+    # every host listed in any group (``_meta.hostvars`` only holds hosts that have variables)
+    data = json.loads(proc.stdout)
+    return len({host for name, group in data.items() if name != "_meta" for host in group.get("hosts", ())})
 
 
 def main() -> None:
@@ -161,7 +171,7 @@ def main() -> None:
         rules.write_text(RULES)
         bare = work / "no-rules"   # a project folder without devbox.yml: devbox's default rules
         bare.mkdir()
-        cases = []
+        cases, not_timed = [], []
         for size in args.sizes:
             inventory = work / f"hosts-{size}.ini"
             inventory.write_text(generate_ini(size))
@@ -170,6 +180,12 @@ def main() -> None:
         for inventory in args.inventory or default_inventories():
             inventory = inventory.resolve()
             label = inventory.relative_to(REPO) if inventory.is_relative_to(REPO) else inventory
+            plan = [*devbox, "-C", str(bare), "plan", "--json", "-i", str(inventory)]
+            refused = subprocess.run(plan, capture_output=True, text=True, env=ENV)
+            if refused.returncode != 0:   # devbox fails closed where Ansible warns: nothing like for like to time
+                first = (refused.stderr.strip().splitlines() or ["(no message)"])[0]
+                not_timed.append(f"`{label}`: devbox refuses it (exit {refused.returncode}: {first})")
+                continue
             cases.append((f"`{label}` ({host_count(inventory):,})", inventory,
                           [*devbox, "-C", str(bare), "plan", "--json", "-i", str(inventory)]))
         at_start = machine_line()
@@ -179,6 +195,8 @@ def main() -> None:
                                          [str(ansible_inventory), "--graph", "-i", str(inventory)]], args.repeat)))
             print(f"  {label} done", file=sys.stderr, flush=True)
         print(tables(rows, args.repeat))
+        for line in not_timed:
+            print(f"\nNot timed: {line}.")
         print(f"\nMachine at the start: {at_start}; at the end: {machine_line().split(', load average ')[1]}.")
     finally:
         shutil.rmtree(work, ignore_errors=True)
