@@ -19,6 +19,22 @@ _ENV = jinja2.Environment(loader=jinja2.PackageLoader("provisioner", "templates"
 TEMPLATE_NAME = "report.html.j2"
 
 
+def when(value) -> str:
+    """An ISO time as people read it on the page (``2026-11-30 16:20 UTC``); anything else as it is."""
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is not None:
+        return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+_ENV.filters["when"] = when
+
+
 def report_json(report: Report) -> str:
     return json.dumps(report.to_json(), indent=2) + "\n"
 

@@ -13,12 +13,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from fakes import FakePlaybookRunner
+from fakes import FetchedStamps, trusted_keys
 from helpers import REPO, assert_handled, copy_reference_project, git, git_commit
-from provisioner.adapters.playbook_runner import HostSummary, PlaybookResult, TaskFailure
 from provisioner.environments.runs import EnvironmentRuns
 from provisioner.environments.stamp import HostRevision, Revision, make_stamp
-from provisioner.environments.trust import HostKeyCheck
 from provisioner.errors import UsageError
 from provisioner.plan.topology import Excluded, MachineSpec, Topology
 from provisioner.report import svg
@@ -113,34 +111,7 @@ def project(tmp_path):
     return root
 
 
-def trusted(hosts, known_hosts):
-    return [HostKeyCheck(h, h.address, "trusted", ()) for h in hosts]
-
-
-class StampsOnHosts:
-    """What the read playbook fetches: writes each host's record where the real fetch task would put it."""
-
-    def __init__(self, stamps: dict, unreachable=()):
-        self.stamps, self.unreachable, self.settings = stamps, tuple(unreachable), []
-
-    def factory(self, settings):
-        self.settings.append(settings)
-        self.runner = FakePlaybookRunner(self.run)
-        return self.runner
-
-    def run(self, *, playbook, inventory, extravars, **_):
-        fetch_dir = Path(extravars["devbox_fetch_dir"])
-        for host, record in self.stamps.items():
-            (fetch_dir / f"{host}.json").write_text(json.dumps(record))
-        hosts = tuple(HostSummary(h, ok=1) for h in self.stamps) + tuple(
-            HostSummary(h, unreachable=1) for h in self.unreachable)
-        failures = tuple(TaskFailure(h, "applied revision", "ssh: connect timed out", unreachable=True)
-                         for h in self.unreachable)
-        return PlaybookResult("failed" if failures else "successful", 4 if failures else 0, hosts, failures,
-                              "/fake/log", 1.0)
-
-
-def env_runs(project, hosts: StampsOnHosts, checker=trusted):
+def env_runs(project, hosts: FetchedStamps, checker=trusted_keys):
     return EnvironmentRuns(project, runner_factory=hosts.factory, host_key_checker=checker)
 
 
@@ -148,7 +119,7 @@ def test_stamps_are_read_through_the_rails_without_vault_and_with_the_branch_dis
     applied = git(project, "rev-parse", "HEAD").strip()
     (project / "README").write_text("later\n")
     git_commit(project, "README", message="a later commit")
-    hosts = StampsOnHosts({"web-s1": stamp(applied), "web-s2": stamp(applied), "db-s1": stamp(applied, tags="db"),
+    hosts = FetchedStamps({"web-s1": stamp(applied), "web-s2": stamp(applied), "db-s1": stamp(applied, tags="db"),
                            "web-s3": stamp("f" * 40)}, unreachable=())
     runs = env_runs(project, hosts)
     report = gather(project="p", reader=RunsStampReader(runs), history=GitHistory(project), env_names=["staging"],
@@ -171,7 +142,7 @@ def test_stamps_are_read_through_the_rails_without_vault_and_with_the_branch_dis
 
 
 def test_an_environment_that_cannot_be_read_is_on_the_page_with_why(project):
-    hosts = StampsOnHosts({"web-s1": stamp("a" * 40)}, unreachable=("web-s2", "web-s3", "db-s1"))
+    hosts = FetchedStamps({"web-s1": stamp("a" * 40)}, unreachable=("web-s2", "web-s3", "db-s1"))
     runs = env_runs(project, hosts)
     report = gather(project="p", reader=RunsStampReader(runs), history=GitHistory(project),
                     env_names=["staging", "leaky"], topology=lambda: (_topology(5), "test"),
@@ -187,7 +158,7 @@ def test_an_environment_that_cannot_be_read_is_on_the_page_with_why(project):
     # keys not pinned: nothing contacted at all
     (project / "environments" / "staging.known_hosts").unlink()
     calls = []
-    runs = env_runs(project, StampsOnHosts({}), checker=lambda h, k: calls.append(h) or trusted(h, k))
+    runs = env_runs(project, FetchedStamps({}), checker=lambda h, k: calls.append(h) or trusted_keys(h, k))
     state = gather(project="p", reader=RunsStampReader(runs), history=GitHistory(project), env_names=None,
                    topology=lambda: (_topology(5), "test"), integration_json=project / "x",
                    parity_json=project / "x").environments
@@ -196,7 +167,7 @@ def test_an_environment_that_cannot_be_read_is_on_the_page_with_why(project):
 
 
 def test_unknown_and_dev_environments_are_usage_errors_before_anything_is_read(project):
-    hosts = StampsOnHosts({})
+    hosts = FetchedStamps({})
     for names in (["staging", "nosuch"], ["dev"]):
         with pytest.raises(UsageError):
             gather(project="p", reader=RunsStampReader(env_runs(project, hosts)), history=GitHistory(project),
@@ -344,7 +315,7 @@ def test_cli_writes_page_and_json_and_exits_1_when_an_environment_was_not_read(p
     (project / ".devbox").mkdir()
     (project / ".devbox" / "parity-last.json").write_text(json.dumps(PARITY))
     applied = git(project, "rev-parse", "HEAD").strip()
-    hosts = StampsOnHosts({h: stamp(applied) for h in ("web-s1", "web-s2", "web-s3", "db-s1")})
+    hosts = FetchedStamps({h: stamp(applied) for h in ("web-s1", "web-s2", "web-s3", "db-s1")})
     html, js = tmp_path / "out" / "report.html", tmp_path / "out" / "report.json"
     html.parent.mkdir()
     ok = cli(project, ["report", "--env", "staging", "--html", str(html), "--json", str(js)], env_runs(project, hosts))
@@ -357,11 +328,11 @@ def test_cli_writes_page_and_json_and_exits_1_when_an_environment_was_not_read(p
     page = html.read_text()
     assert 'data-host="db-s1"' in page and '<svg id="topology"' in page   # no plan.json: planned from devbox.yml
 
-    both = cli(project, ["report", "--html", str(html)], env_runs(project, StampsOnHosts({})))
+    both = cli(project, ["report", "--html", str(html)], env_runs(project, FetchedStamps({})))
     assert_handled(both, 1)                          # "leaky" is refused by the guard: on the page, exit code 1
     assert "not read: leaky" in both.output and "reaches hosts of the production inventory" in html.read_text()
 
-    none = cli(project, ["report", "--no-env", "--json", str(js)], env_runs(project, StampsOnHosts({})))
+    none = cli(project, ["report", "--no-env", "--json", str(js)], env_runs(project, FetchedStamps({})))
     assert none.exit_code == 0 and json.loads(js.read_text())["environments"] == []
 
 
@@ -372,6 +343,29 @@ def test_cli_writes_page_and_json_and_exits_1_when_an_environment_was_not_read(p
     (["--html", "r.html", "--env", "dev"], "the report reads named environments"),
 ])
 def test_cli_usage_errors_write_nothing(project, args, says):
-    result = cli(project, ["report", *args], env_runs(project, StampsOnHosts({})))
+    result = cli(project, ["report", *args], env_runs(project, FetchedStamps({})))
     assert_handled(result, 2)
     assert says in result.output and not (project / "r.html").exists()
+
+
+def test_cli_after_integration_as_ci_runs_it(tmp_path):
+    """The call the reference e2e makes after `devbox integration`: no environment, the run's report folder, a
+    project with no plan.json (the integration ran in a copy): the result and the 5 VMs are on the page."""
+    from provisioner.lab.integration import IntegrationReport, Step, write_reports
+
+    root = copy_reference_project(tmp_path / "ref")
+    steps = [Step("up and provision", "setup", True, 600.0), Step("health", "smoke", True, 1.0),
+             Step("destroy", "teardown", True, 20.0)]
+    write_reports(IntegrationReport(str(root), None, "2026-11-30T23:00:00+00:00", steps, 621.0), root / "report")
+    page, data = root / "report" / "report.html", root / "report" / "report.json"
+    result = cli(root, ["report", "--no-env", "--integration-report", str(root / "report"), "--html", str(page),
+                        "--json", str(data)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(data.read_text())
+    assert doc["integration"]["ok"] is True and [s["name"] for s in doc["integration"]["steps"]] == [
+        "up and provision", "health", "destroy"]
+    vms = ("cache-1", "db-primary", "db-replica", "lb-1", "web-1")
+    assert sorted(m["name"] for m in doc["topology"]["machines"]) == list(vms)
+    html = page.read_text()
+    assert all(f'<g class="machine" data-name="{vm}">' in html for vm in vms) and "passed" in html
+    assert not (root / ".devbox" / "plan.json").exists()        # read-only: the plan was derived, not written
