@@ -36,7 +36,7 @@ def collect(project: Project, runs: EnvironmentRuns, env_names: Sequence[str] | 
                   env_names=env_names, topology=topology,
                   integration_json=Path(integration_dir or root / INTEGRATION_DIR) / "integration.json",
                   parity_json=Path(parity_json) if parity_json else last_report_path(root),
-                  progress=project.progress)
+                  progress=project.progress, project_dir=root)
 
 
 def write(report: Report, *, html: Path | None, json_path: Path | None) -> list[Path]:

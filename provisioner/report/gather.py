@@ -129,11 +129,17 @@ class GitHistory(History):
             return None
 
 
-def read_outcome(path: Path, what: str, hint: str) -> Outcome:
-    """A JSON result file, or why there is none (missing, damaged): never an exception."""
+def read_outcome(path: Path, what: str, hint: str, *, base: Path | None = None) -> Outcome:
+    """A JSON result file, or why there is none (missing, damaged): never an exception. Named relative to
+    ``base`` (the project) when it is inside it."""
     path = Path(path)
+    if base is not None and path.is_absolute() and path.is_relative_to(base):
+        path = path.relative_to(base)
+        full = Path(base) / path
+    else:
+        full = path
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(full.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return Outcome(None, str(path), f"no {what} yet ({path} does not exist): {hint}")
     except (OSError, ValueError, UnicodeDecodeError) as exc:
@@ -159,7 +165,7 @@ def environment(reader: StampReader, history: History, name: str) -> Environment
 def gather(*, project: str, reader: StampReader, history: History, env_names: Sequence[str] | None,
            topology: Callable[[], tuple[Topology, str]], integration_json: Path, parity_json: Path,
            progress: Callable[[str, str], None] = lambda subject, message: None,
-           now: datetime | None = None) -> Report:
+           now: datetime | None = None, project_dir: Path | None = None) -> Report:
     """Everything the report shows. ``env_names``: None for every environment ``reader.names()`` gives, () for
     none. ``topology``: the plan and where it came from."""
     names = list(reader.names()) if env_names is None else list(dict.fromkeys(env_names))
@@ -186,6 +192,7 @@ def gather(*, project: str, reader: StampReader, history: History, env_names: Se
         project=project,
         generated_at=(now or datetime.now(timezone.utc)).replace(microsecond=0).isoformat(),
         checkout=checkout, environments=tuple(environments),
-        integration=read_outcome(integration_json, "integration result", "run `devbox integration`"),
-        parity=read_outcome(parity_json, "parity result", "run `devbox parity --against ENV`"),
+        integration=read_outcome(integration_json, "integration result", "run `devbox integration`",
+                                 base=project_dir),
+        parity=read_outcome(parity_json, "parity result", "run `devbox parity --against ENV`", base=project_dir),
         topology=view, topology_problem=problem)

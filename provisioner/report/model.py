@@ -8,7 +8,7 @@ standing for them).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from provisioner import JSON_SCHEMA
@@ -147,10 +147,6 @@ class Outcome:
     source: str
     problem: str = ""
 
-    def to_json(self) -> dict | None:
-        return {"source": self.source, "problem": self.problem or None,
-                **({"result": dict(self.data)} if self.data is not None else {})}
-
 
 def integration_summary(outcome: Outcome) -> dict:
     """The facts of ``integration.json`` the page shows: verdict, revision, when, how long, each step."""
@@ -253,7 +249,6 @@ class Report:
     parity: Outcome
     topology: TopologyView | None
     topology_problem: str = ""
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def unread(self) -> list[EnvironmentState]:
@@ -268,5 +263,4 @@ class Report:
                 "integration": integration_summary(self.integration),
                 "parity": parity_summary(self.parity),
                 "topology": self.topology.to_json() if self.topology else None,
-                "topology_problem": self.topology_problem or None,
-                "notes": list(self.notes)}
+                "topology_problem": self.topology_problem or None}
