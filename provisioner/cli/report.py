@@ -51,8 +51,13 @@ def report(ctx: click.Context, app, envs, no_env, html_path, json_path, integrat
         out.print(line, markup=False)
     for path in written:
         click.echo(f"written: {path}")
+    for env in result.unread:   # as any command's error is shown: the reason and the next step
+        if env.error:
+            click.secho(f"error: {env.name}: {env.error}", fg="red", err=True)
+            if env.hint:
+                click.echo(f"hint: {env.hint}", err=True)
     if result.unread:
-        click.echo(f"not read: {', '.join(e.name for e in result.unread)} (see the report for why)", err=True)
+        click.echo(f"not read: {', '.join(e.name for e in result.unread)} (on the page, with why)", err=True)
         ctx.exit(1)
 
 

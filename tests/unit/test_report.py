@@ -330,7 +330,7 @@ def test_cli_writes_page_and_json_and_exits_1_when_an_environment_was_not_read(p
 
     both = cli(project, ["report", "--html", str(html)], env_runs(project, FetchedStamps({})))
     assert_handled(both, 1)                          # "leaky" is refused by the guard: on the page, exit code 1
-    assert "not read: leaky" in both.output and "reaches hosts of the production inventory" in html.read_text()
+    assert "not read: leaky" in both.output and "error: leaky: environment" in both.output and "reaches hosts of the production inventory" in html.read_text()
 
     none = cli(project, ["report", "--no-env", "--json", str(js)], env_runs(project, FetchedStamps({})))
     assert none.exit_code == 0 and json.loads(js.read_text())["environments"] == []
