@@ -23,7 +23,7 @@ from provisioner.environments.model import DEV, TargetHost, environments_of
 from provisioner.environments.runs import EnvironmentRuns, RunnerSettings
 from provisioner.environments.stamp import (HostRevision, collect_fetched, read_extravars,
                                             write_stamp_playbooks)
-from provisioner.environments.trust import require_trusted
+from provisioner.environments.trust import UNREACHABLE, require_trusted
 from provisioner.errors import DevboxError, SafetyError, UsageError
 from provisioner.parity.gather import readable_inventory_copy
 from provisioner.plan.topology import Topology
@@ -88,7 +88,12 @@ class RunsStampReader(StampReader):
                               f"exist); no host was contacted", f"run `devbox trust --env {env.name}`")
         with runs.lock(f"devbox report --env {env.name}"):
             runs.progress(env.name, f"checking the host keys of {len(hosts)} hosts")
-            require_trusted(env.name, runs.host_key_checker(list(hosts), env.known_hosts), env.known_hosts)
+            checks = runs.host_key_checker(list(hosts), env.known_hosts)
+            # an unknown or changed key stops the whole read, as it stops any run; a host that did not answer is
+            # only that host's problem (the others are read, the page says which one is down and why)
+            require_trusted(env.name, [c for c in checks if c.status != UNREACHABLE], env.known_hosts)
+            down = {c.host.name: f"unreachable: {c.detail}" for c in checks if c.status == UNREACHABLE}
+            reachable = [h.name for h in hosts if h.name not in down]
             state_dir = runs.state_dir(env)
             _, read_play = write_stamp_playbooks(runs.project_dir / ".devbox" / "stamp")
             # no vault password: a copy of the inventory without its vault files (reading a file needs no secret)
@@ -99,12 +104,17 @@ class RunsStampReader(StampReader):
                 old.unlink()
             runner = runs.runner_factory(RunnerSettings(environment=env, runner_dir=state_dir / "runner",
                                                         logs_dir=state_dir / "logs", known_hosts=env.known_hosts))
-            runs.progress(env.name, f"reading the revision stamps of {len(hosts)} hosts (read-only)")
-            result = runner.run(playbook=read_play, inventory=inventory, forks=max(1, len(hosts)),
-                                extravars=read_extravars(fetch_dir, path=runs.applied_path))
-            unreachable = {f.host: ("unreachable" if f.unreachable else f.message.splitlines()[0])
-                           for f in result.failures}
-            revisions = collect_fetched(fetch_dir, [h.name for h in hosts], unreachable)
+            failures = ()
+            if reachable:
+                runs.progress(env.name, f"reading the revision stamps of {len(reachable)} hosts (read-only)")
+                result = runner.run(playbook=read_play, inventory=inventory, forks=max(1, len(reachable)),
+                                    limit=",".join(reachable) if down else None,
+                                    extravars=read_extravars(fetch_dir, path=runs.applied_path))
+                failures = result.failures
+            for f in failures:
+                first = (f.message.splitlines() or ["no message"])[0]
+                down[f.host] = f"unreachable: {first}" if f.unreachable else first
+            revisions = collect_fetched(fetch_dir, [h.name for h in hosts], down)
         return EnvironmentRead(env.name, tuple(hosts), tuple(revisions))
 
 

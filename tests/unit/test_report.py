@@ -17,6 +17,7 @@ from fakes import FetchedStamps, trusted_keys
 from helpers import REPO, assert_handled, copy_reference_project, git, git_commit
 from provisioner.environments.runs import EnvironmentRuns
 from provisioner.environments.stamp import HostRevision, Revision, make_stamp
+from provisioner.environments.trust import HostKeyCheck
 from provisioner.errors import UsageError
 from provisioner.plan.topology import Excluded, MachineSpec, Topology
 from provisioner.report import svg
@@ -141,14 +142,29 @@ def test_stamps_are_read_through_the_rails_without_vault_and_with_the_branch_dis
     assert settings.extra_args == () and settings.extra_env == {}
 
 
+def key_checks(**status):
+    """A host-key checker: every host trusted but those given (``web_s3=("unreachable", "why")``)."""
+    def check(hosts, known_hosts):
+        found = []
+        for h in hosts:
+            state, detail = status.get(h.name.replace("-", "_"), ("trusted", ""))
+            found.append(HostKeyCheck(h, h.address, state, (), detail=detail))
+        return found
+    return check
+
+
 def test_an_environment_that_cannot_be_read_is_on_the_page_with_why(project):
-    hosts = FetchedStamps({"web-s1": stamp("a" * 40)}, unreachable=("web-s2", "web-s3", "db-s1"))
-    runs = env_runs(project, hosts)
+    # web-s3 does not answer the key check: not run at all; web-s2 and db-s1 time out in the read itself
+    hosts = FetchedStamps({"web-s1": stamp("a" * 40)}, unreachable=("web-s2", "db-s1"))
+    runs = env_runs(project, hosts, checker=key_checks(web_s3=("unreachable", "no SSH handshake: timed out")))
     report = gather(project="p", reader=RunsStampReader(runs), history=GitHistory(project),
                     env_names=["staging", "leaky"], topology=lambda: (_topology(5), "test"),
                     integration_json=project / "none.json", parity_json=project / "none.json")
     staging, leaky = report.environments
-    assert [h.problem for h in staging.hosts if h.problem] == ["unreachable"] * 3 and not staging.ok
+    assert {h.host: h.problem for h in staging.hosts if h.problem} == {
+        "web-s2": "unreachable: ssh: connect timed out", "db-s1": "unreachable: ssh: connect timed out",
+        "web-s3": "unreachable: no SSH handshake: timed out"} and not staging.ok
+    assert hosts.runner.calls[0]["limit"] == "db-s1,web-s1,web-s2"       # the host that did not answer: left out
     assert "reaches hosts of the production inventory" in leaky.error and "web1" in leaky.error
     assert len(hosts.settings) == 1          # the leaky one never got a runner
     assert [e.name for e in report.unread] == ["staging", "leaky"]
@@ -164,6 +180,17 @@ def test_an_environment_that_cannot_be_read_is_on_the_page_with_why(project):
                    parity_json=project / "x").environments
     assert [e.name for e in state] == ["leaky", "staging"]   # every declared one but dev (and production)
     assert "no host key of environment 'staging' is pinned" in state[1].error and calls == []
+
+
+def test_a_changed_host_key_stops_the_whole_read(project):
+    hosts = FetchedStamps({"web-s1": stamp("a" * 40)})
+    runs = env_runs(project, hosts, checker=key_checks(web_s2=("changed", "the key differs from the pinned one"),
+                                                       web_s3=("unreachable", "timed out")))
+    (env,) = gather(project="p", reader=RunsStampReader(runs), history=GitHistory(project), env_names=["staging"],
+                    topology=lambda: (_topology(5), "test"), integration_json=project / "x",
+                    parity_json=project / "x").environments
+    assert "host keys of environment 'staging' are not trusted; nothing was run" in env.error
+    assert "web-s2" in env.error and env.hosts == () and hosts.settings == []
 
 
 def test_unknown_and_dev_environments_are_usage_errors_before_anything_is_read(project):
