@@ -88,7 +88,7 @@ class EnvironmentState:
         if self.error:
             return f"not read: {self.error.splitlines()[0]}"
         revisions = Counter(h.revision for h in self.hosts if not h.problem)
-        parts = [f"{len(self.hosts)} hosts"]
+        parts = [f"{len(self.hosts)} host{'' if len(self.hosts) == 1 else 's'}"]
         if revisions:
             parts.append(", ".join(f"{count} on {rev}" for rev, count in revisions.most_common()))
         unreachable = sum(1 for h in self.hosts if h.problem)
