@@ -234,3 +234,19 @@ class Devbox:
         from provisioner.parity import flow as parity_flow
 
         return parity_flow.export(self.project(), self.environment_runs(), env, yes=yes, confirm=confirm)
+
+    # --- the team's page: report/ ---------------------------------------------------------------------------
+    def report(self, env_names: Sequence[str] | None = None, *, integration_dir: Path | None = None,
+               parity_json: Path | None = None, branch: str = "main"):
+        """What each host of the environments runs (read-only, the same rails as any run against them), the last
+        integration and parity results, the topology; ``env_names`` None: every declared one but production."""
+        from provisioner.report import flow as report_flow
+
+        return report_flow.collect(self.project(), self.environment_runs(), env_names,
+                                   integration_dir=integration_dir, parity_json=parity_json, branch=branch)
+
+    def write_report(self, report, *, html: Path | None = None, json_path: Path | None = None) -> list[Path]:
+        """The page and its JSON, each written atomically."""
+        from provisioner.report import flow as report_flow
+
+        return report_flow.write(report, html=html, json_path=json_path)

@@ -165,3 +165,39 @@ class FakeSshProbe(SshProbe):
         if self.answering is None:
             raise UnexpectedCall(f"unexpected reachability probe of {[t.name for t in targets]}")
         return {t.name: t.name in self.answering for t in targets}
+
+
+class FetchedStamps:
+    """The revision stamps the read playbook would fetch from an environment's hosts: a runner factory for
+    ``EnvironmentRuns`` whose runner (a ``FakePlaybookRunner``) writes each host's record where the real fetch task
+    puts it, and reports the ``unreachable`` hosts as Ansible does. ``settings``: what each runner was built with."""
+
+    def __init__(self, stamps: Mapping[str, Mapping], unreachable: Sequence[str] = ()):
+        self.stamps, self.unreachable, self.settings = dict(stamps), tuple(unreachable), []
+        self.runner: FakePlaybookRunner | None = None
+
+    def factory(self, settings) -> FakePlaybookRunner:
+        self.settings.append(settings)
+        self.runner = FakePlaybookRunner(self._run)
+        return self.runner
+
+    def _run(self, *, extravars, **_) -> PlaybookResult:
+        import json
+        from pathlib import Path
+
+        fetch_dir = Path(extravars["devbox_fetch_dir"])
+        for host, record in self.stamps.items():
+            (fetch_dir / f"{host}.json").write_text(json.dumps(record))
+        hosts = tuple(HostSummary(h, ok=1) for h in self.stamps) + tuple(
+            HostSummary(h, unreachable=1) for h in self.unreachable)
+        failures = tuple(TaskFailure(h, "applied revision", "ssh: connect timed out", unreachable=True)
+                         for h in self.unreachable)
+        return PlaybookResult("failed" if failures else "successful", 4 if failures else 0, hosts, failures,
+                              "/fake/logs/ansible.log", 1.0)
+
+
+def trusted_keys(hosts, known_hosts):
+    """A host-key checker (``EnvironmentRuns.host_key_checker``) for which every host presented its pinned key."""
+    from provisioner.environments.trust import HostKeyCheck
+
+    return [HostKeyCheck(h, h.address, "trusted", ()) for h in hosts]

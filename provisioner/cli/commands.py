@@ -8,9 +8,10 @@ from provisioner.cli.machines import destroy, doctor, halt, idempotence, provisi
 from provisioner.cli.main import main
 from provisioner.cli.parity import parity
 from provisioner.cli.plan import init, plan
+from provisioner.cli.report import report
 
 COMMANDS = (plan, init, up, provision, idempotence, status, ssh, halt, destroy, doctor, trust, parity, box, lab,
-            integration, config)
+            integration, report, config)
 
 for command in COMMANDS:
     main.add_command(command)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -107,6 +107,9 @@ class TargetHost:
     # (``-F``, ``-J``, ``-o ...``) and the inventory file that names the host (for messages)
     ssh_args: str = ""
     source: str | None = None
+    # the inventory groups that list it directly (not their parents, not all/ungrouped), for reports; not part of
+    # how it is reached
+    groups: tuple[str, ...] = field(default=(), compare=False)
 
 
 def normalize_address(value: str) -> str:
@@ -209,7 +212,9 @@ def read_target_hosts(inventory: Path, *, limit: str | None = None,
             user = value("ansible_user", "ansible_ssh_user")
             hosts.append(TargetHost(str(host.name), str(address), int(port), jump=proxy_jump(ssh_args),
                                     user=str(user) if user else None, key_file=str(key) if key else None,
-                                    ssh_args=ssh_args.strip(), source=str(hostvars.get("inventory_file") or inventory)))
+                                    ssh_args=ssh_args.strip(), source=str(hostvars.get("inventory_file") or inventory),
+                                    groups=tuple(sorted(g.name for g in host.get_groups()
+                                                        if host in g.hosts and g.name not in ("all", "ungrouped")))))
     except AnsibleError as exc:
         from provisioner.errors import InventoryError
         raise InventoryError(str(inventory), f"Ansible could not read it: {exc.message}") from exc

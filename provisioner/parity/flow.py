@@ -25,7 +25,7 @@ from provisioner.errors import DevboxError, UsageError
 from provisioner.parity.compare import (Machine, ParityReport, baseline_json, build_report, expectations_from_config,
                      load_baseline, roles_from_ledger)
 from provisioner.fsutil import atomic_write
-from provisioner.parity.report import report_html
+from provisioner.parity.report import last_report_json, last_report_path, report_html
 from provisioner.parity.gather import Gathered, gather, inventory_all_vars, readable_inventory_copy
 from provisioner.parity.scan import Managed, scan_playbook
 from provisioner.environments.trust import require_trusted
@@ -53,7 +53,11 @@ def compare(project: Project, runs: EnvironmentRuns, against: str | None, *, yes
     # an environment passes the production guard before anything else is read, written or asked
     guarded = None if _is_baseline(against) else _guard(runs, against, yes=yes)
     with project.lock(f"devbox parity --against {against}"):   # it writes the connection inventory, the copies
-        return _compare(project, runs, config, against, guarded, confirm)
+        report = _compare(project, runs, config, against, guarded, confirm)
+        # kept for `devbox report` (the last comparison, whatever its verdict)
+        atomic_write(last_report_path(project.paths.root), last_report_json(
+            report, finished_at=datetime.now(timezone.utc).replace(microsecond=0).isoformat()))
+        return report
 
 
 def _compare(project: Project, runs: EnvironmentRuns, config, against: str, guarded: RunPlan | None,

@@ -6,6 +6,7 @@ host is escaped (package versions, service names and reasons are data, not marku
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jinja2
 
@@ -34,6 +35,16 @@ def report_dict(report: ParityReport) -> dict:
 
 def report_json(report: ParityReport) -> str:
     return json.dumps(report_dict(report), indent=2) + "\n"
+
+
+def last_report_path(project_dir: Path) -> Path:
+    """Where `devbox parity` keeps its last comparison (read by `devbox report`)."""
+    return Path(project_dir) / ".devbox" / "parity-last.json"
+
+
+def last_report_json(report: ParityReport, *, finished_at: str) -> str:
+    """The saved last comparison: the ``--json`` document and when it finished."""
+    return json.dumps({**report_dict(report), "finished_at": finished_at}, indent=2) + "\n"
 
 
 # autoescape on: package versions, service names, reasons and host names are data, never markup

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import git
+
 pytestmark = pytest.mark.lab
 
 ENVS = Path(__file__).resolve().parents[1] / "data" / "envs"
@@ -106,6 +108,11 @@ def test_development_and_staging_with_every_safety_rail(devbox_project, vagrant_
     absent = vagrant_project.ssh("stg-web-1", "test -e /opt/devbox-e2e/release.txt", check=False)
     assert absent.returncode == 1
 
+    # the team's playbooks are a git checkout (main): the stamp records the commit, `devbox report` counts from it
+    p.commit("devbox.yml", "playbooks", "inventories", message="the team's playbooks")
+    git(p.path, "branch", "-M", "main")
+    head = git(p.path, "rev-parse", "HEAD").strip()
+
     # --yes with --env on the command line applies without the typed name
     with timings.measure("staging: check mode + apply with --yes"):
         applied = p.devbox("provision", "--env", "staging", "--yes", input=f"{STAGING_PASSWORD}\n")
@@ -113,6 +120,17 @@ def test_development_and_staging_with_every_safety_rail(devbox_project, vagrant_
     assert vagrant_project.ssh("stg-web-1", "sudo cat /root/db_password").stdout.strip() == "CANARY-STAGING-4b8a2e60"
     status = json.loads(p.devbox("status", "--env", "staging", "--json", input=f"{STAGING_PASSWORD}\n").stdout)
     assert status["hosts"][0]["host"] == "stg-web-1" and status["hosts"][0]["applied"]["environment"] == "staging"
+
+    # `devbox report`: the commit each staging host runs, read back with pinned keys and no vault password
+    page, data = p.path / "report" / "report.html", p.path / "report" / "report.json"
+    page.parent.mkdir()
+    with timings.measure("devbox report --env staging"):
+        p.devbox("report", "--env", "staging", "--html", str(page), "--json", str(data))
+    (env,) = json.loads(data.read_text())["environments"]
+    assert env["ok"] and {h["host"]: (h["commit"], h["behind"], h["run"]) for h in env["hosts"]} == {
+        "stg-web-1": (head, 0, "full")}, env
+    html = page.read_text()
+    assert 'data-host="stg-web-1"' in html and head[:12] in html and '<svg id="topology"' in html
 
     # a staging inventory that points at a production host is refused
     write_staging_inventory(p, key_file, {"stg-web-2": {"ansible_host": "10.20.0.11"}})

@@ -51,6 +51,18 @@ def test_reference_service_converges_and_answers_through_the_load_balancer(devbo
     body = json.loads(answer["body"])
     assert answer["status"] == 200 and (body["status"], body["db"], body["cache"]) == ("ok", True, True), answer
 
+    # CI writes the team's page after the run: the integration result and the 5 VMs in the picture (no
+    # environment is read: nothing here can reach staging)
+    with timings.measure("devbox report after integration"):
+        p.devbox("report", "--no-env", "--integration-report", str(p.path / "report"),
+                 "--html", str(p.path / "report" / "report.html"), "--json", str(p.path / "report" / "report.json"))
+    page = json.loads((p.path / "report" / "report.json").read_text())
+    assert page["integration"]["ok"] is True and [s["name"] for s in page["integration"]["steps"]] == [
+        "up and provision", SMOKE, "destroy"]
+    assert sorted(m["name"] for m in page["topology"]["machines"]) == list(VMS)
+    html = (p.path / "report" / "report.html").read_text()
+    assert all(f'<g class="machine" data-name="{vm}">' in html for vm in VMS) and "passed" in html
+
     # torn down: no VM of the run's copy of the project is left in libvirt
     domains = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture_output=True,
                              text=True, timeout=60)

@@ -106,11 +106,18 @@ COMMANDS = {
     "status --env": ["status", "--env", "staging"],
     "parity --against": ["parity", "--against", "staging", "--yes"],
     "parity --export --env": ["parity", "--export", "--env", "staging", "--yes"],
+    # the refusal is on the page too; the command says it as any other does, and exits 1
+    "report --env": ["report", "--env", "staging", "--html", "{project}/report.html"],
 }
 
 
+def command_args(project: Path, args: list[str]) -> list[str]:
+    return [a.replace("{project}", str(project)) for a in args]
+
+
 def run_cli(project: Path, args: list[str]):
-    return CliRunner().invoke(main, ["-C", str(project), *args], obj=Devbox.create(project), input="y\nstaging\n")
+    return CliRunner().invoke(main, ["-C", str(project), *command_args(project, args)], obj=Devbox.create(project),
+                              input="y\nstaging\n")
 
 
 def assert_refused(result, production_host, *, naming=("prod-", "inventories/production/hosts.ini")):
@@ -207,7 +214,7 @@ def test_the_real_cli_refuses_too(production_host, tmp_path):
     for i, (name, args) in enumerate(COMMANDS.items()):
         form = list(alias_forms(production_host.port, tmp_path / f"p{i}" / "ssh_config").values())[i * 2 % 9]
         project = make_project(tmp_path / f"p{i}", production_host.port, form)
-        proc = subprocess.run([*devbox, "-C", str(project), *args], env=env, capture_output=True, text=True,
+        proc = subprocess.run([*devbox, "-C", str(project), *command_args(project, args)], env=env, capture_output=True, text=True,
                               input="y\nstaging\n", timeout=120)
         assert proc.returncode == 1, (name, proc.stdout, proc.stderr)
         assert "reaches production host prod-" in proc.stderr and "inventories/production/hosts.ini" in proc.stderr

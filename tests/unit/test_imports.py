@@ -39,6 +39,10 @@ CORE = {
     "provisioner.parity.compare": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED + ("ansible",),
     "provisioner.parity.scan": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED + ("ansible",),
     "provisioner.parity.report": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED + ("ansible",),
+    # the report's model, picture and page
+    "provisioner.report.model": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED + ("ansible",),
+    "provisioner.report.svg": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED + ("ansible",),
+    "provisioner.report.render": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED + ("ansible",),
 }
 
 # Which packages of devbox each part may import (statically, anywhere in the file): the layers, top to bottom.
@@ -46,7 +50,9 @@ BASE = {"provisioner", "provisioner.errors", "provisioner.fsutil", "provisioner.
 ALLOWED = {
     "provisioner.cli": None,  # the top: anything
     "provisioner.app": {"adapters", "config", "plan", "project", "machines", "incremental", "environments",
-                        "parity", "lab", "playbook"},
+                        "parity", "lab", "playbook", "report"},
+    # the team's page: stamps through the environment rails, the last parity result, the plan
+    "provisioner.report": {"adapters", "config", "plan", "project", "environments", "parity"},
     "provisioner.machines": {"adapters", "config", "plan", "project", "incremental", "environments", "playbook"},
     "provisioner.parity": {"adapters", "config", "plan", "project", "incremental", "environments", "machines",
                            "playbook"},

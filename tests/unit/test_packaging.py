@@ -73,7 +73,8 @@ def test_wheel_carries_templates_schema_and_license(wheel):
     import zipfile
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"provisioner/templates/Vagrantfile.j2", "provisioner/templates/devbox.yml.j2",
-            "provisioner/templates/parity_report.html.j2", "provisioner/config/devbox.schema.json",
+            "provisioner/templates/parity_report.html.j2", "provisioner/templates/report.html.j2",
+            "provisioner/config/devbox.schema.json",
             "provisioner/data/parity_facts.yml"} <= names
     assert any(n.endswith(".dist-info/LICENSE") for n in names)
 

@@ -172,6 +172,15 @@ def test_drift_names_host_package_service_and_both_values(project):
     for word in ("web-s1", "package:htop", "3.2.2-2", "service:nginx", "stopped, enabled", "2 difference(s) are drift"):
         assert word in text.output
 
+    # the last comparison is kept for `devbox report`, drift named, with when it finished
+    kept = json.loads((project / ".devbox" / "parity-last.json").read_text())
+    assert kept["drift"] == doc["drift"] and kept["against"] == "staging" and kept["finished_at"].endswith("+00:00")
+    report = CliRunner().invoke(main, ["-C", str(project), "report", "--no-env", "--json", str(project / "r.json")],
+                                obj=app)
+    assert report.exit_code == 0, report.output
+    assert "parity against staging: 2 difference(s) are drift" in report.output
+    assert json.loads((project / "r.json").read_text())["parity"]["drift"][0]["fact"] == "package:htop"
+
 
 def test_declared_override_is_expected_and_html_written(project, tmp_path):
     dev, staging = same_everywhere()
