@@ -11,7 +11,8 @@ The merge follows Ansible's default precedence (``DEFAULT_VARIABLE_PRECEDENCE`` 
 1. the inventory's own variables of ``all``, then of the host's groups (``[g:vars]``), in Ansible's group order:
    depth in the tree, then ``ansible_group_priority``, then name;
 2. ``group_vars/all`` beside the inventory, then beside the playbook;
-3. ``group_vars/GROUP`` beside the inventory for each group in that order, then the same beside the playbook;
+3. ``group_vars/GROUP`` beside the inventory for each group in that order, then the same beside the playbook
+   (so a parent group's file beside the playbook beats a child group's file beside the inventory);
 4. the host's inline inventory variables, then ``host_vars/HOST`` beside the inventory, then beside the playbook.
 """
 from __future__ import annotations
@@ -116,13 +117,14 @@ class HostVariables:
 
     def files(self, kind: str, name: str) -> list[VarsFile]:
         """``kind`` is ``group_vars`` or ``host_vars``: the files for ``name``, inventory side first."""
-        found: list[VarsFile] = []
-        for index, (folder, side) in enumerate(self.dirs):
-            key = (kind, name, index)
-            if key not in self._files:
-                self._files[key] = tuple(self._read(folder, side, kind, name))
-            found.extend(self._files[key])
-        return found
+        return [f for index in range(len(self.dirs)) for f in self._side_files(kind, name, index)]
+
+    def _side_files(self, kind: str, name: str, index: int) -> tuple[VarsFile, ...]:
+        key = (kind, name, index)
+        if key not in self._files:
+            folder, side = self.dirs[index]
+            self._files[key] = tuple(self._read(folder, side, kind, name))
+        return self._files[key]
 
     def _read(self, folder: Path, side: str, kind: str, name: str) -> Iterable[VarsFile]:
         where = folder / kind
@@ -163,11 +165,16 @@ class HostVariables:
         for g in groups:
             if g in inventory_groups:
                 add(inventory_groups[g].vars, f"the inventory's vars of group {g}")
-        for g in ["all", *groups]:
-            for f in self.files("group_vars", g):
-                if f.opaque:
-                    opaque.append(f.label)
-                add(f.data, f.label)
+        # Ansible's stages: group_vars/all of each side, then every group's group_vars of the inventory side, then
+        # of the playbook side (a parent's file beside the playbook beats a child's beside the inventory)
+        stages = [("group_vars", ["all"], side) for side in range(len(self.dirs))]
+        stages += [("group_vars", groups, side) for side in range(len(self.dirs))]
+        for kind, names, side in stages:
+            for g in names:
+                for f in self._side_files(kind, g, side):
+                    if f.opaque:
+                        opaque.append(f.label)
+                    add(f.data, f.label)
         add(host.vars, HOST_INLINE)
         host_level = dict(host.vars)
         for f in self.files("host_vars", host.name):
