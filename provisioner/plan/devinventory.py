@@ -115,6 +115,9 @@ def build_dev_inventory(topology: Topology, extra_vars: Mapping[str, Any], vars_
 
     if vars_dir is not None and (vars_dir / "group_vars").is_dir():
         for source, target in _group_vars_files(vars_dir / "group_vars"):
+            group = target.parts[0] if len(target.parts) > 1 else _strip_ext(target.name)
+            if topology.group_tree and group not in topology.group_tree and group != "all":
+                continue   # a group the VMs are not in (an environment group): its values stay in production
             raw = read_bytes(source)
             if raw.lstrip().startswith(VAULT_HEADER):
                 skipped.append(str(source))

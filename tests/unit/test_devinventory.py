@@ -213,3 +213,16 @@ def test_inline_vault_in_host_vars_becomes_a_dev_secret(tmp_path):
     topology, dev = build(tmp_path / "hosts.yml", {"host_vars": {"keep": ["api_key", "plain"]}})
     assert dev.secret_names == ("api_key",)
     assert "api_key" not in dev.files[INVENTORY_DIR / "hosts.yml"].content
+
+
+def test_group_vars_of_environment_groups_stay_in_production(tmp_path):
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "hosts.ini").write_text("[web]\nw1\n[production:children]\nweb\n")
+    (tmp_path / "group_vars" / "production.yml").write_text("db_host: 10.1.2.3\n")
+    (tmp_path / "group_vars" / "web.yml").write_text("http_port: 80\n")
+    _, dev = build(tmp_path / "hosts.ini")
+    files = {p.relative_to(INVENTORY_DIR).as_posix() for p in dev.files}
+    assert "group_vars/web.yml" in files and "group_vars/production.yml" not in files
+    assert not any("10.1.2.3" in f.content for f in dev.files.values())
+    _, dev = build(tmp_path / "hosts.ini", {"environment_groups": {"keep": ["production"]}})
+    assert "group_vars/production.yml" in {p.relative_to(INVENTORY_DIR).as_posix() for p in dev.files}
