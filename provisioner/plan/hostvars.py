@@ -25,15 +25,29 @@ import yaml
 
 from provisioner.errors import InventoryError
 from provisioner.plan.inventory import Host, Inventory, VaultValue, file_kind, read_bytes
-from provisioner.safeyaml import LimitedSafeLoader
+from provisioner.safeyaml import MAX_NODES, LimitedSafeLoader, check_expanded_size
 
 VARS_EXTENSIONS = ("", ".yml", ".yaml", ".json")   # what Ansible's host_group_vars plugin reads
 VAULT_HEADER = b"$ANSIBLE_VAULT"
 HOST_INLINE = "the host's own inventory variables"   # the origin of a host's inline variables
 
 
-class VarsLoader(LimitedSafeLoader):
-    """Reads vars files without Ansible: ``!vault`` becomes an opaque ``VaultValue``, ``!unsafe`` a string."""
+class VarsLoader(getattr(yaml, "CSafeLoader", LimitedSafeLoader)):
+    """Reads vars files without Ansible: ``!vault`` becomes an opaque ``VaultValue``, ``!unsafe`` a string.
+
+    libyaml's parser where PyYAML has it (as Ansible does): hundreds of host_vars files take a tenth of the time.
+    The size limit of ``safeyaml`` applies all the same, before any value is built."""
+
+    def construct_document(self, node):
+        check_expanded_size(node)
+        return super().construct_document(node)
+
+
+class _AliasFreeVarsLoader(VarsLoader):
+    """For a document without a single ``*``: with no alias it cannot stand for more nodes than it has bytes."""
+
+    def construct_document(self, node):
+        return super(VarsLoader, self).construct_document(node)
 
 
 VarsLoader.add_constructor("!vault", lambda loader, node: VaultValue())
@@ -42,7 +56,8 @@ VarsLoader.add_constructor("!unsafe", lambda loader, node: loader.construct_scal
 
 def load_vars(raw: bytes, source: Path) -> dict[str, Any]:
     try:
-        data = yaml.load(raw.decode("utf-8"), Loader=VarsLoader)
+        loader = _AliasFreeVarsLoader if b"*" not in raw and len(raw) < MAX_NODES else VarsLoader
+        data = yaml.load(raw.decode("utf-8"), Loader=loader)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         mark = getattr(exc, "problem_mark", None)
         raise InventoryError(str(source), f"vars file is not valid YAML ({getattr(exc, 'problem', None) or exc})",
@@ -155,9 +170,8 @@ class HostVariables:
         opaque: list[str] = []
 
         def add(values: Mapping[str, Any], label: str) -> None:
-            for key, value in values.items():
-                merged[key] = value
-                origin[key] = label
+            merged.update(values)
+            origin.update(dict.fromkeys(values, label))
 
         groups = self.host_groups(host)
         inventory_groups = self.inventory.groups
