@@ -258,3 +258,19 @@ def test_thousands_of_distinct_classes_stay_fast(tmp_path):
     topology = plan(text, {"network": "10.0.0.0/16"}, tmp_path=tmp_path)
     assert len(topology.machines) == 3000 and len(set(names(topology))) == 3000
     assert time.perf_counter() - start < 20
+
+
+def test_hosts_named_by_address_are_redacted_in_what_is_written(tmp_path):
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "host_vars" / "10.0.0.1.yml").write_text("ansible_connection: winrm\n")
+    topology = plan("[web]\n10.0.0.12\n10.0.0.13\n[win]\n10.0.0.1\nwin2 ansible_host=192.0.2.7\n"
+                    "[win:vars]\nansible_connection=winrm\n", tmp_path=tmp_path)
+    assert topology.machine("web-1").represents == ("10.0.0.12", "10.0.0.13")   # the terminal shows real names
+    written = topology.redacted()
+    state = json.dumps(written.to_state())
+    for address in ("10.0.0.1", "10.0.0.12", "10.0.0.13", "192.0.2.7"):
+        assert address not in state
+    assert written.machine("web-1").represents == ("address-named-host-2", "address-named-host-3")
+    assert [e.host for e in written.excluded] == ["address-named-host-1", "win2"]
+    assert "host_vars/address-named-host-1.yml (beside the inventory)" in written.excluded[0].reason
+    assert written.redacted() == written and Topology.from_state(written.to_state()) == written
