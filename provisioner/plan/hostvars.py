@@ -233,12 +233,14 @@ def differing(hosts: Sequence[Host], variables: HostVariables,
     leaves some out (connection settings differ on every host and never reach a VM)."""
     if len(hosts) < 2:
         return []
-    first = variables.resolve(hosts[0]).vars
-    names: set[str] = set()
+    values = [variables.resolve(h).vars for h in hosts]
+    first, others = values[0], values[1:]
     missing = object()
-    for host in hosts[1:]:
-        other = variables.resolve(host).vars
-        for key in first.keys() | other.keys():
-            if key not in names and not skip(key) and first.get(key, missing) != other.get(key, missing):
-                names.add(key)
+    names = set()
+    for key in set().union(*values):
+        if skip(key):
+            continue
+        value = first.get(key, missing)
+        if any(other.get(key, missing) != value for other in others):
+            names.add(key)
     return sorted(names)
