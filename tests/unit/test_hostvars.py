@@ -221,3 +221,30 @@ def test_role_groups_that_only_look_alike_stay(tmp_path):
     write(tmp_path / "hosts.ini", "[stage_manager]\nh1\n[liveness]\nh2\n[products]\nh3\n")
     topology = derive_topology(load_inventory(tmp_path / "hosts.ini"), parse_config({}, None))
     assert {g for m in topology.machines for g in m.groups} == {"stage_manager", "liveness", "products"}
+
+
+def test_an_included_host_is_reached_over_ssh_whatever_the_playbook_side_says(tmp_path, monkeypatch):
+    """A network device given a VM (include_hosts) keeps the playbook's group_vars, ansible_connection included:
+    the connection inventory devbox writes sets ssh for each VM, and Ansible itself resolves it so."""
+    from click.testing import CliRunner
+
+    from helpers import assert_handled
+    from provisioner.app import Devbox
+    from provisioner.cli import main
+    from provisioner.machines.lifecycle import write_connection_inventory
+    from provisioner.plan.planning import load_plan
+    from provisioner.project.paths import ProjectPaths
+    from provisioner.project.state import MachineRecord, State
+
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))   # no vagrant: the files are what is checked
+    write(tmp_path / "inventory" / "hosts.ini", "[sw]\nsw1\n")
+    write(tmp_path / "playbooks" / "group_vars" / "sw.yml", "ansible_connection: network_cli\n")
+    write(tmp_path / "playbooks" / "site.yml", "- hosts: sw\n  tasks: []\n")
+    write(tmp_path / "devbox.yml", "inventory: inventory/hosts.ini\ninclude_hosts: [sw1]\n")
+    assert_handled(CliRunner().invoke(main, ["-C", str(tmp_path), "init"], obj=Devbox(project_dir=tmp_path)), 0)
+    paths = ProjectPaths(tmp_path)
+    state = State(machines={"sw-1": MachineRecord(ssh={"host": "127.0.0.1", "port": 2222, "user": "vagrant",
+                                                        "identity_file": "/k"})})
+    write_connection_inventory(paths, load_plan(tmp_path), state)
+    hostvars = ansible_hostvars(paths.inventory, tmp_path / "playbooks")
+    assert hostvars["sw-1"]["ansible_connection"] == "ssh"
