@@ -157,6 +157,9 @@ def derive_topology(inventory: Inventory, config: Config, variables: HostVariabl
     unknown_rules = sorted(set(config.groups) - set(inventory.groups))
     if unknown_rules:
         warnings.append(f"devbox.yml has rules for groups the inventory does not define: {', '.join(unknown_rules)}")
+    unmatched = [p for p in config.include_hosts if not any(fnmatch.fnmatchcase(h, p) for h in inventory.hosts)]
+    if unmatched:
+        warnings.append(f"include_hosts names no host of the inventory: {', '.join(unmatched)}")
     unknown_ignored = sorted(set(config.ignore_groups) - set(inventory.groups))
     if unknown_ignored:
         warnings.append(f"ignore_groups names groups the inventory does not define: {', '.join(unknown_ignored)}")

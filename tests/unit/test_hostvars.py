@@ -156,6 +156,9 @@ def test_connection_type_excludes_wherever_it_is_set(tmp_path, place, connection
     included = derive_topology(inventory, parse_config({"include_hosts": [only_sw or "sw*"]}, None),
                                HostVariables(inventory, tmp_path / "playbooks"))
     assert [m.represents for m in included.machines] == [("sw1",)] and not included.excluded
+    assert not any("include_hosts" in w for w in included.warnings)
+    typo = derive_topology(inventory, parse_config({"include_hosts": ["sw2"]}, None))
+    assert "include_hosts names no host of the inventory: sw2" in typo.warnings
 
 
 def test_a_host_var_overrides_a_group_connection(tmp_path):
