@@ -126,12 +126,10 @@ class HostVariables:
         self._order = _group_order(inventory)
         self.reads = 0
 
-    @property
-    def playbook_side(self) -> Path | None:
-        return next((d for d, side in self.dirs if side == "playbook"), None)
-
     def files(self, kind: str, name: str) -> list[VarsFile]:
         """``kind`` is ``group_vars`` or ``host_vars``: the files for ``name``, inventory side first."""
+        if "/" in name or name.startswith("."):   # a group named like a path: nothing outside the folder is read
+            return []
         return [f for index in range(len(self.dirs)) for f in self._side_files(kind, name, index)]
 
     def _side_files(self, kind: str, name: str, index: int) -> tuple[VarsFile, ...]:
