@@ -128,11 +128,11 @@ class HostVariables:
 
     def files(self, kind: str, name: str) -> list[VarsFile]:
         """``kind`` is ``group_vars`` or ``host_vars``: the files for ``name``, inventory side first."""
-        if "/" in name or name.startswith("."):   # a group named like a path: nothing outside the folder is read
-            return []
         return [f for index in range(len(self.dirs)) for f in self._side_files(kind, name, index)]
 
     def _side_files(self, kind: str, name: str, index: int) -> tuple[VarsFile, ...]:
+        if "/" in name or name.startswith("."):   # a group named like a path: nothing outside the folder is read
+            return ()
         key = (kind, name, index)
         if key not in self._files:
             folder, side = self.dirs[index]

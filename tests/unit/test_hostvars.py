@@ -251,3 +251,13 @@ def test_an_included_host_is_reached_over_ssh_whatever_the_playbook_side_says(tm
     write_connection_inventory(paths, load_plan(tmp_path), state)
     hostvars = ansible_hostvars(paths.inventory, tmp_path / "playbooks")
     assert hostvars["sw-1"]["ansible_connection"] == "ssh"
+
+
+def test_a_group_named_like_a_path_reads_nothing_outside_group_vars(tmp_path):
+    write(tmp_path / "inv" / "hosts.yml", "all:\n  children:\n    ../secret:\n      hosts:\n        h1:\n")
+    write(tmp_path / "inv" / "group_vars" / "x.yml", "a: 1\n")
+    write(tmp_path / "inv" / "secret.yml", "ansible_connection: local\n")
+    inventory = load_inventory(tmp_path / "inv" / "hosts.yml")
+    assert "../secret" in inventory.groups
+    variables = HostVariables(inventory)
+    assert "ansible_connection" not in variables.resolve(inventory.hosts["h1"]).vars and variables.reads == 0
