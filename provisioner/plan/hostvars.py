@@ -102,9 +102,13 @@ class Resolved:
     """One host's variables as Ansible would merge them (values never decrypted)."""
 
     vars: Mapping[str, Any]
-    origin: Mapping[str, str]           # variable -> where its winning value is set
+    layers: tuple[tuple[str, Mapping[str, Any]], ...] = ()   # (where, variables), lowest precedence first
     opaque: tuple[str, ...] = ()        # labels of vault-encrypted files that apply to the host
     host_level: Mapping[str, Any] = field(default_factory=dict)   # inline host vars and host_vars files only
+
+    def where(self, name: str) -> str | None:
+        """Where the value ``name`` has comes from (a file, or the inventory's own variables)."""
+        return next((label for label, values in reversed(self.layers) if name in values), None)
 
 
 class HostVariables:
@@ -124,6 +128,7 @@ class HostVariables:
         self._files: dict[tuple[str, str, int], tuple[VarsFile, ...]] = {}
         self._resolved: dict[str, Resolved] = {}
         self._order = _group_order(inventory)
+        self._ungrouped = frozenset(inventory.groups["ungrouped"].hosts if "ungrouped" in inventory.groups else ())
         self.reads = 0
 
     def files(self, kind: str, name: str) -> list[VarsFile]:
@@ -155,8 +160,7 @@ class HostVariables:
     def host_groups(self, host: Host) -> list[str]:
         """The host's groups (``ungrouped`` included when it is there, ``all`` not) in Ansible's merge order."""
         groups = set(host.all_groups)
-        ungrouped = self.inventory.groups.get("ungrouped")
-        if ungrouped is not None and host.name in ungrouped.hosts:
+        if host.name in self._ungrouped:
             groups.add("ungrouped")
         return sorted(groups, key=lambda g: self._order.get(g, (0, 1, g)))
 
@@ -164,12 +168,13 @@ class HostVariables:
         if host.name in self._resolved:
             return self._resolved[host.name]
         merged: dict[str, Any] = {}
-        origin: dict[str, str] = {}
+        layers: list[tuple[str, Mapping[str, Any]]] = []
         opaque: list[str] = []
 
         def add(values: Mapping[str, Any], label: str) -> None:
-            merged.update(values)
-            origin.update(dict.fromkeys(values, label))
+            if values:
+                merged.update(values)
+                layers.append((label, values))
 
         groups = self.host_groups(host)
         inventory_groups = self.inventory.groups
@@ -194,7 +199,7 @@ class HostVariables:
                 opaque.append(f.label)
             add(f.data, f.label)
             host_level.update(f.data)
-        resolved = Resolved(vars=merged, origin=origin, opaque=tuple(opaque), host_level=host_level)
+        resolved = Resolved(vars=merged, layers=tuple(layers), opaque=tuple(opaque), host_level=host_level)
         self._resolved[host.name] = resolved
         return resolved
 

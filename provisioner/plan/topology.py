@@ -278,16 +278,16 @@ def _exclusion_reason(host: Host, config: Config, resolved: Resolved) -> str | N
 
 def _connection_reason(resolved: Resolved) -> str | None:
     """Why a host's connection type (wherever Ansible would take it from) means it gets no VM."""
-    variables, origin = resolved.vars, resolved.origin
+    variables = resolved.vars
     connection = str(variables.get("ansible_connection", "")).strip().lower()
     plugin = connection.rsplit(".", 1)[-1]   # ansible.netcommon.network_cli is network_cli
-    where = (f" (set in {origin['ansible_connection']})"
-             if origin.get("ansible_connection", HOST_INLINE) != HOST_INLINE else "")
+    origin = resolved.where("ansible_connection")
+    where = f" (set in {origin})" if origin not in (None, HOST_INLINE) else ""
     if plugin == "local":
         return f"ansible_connection={connection}{where}: it runs on the control node, so it needs no VM; {INCLUDE_HINT}"
     if plugin in ("winrm", "psrp") or str(variables.get("ansible_shell_type", "")).lower() == "powershell":
         if plugin not in ("winrm", "psrp"):
-            where = f" (ansible_shell_type=powershell, set in {origin.get('ansible_shell_type', 'the inventory')})"
+            where = f" (ansible_shell_type=powershell, set in {resolved.where('ansible_shell_type')})"
         return (f"ansible_connection={connection or 'winrm'}{where}: a Windows host, and devbox builds Linux VMs "
                 f"only; {INCLUDE_HINT}")
     if plugin in ("network_cli", "netconf", "httpapi"):

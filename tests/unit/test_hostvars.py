@@ -100,7 +100,8 @@ def test_resolution_is_what_ansible_itself_resolves(tmp_path):
     assert c1.vars["level"] == "host-file-inv" and c1.vars["mine"] == 2   # playbook-side host_vars win
     assert c2.vars["level"] == "parent-file-pb"   # group_vars beside the playbook beat those beside the inventory
     assert c2.vars["order"] == "zeta"             # same depth and priority: by name, so zeta after alpha
-    assert c1.origin["mine"] == "host_vars/c1 (beside the playbook)"
+    assert c1.where("mine") == "host_vars/c1 (beside the playbook)" and c1.where("nothing") is None
+    assert c2.where("order") == "group_vars/zeta.yml (beside the inventory)"
     assert c1.host_level == {"level": "host-file-inv", "mine": 2}
 
 
