@@ -7,6 +7,7 @@ a random development value instead (kept in ``.devbox/secrets.yml`` so it is sta
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -104,7 +105,11 @@ def _dump(data: Any) -> str:
 
 
 def build_dev_inventory(topology: Topology, extra_vars: Mapping[str, Any], vars_dir: Path | None,
-                        existing_secrets: Mapping[str, str], not_secret: Iterable[str] = ()) -> DevInventory:
+                        existing_secrets: Mapping[str, str], not_secret: Iterable[str] = (),
+                        production_names: Iterable[str] = ()) -> DevInventory:
+    """``production_names``: addresses of production hosts given by name (``ansible_host`` values) that, like
+    every IP address, must not reach the development copies."""
+    addresses = _AddressFinder(production_names)
     store = dict(existing_secrets)
     redactor = _Redactor(store, not_secret)
     files: dict[Path, GeneratedFile] = {}
@@ -128,14 +133,18 @@ def build_dev_inventory(topology: Topology, extra_vars: Mapping[str, Any], vars_
             vault_names |= inline
             defined |= set(data) - inline - connection
             referenced |= _vault_refs(v for k, v in data.items() if k not in inline | connection)
-            kept, replaced = redactor.vars({k: v for k, v in data.items() if k not in inline | connection})
-            if inline or connection or replaced:
+            addressed = {k for k, v in data.items() if k not in inline | connection and addresses.found_in(v)}
+            kept, replaced = redactor.vars({k: v for k, v in data.items() if k not in inline | connection | addressed})
+            if inline or connection or replaced or addressed or addresses.found_in(raw.decode("utf-8")):
                 notes = []
                 if inline:
                     notes.append(f"# vault-encrypted values removed ({', '.join(sorted(inline))}): "
                                  "development values are in zz-devbox-secrets.yml\n")
                 if connection:
                     notes.append(f"# production connection settings removed ({', '.join(sorted(connection))})\n")
+                if addressed:
+                    notes.append(f"# values naming production addresses removed ({', '.join(sorted(addressed))}): "
+                                 "give development values under `vars:` in devbox.yml\n")
                 if replaced:
                     notes.append(f"# development values in place of production secrets "
                                  f"({', '.join(sorted(replaced))}); list a name under `not_secret:` in devbox.yml to keep its value\n")
@@ -156,7 +165,7 @@ def build_dev_inventory(topology: Topology, extra_vars: Mapping[str, Any], vars_
         hosts_vars[machine.name] = _machine_vars(machine, own, extra_vars)
     group_vars: dict[str, dict[str, Any]] = {}
     for name, node in topology.group_tree.items():
-        gvars = dict(node.get("vars", {}))
+        gvars = {k: v for k, v in node.get("vars", {}).items() if not addresses.found_in(v)}
         inline = {k for k, v in gvars.items() if _contains_vault(v)}
         vault_names |= inline
         defined |= set(gvars) - inline
@@ -173,10 +182,51 @@ def build_dev_inventory(topology: Topology, extra_vars: Mapping[str, Any], vars_
                                              mode=0o600)
     plan = replace(topology,
                    machines=tuple(replace(m, host_vars=redactor.vars(m.host_vars)[0]) for m in topology.machines),
-                   group_tree={g: {**node, "vars": redactor.vars(node.get("vars", {}))[0]}
+                   group_tree={g: {**node, "vars": redactor.vars({k: v for k, v in node.get("vars", {}).items()
+                                                                 if not addresses.found_in(v)})[0]}
                                for g, node in topology.group_tree.items()})
     return DevInventory(files=files, secret_names=tuple(sorted(set(names) | redactor.names)), skipped=tuple(skipped),
                         secrets=store, plan=plan)
+
+
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]*\d)")
+_IPV6 = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
+
+
+class _AddressFinder:
+    """Whether a value (at any depth) names a production address: an IP address that can identify a machine (not
+    loopback, unspecified, link-local, multicast or reserved, so not a netmask), or a production host's address
+    given by name. Such values stay in production: a development VM must never reach a production machine."""
+
+    def __init__(self, names: Iterable[str]):
+        names = sorted({n for n in names if n}, key=len, reverse=True)
+        self.names = re.compile(r"(?<![\w.-])(" + "|".join(re.escape(n) for n in names) + r")(?![\w-]|\.\w)") \
+            if names else None
+
+    def found_in(self, value: Any) -> bool:
+        if isinstance(value, str):
+            return self._text(value)
+        if isinstance(value, Mapping):
+            return any(self.found_in(k) or self.found_in(v) for k, v in value.items())
+        if isinstance(value, (list, tuple)):
+            return any(self.found_in(v) for v in value)
+        return False
+
+    def _text(self, text: str) -> bool:
+        if self.names is not None and self.names.search(text):
+            return True
+        if "." in text and any(_identifies(m) for m in _IPV4.findall(text)):
+            return True
+        return ":" in text and any(_identifies(m) for m in _IPV6.findall(text))
+
+
+def _identifies(text: str) -> bool:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return not (address.is_loopback or address.is_unspecified or address.is_link_local or address.is_multicast
+                or address.is_reserved)
 
 
 def secrets_file_content(store: Mapping[str, str]) -> str:

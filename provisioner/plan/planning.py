@@ -191,7 +191,7 @@ def prepare_render(project: Project, topology: Topology, rules: Config, *, vars_
     written = topology.redacted()   # no production address in anything written
     vagrantfile = render_vagrantfile(written, rules, template_for(project_dir))
     dev = build_dev_inventory(written, rules.vars, vars_dir, load_secrets(project_dir / SECRETS_FILE),
-                              not_secret=rules.not_secret)
+                              not_secret=rules.not_secret, production_names=topology.private_names)
     outputs: dict[Path, tuple[str, int]] = {Path(p): (t, 0o644) for p, t in (extra_files or {}).items()}
     outputs.update({project_dir / p: (f.content, f.mode) for p, f in dev.files.items()})
     outputs[project_dir / SECRETS_FILE] = (secrets_file_content(dev.secrets), 0o600)

@@ -235,14 +235,19 @@ def _summary(names: list[str], shown: int = 5) -> str:
 
 
 def _private_names(inventory: Inventory, variables: HostVariables) -> frozenset[str]:
-    """Production addresses that may appear in names and messages: hosts named by an IP address and the
-    addresses in ``ansible_host``; written files show ``address-named-host-N`` instead."""
+    """Production addresses that may appear in names and messages: hosts named by an IP address and every
+    ``ansible_host`` value (an address or a name); written files show ``address-named-host-N`` instead."""
     found = set()
     for host in inventory.hosts.values():
-        for value in (host.name, variables.resolve(host).vars.get("ansible_host")):
-            if isinstance(value, str) and _is_address(value):
-                found.add(value)
+        if _is_address(host.name):
+            found.add(host.name)
+        address = variables.resolve(host).vars.get("ansible_host")
+        if isinstance(address, str) and address and "{{" not in address and address not in LOCAL_NAMES:
+            found.add(address)
     return frozenset(found)
+
+
+LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 def _address_key(text: str) -> tuple:

@@ -65,11 +65,12 @@ def production_values(name: str) -> set[str]:
 
 
 def is_address(text: str) -> bool:
+    """An IP address that identifies a machine (a netmask or loopback address identifies nothing)."""
     try:
-        ipaddress.ip_address(text)
-        return True
+        address = ipaddress.ip_address(text)
     except ValueError:
         return False
+    return not (address.is_loopback or address.is_reserved or address.is_link_local or address.is_unspecified)
 
 
 @pytest.mark.parametrize("name", PLANNABLE)
