@@ -226,3 +226,22 @@ def test_group_vars_of_environment_groups_stay_in_production(tmp_path):
     assert not any("10.1.2.3" in f.content for f in dev.files.values())
     _, dev = build(tmp_path / "hosts.ini", {"environment_groups": {"keep": ["production"]}})
     assert "group_vars/production.yml" in {p.relative_to(INVENTORY_DIR).as_posix() for p in dev.files}
+
+
+def test_values_naming_production_addresses_stay_in_production(tmp_path):
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "hosts.ini").write_text("[web]\nw1 ansible_host=app1.internal.example.org\n"
+                                        "[web:vars]\nsyslog_server=198.51.100.20\nhttp_port=80\n")
+    (tmp_path / "group_vars" / "web.yml").write_text(
+        "# the NFS server is 10.9.8.7\nmounts:\n  - {src: '10.9.8.7:/export', path: /data}\n"
+        "upstream: app1.internal.example.org\nnetmask: 255.255.255.0\nlisten: 127.0.0.1\nworkers: 4\n")
+    topology, dev = build(tmp_path / "hosts.ini")
+    dev = build_dev_inventory(topology, {}, tmp_path, {}, production_names=topology.private_names)
+    text = "".join(f.content for f in dev.files.values())
+    for production in ("10.9.8.7", "198.51.100.20", "app1.internal.example.org"):
+        assert production not in text
+    copy = dev.files[INVENTORY_DIR / "group_vars" / "web.yml"].content
+    assert "values naming production addresses removed (mounts, upstream)" in copy
+    assert yaml.safe_load(copy) == {"netmask": "255.255.255.0", "listen": "127.0.0.1", "workers": 4}
+    assert hosts_doc(dev)["all"]["children"]["web"]["vars"] == {"http_port": 80}
+    assert "198.51.100.20" not in json.dumps(dev.plan.to_state())
