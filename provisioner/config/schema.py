@@ -58,6 +58,9 @@ class Config:
     vars: Mapping[str, Any] = field(default_factory=dict)
     allow_inventory_scripts: bool = False
     not_secret: tuple[str, ...] = ()          # secret-like variable names whose production values are kept
+    include_hosts: tuple[str, ...] = ()       # host names/patterns that get a VM whatever their connection type
+    keep_host_vars: tuple[str, ...] = ()      # `host_vars: keep:`: host-level variables copied to the VM
+    keep_environment_groups: tuple[str, ...] = ()   # `environment_groups: keep:`: environment groups VMs join
     extensions: Mapping[str, Any] = field(default_factory=dict)
 
     def inventory_path(self) -> Path | None:
@@ -107,7 +110,8 @@ def parse_config(data: Any, path: Path | None) -> Config:
         raise ConfigError(str(path), ["the top level must be a mapping of settings"])
 
     known = {"inventory", "playbook", "provider", "box", "libvirt", "network", "defaults", "ignore_groups",
-             "groups", "vars", "allow_inventory_scripts", "not_secret", *EXTENSION_KEYS}
+             "groups", "vars", "allow_inventory_scripts", "not_secret", "include_hosts", "host_vars",
+             "environment_groups", *EXTENSION_KEYS}
     for key in data:
         if key not in known:
             problems.append(f"unknown key `{key}` (known: {', '.join(sorted(known))})")
@@ -184,6 +188,30 @@ def parse_config(data: Any, path: Path | None) -> Config:
             values["not_secret"] = tuple(names)
         elif names is not None:
             problems.append("`not_secret` must be a list of variable names (their production values are kept)")
+    if "include_hosts" in data:
+        names = data["include_hosts"]
+        if isinstance(names, list) and all(_is_text(n) for n in names):
+            values["include_hosts"] = tuple(names)
+        elif names is not None:
+            problems.append("`include_hosts` must be a list of host names or patterns (web*, db[12]) that get a VM "
+                            "whatever their connection type")
+    for key, field_name, what in (("host_vars", "keep_host_vars", "host-level variable names copied to the VM"),
+                                  ("environment_groups", "keep_environment_groups",
+                                   "environment groups the VMs join")):
+        section = data.get(key)
+        if section is None:
+            continue
+        if not isinstance(section, dict):
+            problems.append(f"`{key}` must be a mapping with `keep:` (a list of {what})")
+            continue
+        for sub in section:
+            if sub != "keep":
+                problems.append(f"unknown key `{key}.{sub}` (known: keep)")
+        keep = section.get("keep")
+        if isinstance(keep, list) and all(_is_text(n) for n in keep):
+            values[field_name] = tuple(keep)
+        elif keep is not None:
+            problems.append(f"`{key}.keep` must be a list of {what}")
     values["extensions"] = {k: data[k] for k in EXTENSION_KEYS if k in data}
     if "environments" in data:
         problems.extend(validate_environments(data["environments"]))

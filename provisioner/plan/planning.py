@@ -24,11 +24,12 @@ from provisioner.config.editor_schema import PROJECT_SCHEMA, schema_text
 from provisioner.config.schema import CONFIG_NAME, Config, load_config, parse_config
 from provisioner.plan.devinventory import INVENTORY_DIR, SECRETS_FILE, build_dev_inventory, load_secrets, secrets_file_content
 from provisioner.errors import ConfigError, DevboxError, UsageError
+from provisioner.plan.hostvars import HostVariables
 from provisioner.plan.inventory import Inventory, load_inventory
 from provisioner.plan.render import (DEFAULT_TEMPLATE, install_vagrantfile, make_environment, render_vagrantfile, template_for,
                      write_if_changed)
 from provisioner.plan.topology import FIRST_HOST_OCTET, Topology, derive_topology, suggest_rules
-from provisioner.project.context import Project, load_rules
+from provisioner.project.context import Project, load_rules, playbook_path
 from provisioner.project.paths import ProjectPaths
 
 CONFIG_TEMPLATE = DEFAULT_TEMPLATE.parent / "devbox.yml.j2"
@@ -88,7 +89,13 @@ def read_inventory(rules: Config, inventory: str | Path | None, allow_scripts: b
 def derive(project_dir: Path, rules: Config, inventory: str | Path | None, allow_scripts: bool,
            progress: Callable[[str, str], None]) -> tuple[Topology, Path]:
     inv = read_inventory(rules, inventory, allow_scripts, progress)
-    return derive_topology(inv, rules), inv.source
+    return derive_topology(inv, rules, host_variables(inv, rules, project_dir)), inv.source
+
+
+def host_variables(inv: Inventory, rules: Config, project_dir: Path) -> HostVariables:
+    """The hosts' variables as Ansible resolves them for the playbook devbox.yml names: group_vars and host_vars
+    beside the inventory, then beside the playbook (Ansible loads both)."""
+    return HostVariables(inv, playbook_path(rules, project_dir).parent)
 
 
 def plan_project(project: Project, inventory: str | Path | None = None, config: str | Path | None = None, *,
@@ -115,7 +122,7 @@ def init_project(project: Project, inventory: str | Path | None, force: bool, al
         rules = parse_config(yaml.safe_load(config_text), config_path)
     else:
         rules = existing
-    topology = derive_topology(inv, rules)
+    topology = derive_topology(inv, rules, host_variables(inv, rules, project_dir))
     extra = {config_path: config_text} if config_text is not None else {}
     extra[project_dir / PROJECT_SCHEMA] = schema_text()   # what devbox.yml's yaml-language-server line points to
     pending = prepare_render(project, topology, rules, vars_dir=inv.vars_dir, extra_files=extra)
@@ -181,14 +188,15 @@ def prepare_render(project: Project, topology: Topology, rules: Config, *, vars_
     if vars_dir is None:
         source = rules.inventory_path()
         vars_dir = (source if source.is_dir() else source.parent) if source is not None and source.exists() else None
-    vagrantfile = render_vagrantfile(topology, rules, template_for(project_dir))
-    dev = build_dev_inventory(topology, rules.vars, vars_dir, load_secrets(project_dir / SECRETS_FILE),
-                              not_secret=rules.not_secret)
+    written = topology.redacted()   # no production address in anything written
+    vagrantfile = render_vagrantfile(written, rules, template_for(project_dir))
+    dev = build_dev_inventory(written, rules.vars, vars_dir, load_secrets(project_dir / SECRETS_FILE),
+                              not_secret=rules.not_secret, production_names=topology.private_names)
     outputs: dict[Path, tuple[str, int]] = {Path(p): (t, 0o644) for p, t in (extra_files or {}).items()}
     outputs.update({project_dir / p: (f.content, f.mode) for p, f in dev.files.items()})
     outputs[project_dir / SECRETS_FILE] = (secrets_file_content(dev.secrets), 0o600)
     return PendingRender(topology, vagrantfile, outputs, vars_dir, dev.secret_names, dev.skipped,
-                         frozenset(Path(p) for p in (extra_files or {})), dev.plan or topology)
+                         frozenset(Path(p) for p in (extra_files or {})), dev.plan or written)
 
 
 def write_render(project: Project, pending: PendingRender) -> RenderResult:

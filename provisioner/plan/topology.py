@@ -6,14 +6,16 @@ result is deterministic: the same inventory and rules always give the same names
 """
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from provisioner.config.schema import Config
 from provisioner.errors import ConfigError, DevboxError
+from provisioner.plan.hostvars import HOST_INLINE, HostVariables, Resolved, differing
 from provisioner.plan.inventory import Host, Inventory, VaultValue
 
 # Connection variables describe how production is reached; they never reach the development inventory
@@ -67,6 +69,26 @@ class Topology:
     excluded: tuple[Excluded, ...] = ()
     warnings: tuple[str, ...] = ()
     group_tree: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # production addresses (hosts named by IP, ansible_host values): never written, see ``redacted``
+    private_names: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+
+    def redacted(self) -> "Topology":
+        """The topology as devbox writes it (Vagrantfile, development inventory, plan.json): every production
+        address in host names and messages replaced by ``address-named-host-N`` (N: the host's place among
+        them), which says nothing about the address."""
+        if not self.private_names:
+            return self
+        tokens = {a: f"address-named-host-{i}" for i, a in enumerate(sorted(self.private_names, key=_address_key), 1)}
+        pattern = re.compile(r"(?<![\w.:])(" + "|".join(re.escape(a) for a in sorted(tokens, key=len, reverse=True))
+                             + r")(?![\w:]|\.\d)")
+
+        def text(value: str) -> str:
+            return pattern.sub(lambda m: tokens[m.group(1)], value)
+
+        return replace(self, machines=tuple(replace(m, represents=tuple(text(h) for h in m.represents))
+                                            for m in self.machines),
+                       excluded=tuple(Excluded(text(e.host), text(e.reason)) for e in self.excluded),
+                       warnings=tuple(text(w) for w in self.warnings), private_names=frozenset())
 
     def machine(self, name: str) -> MachineSpec:
         for m in self.machines:
@@ -101,15 +123,22 @@ class Topology:
                    group_tree=dict(data.get("group_tree", {})))
 
 
-def derive_topology(inventory: Inventory, config: Config) -> Topology:
-    ignored = set(config.ignore_groups) | set(MARKER_GROUPS)
+def derive_topology(inventory: Inventory, config: Config, variables: HostVariables | None = None) -> Topology:
+    """The VMs for ``inventory`` by ``config``'s rules; ``variables`` resolves hosts' variables (group_vars and
+    host_vars beside the inventory and the playbook), built from the inventory side alone when not given."""
+    variables = variables or HostVariables(inventory)
+    dropped = environment_groups(inventory, config) - set(config.keep_environment_groups)
+    ignored = set(config.ignore_groups) | set(MARKER_GROUPS) | dropped
     warnings: list[str] = [f"Ansible: {w}" for w in inventory.warnings]
     excluded: list[Excluded] = []
     classes: dict[frozenset[str], list[Host]] = {}
     ungrouped: list[str] = []
+    opaque: set[str] = set()
 
     for host in inventory.hosts.values():
-        reason = _exclusion_reason(host, config)
+        resolved = variables.resolve(host)
+        opaque.update(resolved.opaque)
+        reason = _exclusion_reason(host, config, resolved)
         if reason:
             excluded.append(Excluded(host.name, reason))
             if reason.startswith("ansible_connection"):
@@ -120,10 +149,17 @@ def derive_topology(inventory: Inventory, config: Config) -> Topology:
         classes.setdefault(frozenset(host.all_groups - ignored), []).append(host)
     if ungrouped:
         warnings.append(f"hosts in no group (only plays for `all` reach them): {', '.join(ungrouped)}")
+    if opaque:
+        shown = sorted(opaque)
+        warnings.append(f"{len(shown)} vars file(s) are vault-encrypted as a whole, so devbox cannot know the variables "
+                        f"they set (connection type, differences between hosts): {_summary(shown)}")
 
     unknown_rules = sorted(set(config.groups) - set(inventory.groups))
     if unknown_rules:
         warnings.append(f"devbox.yml has rules for groups the inventory does not define: {', '.join(unknown_rules)}")
+    unmatched = [p for p in config.include_hosts if not any(fnmatch.fnmatchcase(h, p) for h in inventory.hosts)]
+    if unmatched:
+        warnings.append(f"include_hosts names no host of the inventory: {', '.join(unmatched)}")
     unknown_ignored = sorted(set(config.ignore_groups) - set(inventory.groups))
     if unknown_ignored:
         warnings.append(f"ignore_groups names groups the inventory does not define: {', '.join(unknown_ignored)}")
@@ -137,7 +173,7 @@ def derive_topology(inventory: Inventory, config: Config) -> Topology:
         count = max([r.count for r in rules if r.count] or [1])
         distinct = sorted({r.keep_distinct for r in rules if r.keep_distinct})
         base = base_names[signature]
-        for suffix, subset in _split_distinct(hosts, distinct):
+        for suffix, subset in _split_distinct(hosts, distinct, variables):
             name = f"{base}-{suffix}" if suffix else base
             chunks = _chunks(subset, count)
             for index, chunk in enumerate(chunks, start=1):
@@ -149,33 +185,119 @@ def derive_topology(inventory: Inventory, config: Config) -> Topology:
     names = _unique([_truncate(n) for n, *_ in planned])
     addresses = _addresses(config, len(planned))
     machines = []
+    # host-level values reach a VM only when devbox.yml asks: `host_vars: keep:`, and the keep_distinct variables
+    # that tell its VMs apart (db-primary gets pg_role=primary)
+    keep = set(config.keep_host_vars) | {r.keep_distinct for r in config.groups.values() if r.keep_distinct}
+    in_dropped: set[str] = set()
     for name, (_, hosts, memory, cpus), address in zip(names, planned, addresses):
         first = hosts[0]
-        differing = _differing_vars(hosts)
+        differing = _differing_vars(hosts, variables)
         if differing:
-            warnings.append(f"{name} stands for {', '.join(h.name for h in hosts)}, whose host variables differ "
-                            f"({', '.join(differing)}); it takes the values of {first.name}")
-        groups = sorted({g for h in hosts for g in h.groups})
+            kept = [v for v in differing if v in keep]
+            taken = (f"; it takes {', '.join(kept)} from {first.name} (host_vars.keep)" if kept else
+                     "; the VM gets the values its groups give")
+            warnings.append(f"{name} stands for {len(hosts)} hosts ({_summary([h.name for h in hosts])}) whose "
+                            f"variables differ: {', '.join(differing)} (values not shown){taken}")
+        in_dropped.update(g for h in hosts for g in h.all_groups & dropped)
+        groups = sorted({g for h in hosts for g in h.groups} - dropped)
+        own = variables.resolve(first).host_level
+        host_vars = strip_connection_vars({k: v for k, v in own.items() if k in keep})
         machines.append(MachineSpec(name=name, hostname=name, groups=tuple(groups),
                                     represents=tuple(h.name for h in hosts), memory=memory, cpus=cpus,
-                                    address=address, host_vars=strip_connection_vars(first.vars)))
+                                    address=address, host_vars=host_vars))
+    if in_dropped:
+        warnings.append(f"the VMs join no environment group ({', '.join(sorted(in_dropped))}): production or staging "
+                        "values in their group_vars do not apply to development, and plays that target these groups "
+                        "skip the VMs; list a group under `environment_groups: keep:` in devbox.yml to join it anyway")
     if not machines:
         warnings.append("no VMs: every host is excluded (see the reasons); check the `exclude` rules in devbox.yml")
     return Topology(machines=tuple(machines), excluded=tuple(excluded), warnings=tuple(warnings),
-                    group_tree=_group_tree(inventory))
+                    group_tree=_group_tree(inventory, dropped), private_names=_private_names(inventory, variables))
 
 
-def _exclusion_reason(host: Host, config: Config) -> str | None:
-    connection = str(host.vars.get("ansible_connection", "")).strip().lower()
-    if connection == "local":
-        return "ansible_connection=local: it runs on the control node, so it needs no VM"
-    if connection in ("winrm", "psrp") or str(host.vars.get("ansible_shell_type", "")).lower() == "powershell":
-        return f"ansible_connection={connection or 'winrm'}: a Windows host, and devbox builds Linux VMs only"
-    if connection.rsplit(".", 1)[-1] in ("network_cli", "netconf", "httpapi"):
-        return f"ansible_connection={connection}: a network device, not a host a Linux VM can stand for"
+# Groups that stand for an environment rather than a role: a development VM in one would get that environment's
+# group_vars (its addresses, and its secrets where a vault password is configured).
+_ENVIRONMENT_NAME = re.compile(r"^(.*[_-])?(production|prod|prd|live|staging|stage|stg|uat|preprod|pre[_-]prod)$",
+                               re.IGNORECASE)
+
+
+def environment_groups(inventory: Inventory, config: Config) -> set[str]:
+    """Groups of ``inventory`` that name an environment: by name, or named as an environment in devbox.yml."""
+    named = config.extensions.get("environments")
+    named = set(named) if isinstance(named, Mapping) else set()
+    return {g for g in inventory.groups
+            if g not in MARKER_GROUPS and (_ENVIRONMENT_NAME.match(g) or g in named)}
+
+
+def _summary(names: list[str], shown: int = 5) -> str:
+    head = ", ".join(names[:shown])
+    return head if len(names) <= shown else f"{head} and {len(names) - shown} more"
+
+
+def _private_names(inventory: Inventory, variables: HostVariables) -> frozenset[str]:
+    """Production addresses that may appear in names and messages: hosts named by an IP address and every
+    ``ansible_host`` value (an address or a name); written files show ``address-named-host-N`` instead."""
+    found = set()
+    for host in inventory.hosts.values():
+        if _is_address(host.name):
+            found.add(host.name)
+        address = variables.resolve(host).vars.get("ansible_host")
+        if isinstance(address, str) and address and "{{" not in address and address not in LOCAL_NAMES:
+            found.add(address)
+    return frozenset(found)
+
+
+LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def _address_key(text: str) -> tuple:
+    try:
+        address = ipaddress.ip_address(text.strip("[]"))
+        return (address.version, int(address))
+    except ValueError:
+        return (9, text)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+INCLUDE_HINT = "list it under `include_hosts:` in devbox.yml to give it a VM anyway"
+
+
+def _exclusion_reason(host: Host, config: Config, resolved: Resolved) -> str | None:
+    reason = None
+    if not any(fnmatch.fnmatchcase(host.name, pattern) for pattern in config.include_hosts):
+        reason = _connection_reason(resolved)
+    if reason:
+        return reason
     for group in sorted(host.all_groups):
         if config.rule(group).exclude:
             return f"group {group} is excluded in devbox.yml"
+    return None
+
+
+def _connection_reason(resolved: Resolved) -> str | None:
+    """Why a host's connection type (wherever Ansible would take it from) means it gets no VM."""
+    variables = resolved.vars
+    connection = str(variables.get("ansible_connection", "")).strip().lower()
+    plugin = connection.rsplit(".", 1)[-1]   # ansible.netcommon.network_cli is network_cli
+    origin = resolved.where("ansible_connection")
+    where = f" (set in {origin})" if origin not in (None, HOST_INLINE) else ""
+    if plugin == "local":
+        return f"ansible_connection={connection}{where}: it runs on the control node, so it needs no VM; {INCLUDE_HINT}"
+    if plugin in ("winrm", "psrp") or str(variables.get("ansible_shell_type", "")).lower() == "powershell":
+        if plugin not in ("winrm", "psrp"):
+            where = f" (ansible_shell_type=powershell, set in {resolved.where('ansible_shell_type')})"
+        return (f"ansible_connection={connection or 'winrm'}{where}: a Windows host, and devbox builds Linux VMs "
+                f"only; {INCLUDE_HINT}")
+    if plugin in ("network_cli", "netconf", "httpapi"):
+        return (f"ansible_connection={connection}{where}: a network device, not a host a Linux VM can stand for; "
+                f"{INCLUDE_HINT}")
     return None
 
 
@@ -198,13 +320,15 @@ def _base_names(classes: Mapping[frozenset[str], list[Host]], inventory: Invento
     return names
 
 
-def _split_distinct(hosts: list[Host], variables: list[str]) -> list[tuple[str | None, list[Host]]]:
-    variables = [v for v in variables if any(v in h.vars for h in hosts)]   # a rule on a parent may not apply here
+def _split_distinct(hosts: list[Host], variables: list[str],
+                    resolver: HostVariables) -> list[tuple[str | None, list[Host]]]:
+    values_of = {h.name: resolver.resolve(h).vars for h in hosts}
+    variables = [v for v in variables if any(v in values_of[h.name] for h in hosts)]   # a rule on a parent may not apply
     if not variables:
         return [(None, hosts)]
     split: dict[str, list[Host]] = {}
     for host in hosts:
-        values = [host.vars.get(v) for v in variables]
+        values = [values_of[host.name].get(v) for v in variables]
         key = "-".join(slug(str(v)) if v is not None and not isinstance(v, VaultValue) else "unset"
                        for v in values) or "unset"
         split.setdefault(key, []).append(host)
@@ -223,20 +347,9 @@ def _chunks(hosts: list[Host], count: int) -> list[list[Host]]:
     return chunks
 
 
-def _differing_vars(hosts: list[Host]) -> list[str]:
-    if len(hosts) < 2:
-        return []
-    first = strip_connection_vars(hosts[0].vars)
-    differing: set[str] = set()
-    for host in hosts[1:]:
-        other = strip_connection_vars(host.vars)
-        for key in first.keys() | other.keys():
-            if first.get(key, _MISSING) != other.get(key, _MISSING):
-                differing.add(key)
-    return sorted(differing)
-
-
-_MISSING = object()
+def _differing_vars(hosts: list[Host], variables: HostVariables) -> list[str]:
+    """Variables whose values differ between the hosts (inline, group_vars or host_vars: wherever they are set)."""
+    return differing(hosts, variables, skip=is_connection_var)
 
 
 def slug(text: str) -> str:
@@ -277,9 +390,20 @@ def _addresses(config: Config, count: int) -> list[str]:
     return [str(ipaddress.IPv4Address(first + i)) for i in range(count)]
 
 
-def _group_tree(inventory: Inventory) -> dict[str, dict[str, Any]]:
-    return {name: {"children": list(g.children), "vars": strip_connection_vars(g.vars)}
-            for name, g in inventory.groups.items() if name != "ungrouped"}
+def _group_tree(inventory: Inventory, dropped: set[str] = frozenset()) -> dict[str, dict[str, Any]]:
+    """The production group tree without the ``dropped`` groups: their children hang from their parents."""
+    def children(name: str, trail: frozenset[str] = frozenset()) -> list[str]:
+        found: list[str] = []
+        for child in inventory.groups[name].children if name in inventory.groups else ():
+            if child in dropped:
+                if child not in trail:
+                    found.extend(children(child, trail | {child}))
+            else:
+                found.append(child)
+        return list(dict.fromkeys(found))
+
+    return {name: {"children": children(name), "vars": strip_connection_vars(g.vars)}
+            for name, g in inventory.groups.items() if name != "ungrouped" and name not in dropped}
 
 
 _VAULT_MARK = "__devbox_vault__"

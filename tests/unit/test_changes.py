@@ -481,12 +481,17 @@ def test_real_cli_process_with_nothing_changed_contacts_nothing(devbox_project):
     import sys
     import time
 
+    import provisioner
+
+    code = str(Path(provisioner.__file__).resolve().parents[1])
     _seed_ledger(devbox_project)
     devbox = Path(sys.executable).parent / "devbox"
     for attempt in ("full check", "quick check"):  # the first leaves the marker the second answers from
         started = time.monotonic()
+        # the code under test, not whatever devbox the console script's own install points at
         proc = subprocess.run([str(devbox), "-C", str(devbox_project), "provision"], capture_output=True,
-                              text=True, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"}, timeout=120)
+                              text=True, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "PYTHONPATH": code},
+                              timeout=120)
         seconds = time.monotonic() - started
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "nothing changed since the last successful run: no VM contacted" in proc.stdout

@@ -52,7 +52,8 @@ def test_plan_json_contract(tmp_path):
     hosts = [h for m in data["machines"] for h in m["represents"]] + [e["host"] for e in data["excluded"]]
     assert len(hosts) == len(set(hosts)) == 30
     assert data["excluded"] == [{"host": "localhost",
-                                 "reason": "ansible_connection=local: it runs on the control node, so it needs no VM"}]
+                                 "reason": "ansible_connection=local: it runs on the control node, so it needs no VM; "
+                                           "list it under `include_hosts:` in devbox.yml to give it a VM anyway"}]
     assert list(tmp_path.iterdir()) == []   # plan writes nothing
 
 

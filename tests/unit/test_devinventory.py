@@ -83,7 +83,8 @@ def test_ansible_reads_the_dev_inventory_like_production(tmp_path):
 
 
 def test_host_vars_first_host_minus_connection_plus_devbox_and_overrides():
-    rules = {**DB_RULES, "vars": {"service_address": "{{ devbox_address }}", "pg_role": "forced"}}
+    rules = {**DB_RULES, "vars": {"service_address": "{{ devbox_address }}", "pg_role": "forced"},
+             "host_vars": {"keep": ["gunicorn_workers"]}, "environment_groups": {"keep": ["production"]}}
     topology, dev = build(INVENTORIES / "webapp" / "hosts.ini", rules)
     hosts = hosts_doc(dev)["all"]["children"]["production"]["children"]
     web = hosts["web"]["hosts"]["web-1"]
@@ -172,15 +173,20 @@ def test_connection_settings_in_group_vars_files_are_dropped(tmp_path):
     assert "production connection settings removed (ansible_ssh_common_args, ansible_user)" in text
 
 
-def test_host_vars_files_of_the_first_represented_host(tmp_path):
+def test_host_vars_files_of_the_first_represented_host_only_when_kept(tmp_path):
     prod = copy_vaulted(tmp_path)
     (prod / "host_vars").mkdir()
-    (prod / "host_vars" / "db1.yml").write_text("pg_max_connections: 200\nansible_host: 10.99.0.1\n")
+    (prod / "host_vars" / "db1.yml").write_text("pg_max_connections: 200\nansible_host: 10.99.0.1\nnic_ip: 198.51.100.9\n")
     (prod / "host_vars" / "db2.yml").write_text((prod / "group_vars" / "db" / "vault.yml").read_text())
-    _, dev = build(prod, DB_RULES)
+    topology, dev = build(prod, DB_RULES)
+    hosts = hosts_doc(dev)["all"]["children"]["db"]["hosts"]
+    assert "pg_max_connections" not in hosts["db-primary"] and "nic_ip" not in hosts["db-primary"]
+    assert not any("198.51.100.9" in f.content or "10.99.0.1" in f.content for f in dev.files.values())
+    # a host_vars file encrypted as a whole: its variables are unknown, and the plan says so
+    assert any("vault-encrypted as a whole" in w and "host_vars/db2.yml" in w for w in topology.warnings)
+    _, dev = build(prod, {**DB_RULES, "host_vars": {"keep": ["pg_max_connections", "ansible_host"]}})
     hosts = hosts_doc(dev)["all"]["children"]["db"]["hosts"]
     assert hosts["db-primary"]["pg_max_connections"] == 200 and "ansible_host" not in hosts["db-primary"]
-    assert str(prod / "host_vars" / "db2.yml") in dev.skipped
 
 
 def test_broken_vars_file_is_an_inventory_error_with_line(tmp_path):
@@ -203,5 +209,39 @@ def test_inline_vault_in_host_vars_becomes_a_dev_secret(tmp_path):
     indented = "\n".join("        " + line if i else line for i, line in enumerate(block.splitlines()))
     (tmp_path / "hosts.yml").write_text(f"all:\n  hosts:\n    h1:\n      api_key: {indented}\n      plain: 1\n")
     topology, dev = build(tmp_path / "hosts.yml")
+    assert dev.secret_names == () and "api_key" not in dev.files[INVENTORY_DIR / "hosts.yml"].content   # not kept
+    topology, dev = build(tmp_path / "hosts.yml", {"host_vars": {"keep": ["api_key", "plain"]}})
     assert dev.secret_names == ("api_key",)
     assert "api_key" not in dev.files[INVENTORY_DIR / "hosts.yml"].content
+
+
+def test_group_vars_of_environment_groups_stay_in_production(tmp_path):
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "hosts.ini").write_text("[web]\nw1\n[production:children]\nweb\n")
+    (tmp_path / "group_vars" / "production.yml").write_text("db_host: 10.1.2.3\n")
+    (tmp_path / "group_vars" / "web.yml").write_text("http_port: 80\n")
+    _, dev = build(tmp_path / "hosts.ini")
+    files = {p.relative_to(INVENTORY_DIR).as_posix() for p in dev.files}
+    assert "group_vars/web.yml" in files and "group_vars/production.yml" not in files
+    assert not any("10.1.2.3" in f.content for f in dev.files.values())
+    _, dev = build(tmp_path / "hosts.ini", {"environment_groups": {"keep": ["production"]}})
+    assert "group_vars/production.yml" in {p.relative_to(INVENTORY_DIR).as_posix() for p in dev.files}
+
+
+def test_values_naming_production_addresses_stay_in_production(tmp_path):
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "hosts.ini").write_text("[web]\nw1 ansible_host=app1.internal.example.org\n"
+                                        "[web:vars]\nsyslog_server=198.51.100.20\nhttp_port=80\n")
+    (tmp_path / "group_vars" / "web.yml").write_text(
+        "# the NFS server is 10.9.8.7\nmounts:\n  - {src: '10.9.8.7:/export', path: /data}\n"
+        "upstream: app1.internal.example.org\nnetmask: 255.255.255.0\nlisten: 127.0.0.1\nworkers: 4\n")
+    topology, dev = build(tmp_path / "hosts.ini")
+    dev = build_dev_inventory(topology, {}, tmp_path, {}, production_names=topology.private_names)
+    text = "".join(f.content for f in dev.files.values())
+    for production in ("10.9.8.7", "198.51.100.20", "app1.internal.example.org"):
+        assert production not in text
+    copy = dev.files[INVENTORY_DIR / "group_vars" / "web.yml"].content
+    assert "values naming production addresses removed (mounts, upstream)" in copy
+    assert yaml.safe_load(copy) == {"netmask": "255.255.255.0", "listen": "127.0.0.1", "workers": 4}
+    assert hosts_doc(dev)["all"]["children"]["web"]["vars"] == {"http_port": 80}
+    assert "198.51.100.20" not in json.dumps(dev.plan.to_state())

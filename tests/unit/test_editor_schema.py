@@ -47,6 +47,9 @@ groups:
   web:
 vars: {service_address: "{{ devbox_address }}", env_name: development}
 allow_inventory_scripts: false
+include_hosts: [control, "win*"]
+host_vars: {keep: [node_role]}
+environment_groups: {keep: [staging]}
 environments:
   staging: {inventory: inventories/staging, vault_id: staging, vault_password_file: ~/.vault, check_first: true,
             known_hosts: environments/staging.known_hosts, allow_production: false}
@@ -70,6 +73,7 @@ GOOD = {
     "smallest network": "network: 192.168.56.0/28\n",
     "host bits set": "network: 192.168.56.1/24\n",
     "parity without expected": "parity: {}\n",
+    "null host_vars and keep": "host_vars:\nenvironment_groups: {keep: }\ninclude_hosts:\n",
 }
 BAD = {
     "top level list": "- inventory: x\n",
@@ -103,6 +107,13 @@ BAD = {
     "group memory too small": "groups: {db: {memory: 100}}\n",
     "vars a list": "vars: [a, b]\n",
     "allow_inventory_scripts a string": "allow_inventory_scripts: 'yes'\n",
+    "include_hosts a string": "include_hosts: control\n",
+    "include_hosts blank": "include_hosts: ['']\n",
+    "host_vars a list": "host_vars: [ip]\n",
+    "host_vars unknown key": "host_vars: {copy: [ip]}\n",
+    "host_vars keep a string": "host_vars: {keep: ip}\n",
+    "environment_groups a list": "environment_groups: [production]\n",
+    "environment_groups keep of numbers": "environment_groups: {keep: [1]}\n",
     "environments a list": "environments: [staging]\n",
     "environment name upper case": "environments: {Staging: {inventory: x}}\n",
     "environment dev": "environments: {dev: {inventory: x}}\n",
@@ -212,13 +223,15 @@ def _props(*path: str) -> set[str]:
     ({"zz_unknown": 1}, ()),
     ({"libvirt": {"zz_unknown": 1}}, ("properties", "libvirt")),
     ({"defaults": {"zz_unknown": 1}}, ("properties", "defaults")),
+    ({"host_vars": {"zz_unknown": 1}}, ("properties", "host_vars")),
+    ({"environment_groups": {"zz_unknown": 1}}, ("properties", "environment_groups")),
     ({"groups": {"web": {"zz_unknown": 1}}}, ("properties", "groups", "additionalProperties")),
     ({"environments": {"staging": {"inventory": "x", "zz_unknown": 1}}}, ("properties", "environments", "properties",
                                                                           "production")),
     ({"smoke": [{"name": "a", "from": "b", "http": "http://c/", "zz_unknown": 1}]}, ("properties", "smoke", "items")),
     ({"parity": {"expected": [{"fact": "f", "reason": "r", "zz_unknown": 1}]}},
      ("properties", "parity", "properties", "expected", "items")),
-], ids=["top", "libvirt", "defaults", "groups", "environments", "smoke", "parity.expected"])
+], ids=["top", "libvirt", "defaults", "host_vars", "environment_groups", "groups", "environments", "smoke", "parity.expected"])
 def test_each_section_knows_the_same_keys(data, schema_path):
     assert _props(*schema_path) == _known_keys(data, "/".join(schema_path))
 

@@ -27,6 +27,7 @@ CORE = {
     # plan: reading production and deriving the VMs
     "provisioner.plan.inventory": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
     "provisioner.plan.topology": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
+    "provisioner.plan.hostvars": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
     "provisioner.plan.render": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
     "provisioner.plan.devinventory": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
     "provisioner.config.schema": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,

@@ -79,7 +79,8 @@ def test_first_up_boots_all_in_one_call_then_one_ssh_config_one_ansible_run(proj
     assert run["inventory"] == paths.inventory and run["limit"] is None and run["forks"] >= 2
     assert run["playbook"] == project / "playbooks" / "site.yml"
     conn = yaml.safe_load(paths.connection_inventory.read_text())["all"]["hosts"]
-    assert conn["web-1"] == {"ansible_host": "192.168.121.110", "ansible_port": 22, "ansible_user": "vagrant",
+    assert conn["web-1"] == {"ansible_connection": "ssh", "ansible_host": "192.168.121.110", "ansible_port": 22,
+                             "ansible_user": "vagrant",
                              "ansible_ssh_private_key_file": "/keys/web-1/private_key"}
     state = load_state(paths.state)
     for n in BOTH:

@@ -54,8 +54,12 @@ def test_same_role_groups_collapse_and_warn_about_differing_vars():
     assert names(topology) == ["kube-control-plane-1", "kube-node-1"]
     cp = topology.machine("kube-control-plane-1")
     assert cp.represents == ("node1", "node2", "node3")
-    assert cp.host_vars == {"ip": "10.10.0.1", "etcd_member_name": "etcd1"}   # node1's, ansible_host stripped
-    assert any("kube-control-plane-1" in w and "etcd_member_name, ip" in w for w in topology.warnings)
+    assert cp.host_vars == {}   # host-level production values stay in production unless devbox.yml keeps them
+    assert any("kube-control-plane-1" in w and "etcd_member_name, ip (values not shown)" in w
+               for w in topology.warnings)
+    assert not any("10.10.0." in w for w in topology.warnings)
+    kept = plan(INVENTORIES / "kubernetes" / "hosts.ini", {"host_vars": {"keep": ["etcd_member_name"]}})
+    assert kept.machine("kube-control-plane-1").host_vars == {"etcd_member_name": "etcd1"}   # node1's
 
 
 def test_count_rule_on_a_parent_group_keeps_a_quorum():
@@ -79,7 +83,8 @@ def test_keep_distinct_and_sizes():
     assert (primary.represents, replica.represents) == (("db1",), ("db2",))
     assert (primary.memory, primary.cpus) == (2048, 2)
     assert topology.machine("web-1").memory == 768
-    assert primary.host_vars == {"pg_role": "primary"}
+    assert primary.host_vars == {"pg_role": "primary"}   # the keep_distinct variable is what tells the VMs apart
+    assert topology.machine("web-1").host_vars == {}      # gunicorn_workers: not kept
 
 
 def test_exclude_rule_with_reason():
@@ -90,13 +95,22 @@ def test_exclude_rule_with_reason():
 
 def test_environment_and_location_groups_ignored_by_rule():
     topology = plan(INVENTORIES / "env-type" / "hosts.ini")
-    assert len(topology.machines) == 5   # every env x location x type combination
-    topology = plan(INVENTORIES / "env-type" / "hosts.ini", {"ignore_groups": ["production", "staging", "dc1", "dc2"]})
+    # environment groups never split hosts nor hold a VM: one VM per location x type combination
+    assert names(topology) == ["webservers-dc1-1", "webservers-dc2-1", "dbservers-dc1-1", "dbservers-dc2-1"]
+    assert all("production" not in m.groups and "staging" not in m.groups for m in topology.machines)
+    topology = plan(INVENTORIES / "env-type" / "hosts.ini", {"ignore_groups": ["dc1", "dc2"]})
     assert names(topology) == ["webservers-1", "dbservers-1"]
     web = topology.machine("webservers-1")
-    # the VM joins every group of the hosts it stands for, ignored ones too, so their plays still reach it
-    assert web.groups == ("dc1", "dc2", "production", "staging", "webservers")
+    # the VM joins every group of the hosts it stands for, ignored ones too, so their plays still reach it; never
+    # an environment group (whose group_vars hold that environment's values)
+    assert web.groups == ("dc1", "dc2", "webservers")
     assert web.represents == ("web-prod-1", "web-prod-2", "web-prod-3", "web-stage-1")
+    assert any("join no environment group (production, staging)" in w and "environment_groups: keep:" in w
+               for w in topology.warnings)
+    kept = plan(INVENTORIES / "env-type" / "hosts.ini",
+                {"ignore_groups": ["production", "staging", "dc1", "dc2"], "environment_groups": {"keep": ["staging"]}})
+    assert kept.machine("webservers-1").groups == ("dc1", "dc2", "staging", "webservers")
+    assert "staging" in kept.group_tree and "production" not in kept.group_tree
 
 
 def test_local_and_windows_hosts_excluded_with_reason_and_warning():
@@ -134,8 +148,10 @@ ansible_ssh_common_args='-o ProxyJump=jump'
 ansible_user=deploy
 http_port=80
 """, tmp_path=tmp_path)
-    assert topology.machine("web-1").host_vars == {"keep_me": 1}
+    assert topology.machine("web-1").host_vars == {}
     assert topology.group_tree["web"]["vars"] == {"http_port": 80}
+    kept = plan(tmp_path / "hosts.ini", {"host_vars": {"keep": ["keep_me", "ansible_host"]}})
+    assert kept.machine("web-1").host_vars == {"keep_me": 1}   # connection settings are never kept
     assert "10.1.1.1" not in json.dumps(topology.to_state())
 
 
@@ -242,3 +258,19 @@ def test_thousands_of_distinct_classes_stay_fast(tmp_path):
     topology = plan(text, {"network": "10.0.0.0/16"}, tmp_path=tmp_path)
     assert len(topology.machines) == 3000 and len(set(names(topology))) == 3000
     assert time.perf_counter() - start < 20
+
+
+def test_hosts_named_by_address_are_redacted_in_what_is_written(tmp_path):
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "host_vars" / "10.0.0.1.yml").write_text("ansible_connection: winrm\n")
+    topology = plan("[web]\n10.0.0.12\n10.0.0.13\n[win]\n10.0.0.1\nwin2 ansible_host=192.0.2.7\n"
+                    "[win:vars]\nansible_connection=winrm\n", tmp_path=tmp_path)
+    assert topology.machine("web-1").represents == ("10.0.0.12", "10.0.0.13")   # the terminal shows real names
+    written = topology.redacted()
+    state = json.dumps(written.to_state())
+    for address in ("10.0.0.1", "10.0.0.12", "10.0.0.13", "192.0.2.7"):
+        assert address not in state
+    assert written.machine("web-1").represents == ("address-named-host-2", "address-named-host-3")
+    assert [e.host for e in written.excluded] == ["address-named-host-1", "win2"]
+    assert "host_vars/address-named-host-1.yml (beside the inventory)" in written.excluded[0].reason
+    assert written.redacted() == written and Topology.from_state(written.to_state()) == written
