@@ -8,9 +8,10 @@ from provisioner.cli.machines import destroy, doctor, halt, idempotence, provisi
 from provisioner.cli.main import main
 from provisioner.cli.parity import parity
 from provisioner.cli.plan import init, plan
+from provisioner.cli.snapshots import reset, snapshot
 
-COMMANDS = (plan, init, up, provision, idempotence, status, ssh, halt, destroy, doctor, trust, parity, box, lab,
-            integration, config)
+COMMANDS = (plan, init, up, provision, idempotence, status, ssh, halt, destroy, doctor, snapshot, reset, trust,
+            parity, box, lab, integration, config)
 
 for command in COMMANDS:
     main.add_command(command)

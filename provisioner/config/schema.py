@@ -58,6 +58,7 @@ class Config:
     vars: Mapping[str, Any] = field(default_factory=dict)
     allow_inventory_scripts: bool = False
     not_secret: tuple[str, ...] = ()          # secret-like variable names whose production values are kept
+    converged_snapshot: bool = True           # `snapshots: {converged: ...}`: keep a snapshot after full runs
     extensions: Mapping[str, Any] = field(default_factory=dict)
 
     def inventory_path(self) -> Path | None:
@@ -107,7 +108,7 @@ def parse_config(data: Any, path: Path | None) -> Config:
         raise ConfigError(str(path), ["the top level must be a mapping of settings"])
 
     known = {"inventory", "playbook", "provider", "box", "libvirt", "network", "defaults", "ignore_groups",
-             "groups", "vars", "allow_inventory_scripts", "not_secret", *EXTENSION_KEYS}
+             "groups", "vars", "allow_inventory_scripts", "not_secret", "snapshots", *EXTENSION_KEYS}
     for key in data:
         if key not in known:
             problems.append(f"unknown key `{key}` (known: {', '.join(sorted(known))})")
@@ -184,6 +185,21 @@ def parse_config(data: Any, path: Path | None) -> Config:
             values["not_secret"] = tuple(names)
         elif names is not None:
             problems.append("`not_secret` must be a list of variable names (their production values are kept)")
+    if "snapshots" in data:
+        snapshots = data["snapshots"]
+        if snapshots is None:
+            pass
+        elif not isinstance(snapshots, dict):
+            problems.append("`snapshots` must be a mapping (e.g. `converged: false`)")
+        else:
+            for key in snapshots:
+                if key != "converged":
+                    problems.append(f"unknown key `snapshots.{key}` (known: converged)")
+            if "converged" in snapshots:
+                if isinstance(snapshots["converged"], bool):
+                    values["converged_snapshot"] = snapshots["converged"]
+                else:
+                    problems.append("`snapshots.converged` must be true or false")
     values["extensions"] = {k: data[k] for k in EXTENSION_KEYS if k in data}
     if "environments" in data:
         problems.extend(validate_environments(data["environments"]))
