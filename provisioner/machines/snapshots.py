@@ -36,7 +36,7 @@ def _mismatch_hint(names_reasons: Mapping[str, list[str]]) -> str:
     if recreate:
         hints.append(f"`devbox destroy {' '.join(recreate)}` then `devbox up {' '.join(recreate)}` builds "
                      f"{'it' if len(recreate) == 1 else 'them'} again from the Vagrantfile")
-    return "; ".join(hints) + "; then save the snapshot"
+    return "; ".join(hints) + "; then take the snapshot again"
 
 
 # ------------------------------------------------------------------------------------------------ results
@@ -271,10 +271,9 @@ def keep_converged(project: Project, outcome: "lifecycle.ProvisionResult") -> st
     try:
         # the run just reached them over SSH: running, no `vagrant status` needed
         run = _save_locked(project, CONVERGED, whole, replace=True, states={n: RUNNING for n in whole})
-    except DevboxError as exc:
-        first = str(exc).splitlines()[0]
-        return f"the `{CONVERGED}` snapshot was not taken: {first} ({exc.hint})" if exc.hint else \
-            f"the `{CONVERGED}` snapshot was not taken: {first}"
+    except DevboxError as exc:   # the run itself succeeded: say why there is no snapshot, do not fail it
+        why = " ".join(line.strip() for line in str(exc).splitlines())
+        return f"note: the `{CONVERGED}` snapshot was not taken: {why}" + (f" ({exc.hint})" if exc.hint else "")
     return (f"`{CONVERGED}` snapshot taken of {', '.join(run.names)} in {sum(run.seconds.values()):.0f}s "
             f"(`devbox reset` goes back to it; `snapshots: {{converged: false}}` in devbox.yml turns it off)")
 

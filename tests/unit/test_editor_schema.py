@@ -47,6 +47,7 @@ groups:
   web:
 vars: {service_address: "{{ devbox_address }}", env_name: development}
 allow_inventory_scripts: false
+snapshots: {converged: false}
 environments:
   staging: {inventory: inventories/staging, vault_id: staging, vault_password_file: ~/.vault, check_first: true,
             known_hosts: environments/staging.known_hosts, allow_production: false}
@@ -70,6 +71,9 @@ GOOD = {
     "smallest network": "network: 192.168.56.0/28\n",
     "host bits set": "network: 192.168.56.1/24\n",
     "parity without expected": "parity: {}\n",
+    "snapshots empty": "snapshots: {}\n",
+    "snapshots null": "snapshots:\n",
+    "converged snapshot on": "snapshots: {converged: true}\n",
 }
 BAD = {
     "top level list": "- inventory: x\n",
@@ -132,6 +136,11 @@ BAD = {
     "parity machine and group": "parity: {expected: [{fact: kernel, reason: r, machine: a, host_group: b}]}\n",
     "parity unknown entry key": "parity: {expected: [{fact: kernel, reason: r, why: x}]}\n",
     "parity machine a number": "parity: {expected: [{fact: kernel, reason: r, machine: 1}]}\n",
+    "snapshots a bool": "snapshots: false\n",
+    "snapshots a list": "snapshots: [converged]\n",
+    "snapshots.converged a string": "snapshots: {converged: 'no'}\n",
+    "snapshots.converged null": "snapshots: {converged: null}\n",
+    "unknown snapshots key": "snapshots: {keep: 3}\n",
 }
 # What JSON Schema cannot say, checked by the validator alone (the editor shows no error for these).
 VALIDATOR_ONLY = {
@@ -218,7 +227,8 @@ def _props(*path: str) -> set[str]:
     ({"smoke": [{"name": "a", "from": "b", "http": "http://c/", "zz_unknown": 1}]}, ("properties", "smoke", "items")),
     ({"parity": {"expected": [{"fact": "f", "reason": "r", "zz_unknown": 1}]}},
      ("properties", "parity", "properties", "expected", "items")),
-], ids=["top", "libvirt", "defaults", "groups", "environments", "smoke", "parity.expected"])
+    ({"snapshots": {"zz_unknown": 1}}, ("properties", "snapshots")),
+], ids=["top", "libvirt", "defaults", "groups", "environments", "smoke", "parity.expected", "snapshots"])
 def test_each_section_knows_the_same_keys(data, schema_path):
     assert _props(*schema_path) == _known_keys(data, "/".join(schema_path))
 
@@ -236,6 +246,7 @@ def test_defaults_agree():
     assert props["playbook"]["default"] == config.playbook
     assert props["network"]["default"] == config.network
     assert props["provider"]["default"] == config.provider
+    assert props["snapshots"]["properties"]["converged"]["default"] is config.converged_snapshot is True
 
 
 def test_config_schema_command_prints_the_shipped_schema(tmp_path):
