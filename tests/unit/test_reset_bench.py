@@ -26,7 +26,7 @@ def test_table_reports_medians_ratio_and_target():
     assert "recreate: `devbox destroy --yes` + `devbox up` (5 VMs)" in text
     assert "| 20.0x | met |" in text and "MISSED" not in text   # 1200 / 60
     slow = rb.table({"recreate": [300.0], "reset": [100.0]}, 2)
-    assert "| 3.0x | MISSED |" in slow
+    assert "| 3.0x | **MISSED** |" in slow
 
 
 def test_snapshot_seconds_reads_the_note_devbox_up_prints():
