@@ -264,6 +264,7 @@ def up(project: Project, names: Sequence[str] = (), *, provision_after: bool = T
         to_boot = [n for n in selected if n not in running]
         recreated = [n for n in to_boot if seen.get(n) is None or seen[n].state == "not_created"]
         reprovision.forget_in(state, recreated)  # a VM created again has nothing applied yet
+        forget_snapshots(paths, recreated)  # nor any snapshot (destroyed outside devbox, its snapshots went too)
 
         boot_started = time.monotonic()
         boot_started_wall = time.time()

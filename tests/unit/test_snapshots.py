@@ -389,3 +389,13 @@ def test_cli_refusals_are_handled_errors(project):
 def test_unexpected_vagrant_calls_fail_loudly(project):
     with pytest.raises(UnexpectedCall):
         FakeVagrant({"web-1": "running"}).snapshot_save(name="web-1", snapshot="x")
+
+
+def test_up_of_a_vm_destroyed_outside_devbox_forgets_its_snapshots(project):
+    vagrant, _ = booted(project)
+    no_converged_snapshot(project)   # so that the new db-1 gets none again
+    outside = running(vagrant, allow=("status", "up", "ssh_config"))
+    outside.machines["db-1"] = "not_created"   # `vagrant destroy db-1`: libvirt's snapshots went with it
+    outside.snapshots["db-1"] = {}
+    app_for(project, outside, FakePlaybookRunner(playbook_ok("db-1"))).up(["db-1"])
+    assert set(load_book(ProjectPaths(project)).entries(CONVERGED)) == {"web-1"}
