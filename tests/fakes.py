@@ -137,6 +137,7 @@ class FakePlaybookRunner(PlaybookRunner):
     def __init__(self, *results: PlaybookResult | Callable[..., PlaybookResult]):
         self.results = list(results)
         self.calls: list[dict] = []
+        self.closed: list[tuple[str, int, str]] = []  # close_connections: the SSH destinations, in order
 
     def run(self, *, playbook, inventory, forks, limit=None, tags=None, check=False, extravars=None,
             on_progress=None, on_event=None, after=(), skip_tags=None, diff=False, extra_vars=(), verbosity=0):
@@ -153,6 +154,9 @@ class FakePlaybookRunner(PlaybookRunner):
             if on_progress:
                 on_progress(h.host, "app : install packages")
         return result
+
+    def close_connections(self, *, targets):
+        self.closed.extend(targets)
 
 
 def playbook_ok(*hosts: str, changed: int = 1) -> PlaybookResult:

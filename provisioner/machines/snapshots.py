@@ -196,8 +196,12 @@ def _restore_locked(project: Project, snapshot: str, names: Sequence[str]) -> Sn
         run = project.vagrant.snapshot_restore(name=n, snapshot=snapshot)
         seconds[n] = run.seconds
         state = load_state(paths.state)
+        before = state.machine(n).ssh
         _put_back(state, entry)
         save_state(paths.state, state)
+        # a kept-open SSH connection to it belongs to a VM that no longer exists in that form
+        project.playbooks.close_connections(targets=sorted({(s["host"], int(s["port"]), s["user"])
+                                                            for s in (before, state.machine(n).ssh) if s}))
         project.progress(n, f"snapshot {snapshot} restored ({entry.state})")
         differs = mismatches(entry.definition, definition_of(config, topology.machine(n)))
         if differs:

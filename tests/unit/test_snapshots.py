@@ -238,14 +238,17 @@ def test_restore_brings_back_the_ledger_so_provision_reruns_exactly_what_changed
     assert [v.vm for v in dry.plan.vms if not v.nothing] == ["web-1"]
 
 
-def test_restore_puts_back_the_connection_the_vm_had(project):
+def test_restore_puts_back_the_connection_the_vm_had_and_closes_kept_open_ones(project):
     vagrant, _ = booted(project, converged=False)
     app_for(project, running(vagrant)).snapshot_save("s1")
     state = load_state(ProjectPaths(project).state)
     before = dict(state.machines["web-1"].ssh)
     state.machines["web-1"].ssh = {**before, "host": "192.168.121.250"}   # e.g. a new lease after a reboot
     save_state(ProjectPaths(project).state, state)
-    app_for(project, running(vagrant)).snapshot_restore("s1", ["web-1"])
+    runner = FakePlaybookRunner()
+    app_for(project, running(vagrant), runner).snapshot_restore("s1", ["web-1"])
+    # a ControlPersist master to the VM as it was before the restore holds a connection the VM no longer knows
+    assert runner.closed == [(before["host"], 22, "vagrant"), ("192.168.121.250", 22, "vagrant")]
     assert load_state(ProjectPaths(project).state).machines["web-1"].ssh == before
     conn = (ProjectPaths(project).connection_inventory).read_text()
     assert before["host"] in conn and "192.168.121.250" not in conn
