@@ -42,7 +42,8 @@ def booted_definition(previous: Mapping | None, current: Mapping, *, created: bo
 
 
 def mismatches(recorded: Mapping | None, current: Mapping) -> list[str]:
-    """How a VM as booted differs from what the Vagrantfile says now (empty: it matches)."""
+    """How a VM as booted differs from what the project describes now: the plan (memory, cpus, address, the
+    Vagrantfile it rendered) and devbox.yml (box, provider, network). Empty: it matches."""
     if not recorded:
         return ["devbox has no record of what it was booted with (booted by an older devbox or outside devbox)"]
     out = []
@@ -50,7 +51,7 @@ def mismatches(recorded: Mapping | None, current: Mapping) -> list[str]:
         have = recorded.get(key)
         if have != want:
             unit = " MiB" if key == "memory" else ""
-            out.append(f"{key} {'not known' if have is None else f'{have}{unit}'}, the Vagrantfile says {want}{unit}")
+            out.append(f"{key} {'not known' if have is None else f'{have}{unit}'}, the project now says {want}{unit}")
     return out
 
 

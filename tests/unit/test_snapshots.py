@@ -139,7 +139,7 @@ def test_a_vm_that_no_longer_matches_gets_no_converged_snapshot_and_the_run_stil
     result = app_for(project, full, FakePlaybookRunner(playbook_ok(*VMS))).provision(full=True)
     assert full.calls == []
     assert result.playbook.ok
-    assert "was not taken" in result.snapshot_note and "memory 512 MiB, the Vagrantfile says 1024 MiB" \
+    assert "was not taken" in result.snapshot_note and "memory 512 MiB, the project now says 1024 MiB" \
         in result.snapshot_note and "devbox halt" in result.snapshot_note
 
 
@@ -173,7 +173,7 @@ def test_save_refuses_vms_that_no_longer_match_the_vagrantfile_and_says_why(proj
     with pytest.raises(SnapshotRefused) as err:
         app_for(project, again).snapshot_save("s1")
     message = str(err.value)
-    assert "web-1: box devbox/debian12, the Vagrantfile says other/box" in message
+    assert "web-1: box devbox/debian12, the project now says other/box" in message
     assert "db-1: box devbox/debian12" in message and "no snapshot was taken" in message
     assert "devbox destroy web-1 db-1" in err.value.hint
     assert not any(op == "snapshot_save" for op, _ in again.calls)
