@@ -17,7 +17,7 @@ from provisioner.adapters.vagrant_driver import PythonVagrantDriver, VagrantDriv
 from provisioner.config.editor_schema import schema_text
 from provisioner.environments.model import environments_of
 from provisioner.environments.stamp import EnvRevisions
-from provisioner.machines import doctor, lifecycle
+from provisioner.machines import doctor, lifecycle, snapshots
 from provisioner.plan.planning import (InitResult, PlanResult, RenderResult, init_project, load_plan, plan_project,
                                        render_locked)
 from provisioner.plan.topology import Topology
@@ -59,7 +59,7 @@ class Devbox:
     def project(self) -> Project:
         """What the workflows receive: this project's paths, progress and adapters (as they are now)."""
         return Project(root=Path(self.project_dir), vagrant=self.vagrant, playbooks=self.playbooks,
-                       ssh_probe=self.ssh_probe, progress=self.progress)
+                       ssh_probe=self.ssh_probe, progress=self.progress, after_provision=snapshots.keep_converged)
 
     # --- plan / init / render -------------------------------------------------------------------------------
     def plan(self, inventory: str | Path | None = None, config: str | Path | None = None, *,
@@ -135,6 +135,26 @@ class Devbox:
 
     def doctor(self):
         return doctor.run_checks(self.project())
+
+    # --- snapshots and reset: machines/snapshots.py ---------------------------------------------------------
+    def snapshot_save(self, name: str, names: Sequence[str] = (), *, replace: bool = False):
+        """The provider's snapshot of each VM, with devbox's ledger and the VM's definition beside it."""
+        return snapshots.save(self.project(), name, names, replace=replace)
+
+    def snapshot_restore(self, name: str, names: Sequence[str] = ()):
+        """VMs, their ledger and connection details back to snapshot ``name``."""
+        return snapshots.restore(self.project(), name, names)
+
+    def snapshot_delete(self, name: str, names: Sequence[str] = ()):
+        return snapshots.delete(self.project(), name, names)
+
+    def snapshot_list(self):
+        return snapshots.listing(self.project())
+
+    def reset(self, names: Sequence[str] = (), *, mitogen: bool = False, verbosity: int = 0):
+        """Back to the `converged` snapshot, then only what changed since (an incremental provision)."""
+        self._use_mitogen(mitogen)
+        return snapshots.reset(self.project(), names, verbosity=verbosity)
 
     # --- base box and the test lab: lab/ --------------------------------------------------------------------
     def box_build(self, release: str = "bookworm", mirror: str | None = None, output: Path | None = None, *,

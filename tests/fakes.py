@@ -35,6 +35,7 @@ class FakeVagrant(VagrantDriver):
         self.calls: list[tuple[str, tuple[str, ...]]] = []
         self.boots: dict[str, int] = {n: 0 for n in machines}  # a new address after each boot from scratch
         self.base_port = base_port
+        self.snapshots: dict[str, dict[str, str]] = {n: {} for n in machines}  # VM -> snapshot -> state when taken
 
     def _call(self, op: str, names: Sequence[str] = ()) -> None:
         self.calls.append((op, tuple(names)))
@@ -95,10 +96,39 @@ class FakeVagrant(VagrantDriver):
         self._call("destroy", names)
         for n in names or list(self.machines):
             self.machines[n] = "not_created"
+            self.snapshots[n] = {}
         return self._run("destroy", names)
 
     def validate(self):
         self._call("validate")
+
+    # snapshots as vagrant-libvirt keeps them: per VM, gone with the VM; a restore gives back the state it was in
+    def snapshot_save(self, *, name, snapshot):
+        self._call("snapshot_save", [name])
+        if self.machines[name] == "not_created":
+            raise UnexpectedCall(f"snapshot of {name}, which is not created (Vagrant would skip it silently)")
+        self.snapshots[name][snapshot] = self.machines[name]
+        return self._run("snapshot-save", [name, snapshot])
+
+    def snapshot_restore(self, *, name, snapshot):
+        self._call("snapshot_restore", [name])
+        if snapshot not in self.snapshots[name]:
+            raise CommandFailed(["vagrant", "snapshot", "restore", name, snapshot], 1,
+                                f"The snapshot name `{snapshot}` was not found for the virtual machine `{name}`.")
+        self.machines[name] = self.snapshots[name][snapshot]
+        return self._run("snapshot-restore", [name, snapshot])
+
+    def snapshot_delete(self, *, name, snapshot):
+        self._call("snapshot_delete", [name])
+        if snapshot not in self.snapshots[name]:
+            raise CommandFailed(["vagrant", "snapshot", "delete", name, snapshot], 1,
+                                f"The snapshot name `{snapshot}` was not found for the virtual machine `{name}`.")
+        del self.snapshots[name][snapshot]
+        return self._run("snapshot-delete", [name, snapshot])
+
+    def snapshot_list(self):
+        self._call("snapshot_list")
+        return {n: tuple(s) for n, s in self.snapshots.items() if self.machines[n] != "not_created"}
 
 
 class FakePlaybookRunner(PlaybookRunner):
@@ -107,6 +137,7 @@ class FakePlaybookRunner(PlaybookRunner):
     def __init__(self, *results: PlaybookResult | Callable[..., PlaybookResult]):
         self.results = list(results)
         self.calls: list[dict] = []
+        self.closed: list[tuple[str, int, str]] = []  # close_connections: the SSH destinations, in order
 
     def run(self, *, playbook, inventory, forks, limit=None, tags=None, check=False, extravars=None,
             on_progress=None, on_event=None, after=(), skip_tags=None, diff=False, extra_vars=(), verbosity=0):
@@ -123,6 +154,9 @@ class FakePlaybookRunner(PlaybookRunner):
             if on_progress:
                 on_progress(h.host, "app : install packages")
         return result
+
+    def close_connections(self, *, targets):
+        self.closed.extend(targets)
 
 
 def playbook_ok(*hosts: str, changed: int = 1) -> PlaybookResult:

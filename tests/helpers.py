@@ -55,6 +55,12 @@ def add_cache_role(project: Path, tasks: str = CACHE_ROLE_TASKS) -> None:
 
 # --- edits -----------------------------------------------------------------------------------------------------
 
+def no_converged_snapshot(project: Path) -> None:
+    """Turn the automatic `converged` snapshot off in the project's devbox.yml: tests of other features then
+    need not allow the fake Vagrant's snapshot calls (test_snapshots.py tests it)."""
+    append(project / "devbox.yml", "snapshots: {converged: false}\n")
+
+
 def write(path: Path, text: str) -> None:
     """Write ``text`` to ``path``, making its folders."""
     path.parent.mkdir(parents=True, exist_ok=True)

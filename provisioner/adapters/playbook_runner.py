@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+from provisioner.adapters import process
 from provisioner.adapters.mitogen import DEFAULT as DEFAULT_STRATEGY, Strategy
 from provisioner.errors import CommandFailed, DevboxError
 from provisioner.fsutil import atomic_write
@@ -108,6 +109,11 @@ class PlaybookRunner(ABC):
         implies it), ``extra_vars`` (each one ``-e VALUE`` as typed: ``k=v``, JSON or ``@file``) and
         ``verbosity`` (-v... : 1 to 4).
         """
+
+    def close_connections(self, *, targets: Sequence[tuple[str, int, str]]) -> None:
+        """Close any kept-open SSH connection to ``targets`` ((host, port, user)): a VM put back to a snapshot
+        with memory no longer knows the TCP connection a ControlPersist master holds, and the next run through
+        that master would find it broken ("unreachable"). Default: no kept connections, nothing to do."""
 
 
 # ----------------------------------------------------------------------------------------------- pure parts
@@ -262,6 +268,14 @@ def ansible_env(*, known_hosts: Path, log_path: Path, strict_host_keys: bool = F
 
 class AnsibleRunnerPlaybookRunner(PlaybookRunner):
     """ansible-runner with its private data dir under ``.devbox/runner/`` and Ansible's log in ``logs_dir``."""
+
+    def close_connections(self, *, targets: Sequence[tuple[str, int, str]]) -> None:
+        # `ssh -O exit` asks the master at ControlPath for that destination to stop; ssh computes %C itself as
+        # for the runs. No master there: ssh says so (exit 255), which is fine.
+        control = os.path.join(control_path_dir(), "%C")
+        for host, port, user in targets:
+            process.run(["ssh", "-o", f"ControlPath={control}", "-O", "exit", "-p", str(port), f"{user}@{host}"],
+                        log_path=self.logs_dir / "ssh-control.log", timeout=30)
 
     def __init__(self, *, runner_dir: Path, logs_dir: Path, known_hosts: Path, keep_artifacts: int = 10,
                  strict_host_keys: bool = False, extra_env: Mapping[str, str] | None = None,

@@ -98,6 +98,24 @@ class VagrantDriver(ABC):
     def validate(self) -> None:
         """Let Vagrant check the Vagrantfile; raise ``CommandFailed`` if it rejects it."""
 
+    # Snapshots: the provider's own (libvirt: internal qcow2 snapshots, with memory when the VM runs). One VM per
+    # call: `vagrant snapshot` takes at most one machine name, and without one it trips over machines not created.
+    @abstractmethod
+    def snapshot_save(self, *, name: str, snapshot: str) -> VagrantRun:
+        """Take ``snapshot`` of machine ``name``, replacing one of the same name."""
+
+    @abstractmethod
+    def snapshot_restore(self, *, name: str, snapshot: str) -> VagrantRun:
+        """Put machine ``name`` back to ``snapshot`` (running if it was running when taken)."""
+
+    @abstractmethod
+    def snapshot_delete(self, *, name: str, snapshot: str) -> VagrantRun:
+        """Delete ``snapshot`` of machine ``name``."""
+
+    @abstractmethod
+    def snapshot_list(self) -> dict[str, tuple[str, ...]]:
+        """The provider's snapshots of every created machine, from one ``vagrant snapshot list`` call."""
+
     def recorded_ssh_config(self, *, names: Sequence[str], since: float) -> dict[str, SshConfig]:
         """Connection details the Vagrantfile recorded while ``names`` booted (after ``since``, a wall-clock
         time), without starting Vagrant; a machine with nothing recorded is left out (ask ``ssh_config``)."""
@@ -149,6 +167,39 @@ def parse_status(text: str) -> dict[str, MachineState]:
         elif kind == "provider-name":
             providers[target] = data
     return {name: MachineState(name, states[name], providers.get(name)) for name in order if name in states}
+
+
+def snapshot_argv(action: str, machine: str, snapshot: str) -> list[str]:
+    """The `vagrant snapshot` arguments for one machine: ``save`` replaces a snapshot of the same name
+    (``--force``; devbox asks first), ``restore`` runs none of Vagrant's provisioners (devbox provisions).
+
+    Vagrant 2.3 skips a machine not created with exit code 0 on ``save`` and crashes on ``restore``/``delete``:
+    callers check that the machine exists first."""
+    options = {"save": ["--force"], "restore": ["--no-provision"], "delete": []}[action]
+    return ["snapshot", action, *options, machine, snapshot]
+
+
+_NO_SNAPSHOTS = "No snapshots have been taken yet!"
+
+
+def parse_snapshot_list(text: str) -> dict[str, tuple[str, ...]]:
+    """``vagrant snapshot list --machine-readable`` -> ``{machine: (snapshot, ...)}`` for created machines.
+
+    Per machine Vagrant prints either ``ui,output`` "No snapshots have been taken yet!" and a ``ui,detail`` hint,
+    or one ``ui,detail`` line per snapshot; a machine not created gets ``ui,info`` "VM not created" only."""
+    details: dict[str, list[str]] = {}
+    empty: set[str] = set()
+    for target, kind, data in parse_machine_readable(text):
+        if not target or kind != "ui":
+            continue
+        level, _, message = data.partition(",")
+        if level == "output":
+            details.setdefault(target, [])
+            if _NO_SNAPSHOTS in message:
+                empty.add(target)
+        elif level == "detail" and target in details and message.strip():
+            details[target].append(message.strip())
+    return {name: () if name in empty else tuple(found) for name, found in details.items()}
 
 
 _SSH_CONFIG_HINT = "run `vagrant ssh-config` in the project directory to see what Vagrant reports"
@@ -304,6 +355,25 @@ class PythonVagrantDriver(VagrantDriver):
 
     def validate(self) -> None:
         self._read(["validate"], "Vagrant rejected the Vagrantfile")
+
+    def snapshot_save(self, *, name: str, snapshot: str) -> VagrantRun:
+        return self._change("snapshot", snapshot_argv("save", name, snapshot),
+                            f"saving snapshot {snapshot} of {name} failed",
+                            "see the log; `virsh snapshot-list` shows what libvirt holds")
+
+    def snapshot_restore(self, *, name: str, snapshot: str) -> VagrantRun:
+        return self._change("snapshot", snapshot_argv("restore", name, snapshot),
+                            f"restoring snapshot {snapshot} of {name} failed",
+                            "see the log; `devbox snapshot list` shows the snapshots devbox knows")
+
+    def snapshot_delete(self, *, name: str, snapshot: str) -> VagrantRun:
+        return self._change("snapshot", snapshot_argv("delete", name, snapshot),
+                            f"deleting snapshot {snapshot} of {name} failed",
+                            "see the log; `virsh snapshot-list` shows what libvirt holds")
+
+    def snapshot_list(self) -> dict[str, tuple[str, ...]]:
+        result = self._read(["snapshot", "list", "--machine-readable"], "listing snapshots failed")
+        return parse_snapshot_list(result.stdout)
 
     def recorded_ssh_config(self, *, names: Sequence[str], since: float) -> dict[str, SshConfig]:
         # Vagrantfile.j2's after-up trigger writes them; one from an earlier boot may be out of date (a new

@@ -9,9 +9,10 @@ from provisioner.cli.main import main
 from provisioner.cli.parity import parity
 from provisioner.cli.plan import init, plan
 from provisioner.cli.report import report
+from provisioner.cli.snapshots import reset, snapshot
 
-COMMANDS = (plan, init, up, provision, idempotence, status, ssh, halt, destroy, doctor, trust, parity, box, lab,
-            integration, report, config)
+COMMANDS = (plan, init, up, provision, idempotence, status, ssh, halt, destroy, doctor, snapshot, reset, trust,
+            parity, box, lab, integration, report, config)
 
 for command in COMMANDS:
     main.add_command(command)

@@ -20,14 +20,14 @@ from provisioner.cli.views import LiveProgress, doctor_table, host_summary_table
 from provisioner.machines.lifecycle import NotIdempotent, ProvisionFailed
 
 
-def _with_progress(app, title: str) -> LiveProgress:
+def with_progress(app, title: str) -> LiveProgress:
     """Show the app's progress live while a command runs."""
     display = LiveProgress(title)
     app.progress = display
     return display
 
 
-def _print_provision(result) -> None:
+def print_provision(result) -> None:
     if result.plan is not None:  # incremental provisioning: what ran (or would run) per VM, and why
         console().print(plan_table(result.plan, plan_title(result.plan, ran=result.playbook is not None,
                                                             dry_run=result.playbook is None and not result.plan.nothing_to_do)))
@@ -41,9 +41,11 @@ def _print_provision(result) -> None:
                                                  f"{result.revision or 'outside git'}{mode}"))
     if result.note:
         click.echo(f"note: {result.note}")
+    if result.snapshot_note:
+        click.echo(result.snapshot_note)
 
 
-def _provision_failed(exc: ProvisionFailed) -> None:
+def show_provision_failed(exc: ProvisionFailed) -> None:
     """Show the per-host table before the error message (the group prints the message)."""
     console(stderr=True).print(host_summary_table(exc.result.playbook.hosts, "provisioning summary"))
 
@@ -57,16 +59,16 @@ def _provision_failed(exc: ProvisionFailed) -> None:
 def up(app, names, no_provision, mitogen, ansible_verbosity):
     """Boot the VMs (all, or NAMES) and provision them in one Ansible run."""
     try:
-        with _with_progress(app, "devbox up"):
+        with with_progress(app, "devbox up"):
             result = app.up(names, provision=not no_provision, mitogen=mitogen, verbosity=ansible_verbosity)
     except ProvisionFailed as exc:
-        _provision_failed(exc)
+        show_provision_failed(exc)
         raise
     booted = ", ".join(result.booted) or "none"
     click.echo(f"booted: {booted} ({result.boot_seconds:.0f}s); SSH ready after {result.ssh_seconds:.0f}s"
                + (f"; already running: {', '.join(result.already_running)}" if result.already_running else ""))
     if result.provision:
-        _print_provision(result.provision)
+        print_provision(result.provision)
 
 
 @click.command()
@@ -102,14 +104,14 @@ def provision(ctx, app, names, tags, skip_tags, limit, extra_vars, check, diff, 
         return provision_env(app, ctx, env, yes=yes, no_check_first=no_check_first, tags=tags, limit=limit,
                              skip_tags=skip_tags, extra_vars=extra_vars, diff=diff, verbosity=ansible_verbosity)
     try:
-        with _with_progress(app, "devbox provision"):
+        with with_progress(app, "devbox provision"):
             result = app.provision(names, tags=tags, limit=limit, check=check, full=full, dry_run=dry_run,
                                    mitogen=mitogen, skip_tags=skip_tags, diff=diff, extra_vars=extra_vars,
                                    verbosity=ansible_verbosity)
     except ProvisionFailed as exc:
-        _provision_failed(exc)
+        show_provision_failed(exc)
         raise
-    _print_provision(result)
+    print_provision(result)
 
 
 @click.command()
@@ -121,7 +123,7 @@ def idempotence(app, names, ansible_verbosity):
     (one run when devbox already recorded a full run with nothing changed since), then once more; exit 1 naming
     every task that reported changed on that last run."""
     try:
-        with _with_progress(app, "devbox idempotence"):
+        with with_progress(app, "devbox idempotence"):
             result = app.idempotence(names, verbosity=ansible_verbosity)
     except NotIdempotent as exc:
         console(stderr=True).print(host_summary_table(exc.result.runs[-1].playbook.hosts, "the run after converging"))
@@ -183,7 +185,7 @@ def ssh(ctx, app, name, command, ssh_args):
 @pass_app
 def halt(app, names):
     """Shut the VMs (all, or NAMES) down; `devbox up` starts them again."""
-    with _with_progress(app, "devbox halt"):
+    with with_progress(app, "devbox halt"):
         result = app.halt(names)
     click.echo(f"halted: {', '.join(result.names)} ({result.seconds:.0f}s)")
 

@@ -61,6 +61,7 @@ class Config:
     include_hosts: tuple[str, ...] = ()       # host names/patterns that get a VM whatever their connection type
     keep_host_vars: tuple[str, ...] = ()      # `host_vars: keep:`: host-level variables copied to the VM
     keep_environment_groups: tuple[str, ...] = ()   # `environment_groups: keep:`: environment groups VMs join
+    converged_snapshot: bool = True           # `snapshots: {converged: ...}`: keep a snapshot after full runs
     extensions: Mapping[str, Any] = field(default_factory=dict)
 
     def inventory_path(self) -> Path | None:
@@ -110,8 +111,9 @@ def parse_config(data: Any, path: Path | None) -> Config:
         raise ConfigError(str(path), ["the top level must be a mapping of settings"])
 
     known = {"inventory", "playbook", "provider", "box", "libvirt", "network", "defaults", "ignore_groups",
+    known = {"inventory", "playbook", "provider", "box", "libvirt", "network", "defaults", "ignore_groups",
              "groups", "vars", "allow_inventory_scripts", "not_secret", "include_hosts", "host_vars",
-             "environment_groups", *EXTENSION_KEYS}
+             "environment_groups", "snapshots", *EXTENSION_KEYS}
     for key in data:
         if key not in known:
             problems.append(f"unknown key `{key}` (known: {', '.join(sorted(known))})")
@@ -212,6 +214,21 @@ def parse_config(data: Any, path: Path | None) -> Config:
             values[field_name] = tuple(keep)
         elif keep is not None:
             problems.append(f"`{key}.keep` must be a list of {what}")
+    if "snapshots" in data:
+        snapshots = data["snapshots"]
+        if snapshots is None:
+            pass
+        elif not isinstance(snapshots, dict):
+            problems.append("`snapshots` must be a mapping (e.g. `converged: false`)")
+        else:
+            for key in snapshots:
+                if key != "converged":
+                    problems.append(f"unknown key `snapshots.{key}` (known: converged)")
+            if "converged" in snapshots:
+                if isinstance(snapshots["converged"], bool):
+                    values["converged_snapshot"] = snapshots["converged"]
+                else:
+                    problems.append("`snapshots.converged` must be true or false")
     values["extensions"] = {k: data[k] for k in EXTENSION_KEYS if k in data}
     if "environments" in data:
         problems.extend(validate_environments(data["environments"]))

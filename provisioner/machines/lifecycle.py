@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import yaml
@@ -24,6 +24,7 @@ from provisioner.project.context import Project
 from provisioner.project.paths import ProjectPaths
 from provisioner.adapters.playbook_runner import PlaybookResult, TaskChange
 from provisioner.incremental.ledger import EventLog
+from provisioner.machines.snapshot_book import booted_definition, definition_of, forget_vms as forget_snapshots
 from provisioner.adapters.ssh_probe import ProjectKnownHosts, SshTarget, known_hosts_name
 from provisioner.environments.stamp import playbook_revision, stamp_run_args
 from provisioner.project.state import State, load_state, now_iso, save_state
@@ -48,6 +49,7 @@ class ProvisionResult:
     check: bool
     plan: "IncrementalPlan | None" = None  # incremental provisioning: what ran (or would run) per VM, and why
     partial: bool = False  # --tags, --skip-tags, --limit, -e or --check: nothing was recorded in the ledger
+    snapshot_note: str | None = None  # what happened to the automatic `converged` snapshot after the run
 
     @property
     def note(self) -> str | None:
@@ -264,6 +266,7 @@ def up(project: Project, names: Sequence[str] = (), *, provision_after: bool = T
         to_boot = [n for n in selected if n not in running]
         recreated = [n for n in to_boot if seen.get(n) is None or seen[n].state == "not_created"]
         reprovision.forget_in(state, recreated)  # a VM created again has nothing applied yet
+        forget_snapshots(paths, recreated)  # nor any snapshot (destroyed outside devbox, its snapshots went too)
 
         boot_started = time.monotonic()
         boot_started_wall = time.time()
@@ -271,8 +274,13 @@ def up(project: Project, names: Sequence[str] = (), *, provision_after: bool = T
             for n in to_boot:
                 project.progress(n, "booting")
             project.vagrant.up(names=to_boot, parallel=True)
+            config = project.config()
             for n in to_boot:
                 state.record_seen(n, "running")
+                # what the VM now runs with, so a snapshot of it can be checked against the Vagrantfile
+                rec = state.machine(n)
+                rec.definition = booted_definition(rec.definition, definition_of(config, topology.machine(n)),
+                                                   created=n in recreated)
                 project.progress(n, "booted")
         boot_seconds = time.monotonic() - boot_started
 
@@ -304,27 +312,36 @@ def up(project: Project, names: Sequence[str] = (), *, provision_after: bool = T
 def provision(project: Project, names: Sequence[str] = (), *, tags: str | None = None, limit: str | None = None,
               check: bool = False, full: bool = False, dry_run: bool = False, skip_tags: str | None = None,
               diff: bool = False, extra_vars: Sequence[str] = (), verbosity: int = 0) -> ProvisionResult:
-    paths = project.paths
     with project.lock("devbox provision"):
-        topology = load_plan(project.paths.root)
-        problem = generated_set_problem(paths.root)
-        if problem:  # a mixed set (an interrupted init?) would run against a topology nobody asked for
-            raise DevboxError(f"the generated files are not one set: {problem}; nothing was run",
-                              "run `devbox up` (it renders the set again) or `devbox init`")
-        selected = _select(topology, names)
-        state = load_state(paths.state)
-        options = dict(tags=tags, limit=limit, check=check, full=full, dry_run=dry_run, skip_tags=skip_tags,
-                       diff=diff, extra_vars=tuple(extra_vars), verbosity=verbosity)
-        if dry_run:  # plans only: no connection details needed, no VM contacted (none may exist yet)
-            return _provision_locked(project, topology, state, selected, names_given=bool(names), **options)
-        missing = [n for n in selected if not state.machine(n).ssh]
-        if missing:  # never booted by devbox (or destroyed since): ask Vagrant once for all of them
-            _refresh_connections(project, state, missing, recreated=())
-            save_state(paths.state, state)
-        write_connection_inventory(paths, topology, state)
-        if project.playbooks.strategy.needs_known_host_keys:
-            _learn_host_keys(project, paths, state, selected)
+        return provision_locked(project, names, tags=tags, limit=limit, check=check, full=full, dry_run=dry_run,
+                                skip_tags=skip_tags, diff=diff, extra_vars=extra_vars, verbosity=verbosity)
+
+
+def provision_locked(project: Project, names: Sequence[str] = (), *, tags: str | None = None,
+                     limit: str | None = None, check: bool = False, full: bool = False, dry_run: bool = False,
+                     skip_tags: str | None = None, diff: bool = False, extra_vars: Sequence[str] = (),
+                     verbosity: int = 0) -> ProvisionResult:
+    """``provision`` for a caller that holds the project lock already (``devbox reset``)."""
+    paths = project.paths
+    topology = load_plan(project.paths.root)
+    problem = generated_set_problem(paths.root)
+    if problem:  # a mixed set (an interrupted init?) would run against a topology nobody asked for
+        raise DevboxError(f"the generated files are not one set: {problem}; nothing was run",
+                          "run `devbox up` (it renders the set again) or `devbox init`")
+    selected = _select(topology, names)
+    state = load_state(paths.state)
+    options = dict(tags=tags, limit=limit, check=check, full=full, dry_run=dry_run, skip_tags=skip_tags,
+                   diff=diff, extra_vars=tuple(extra_vars), verbosity=verbosity)
+    if dry_run:  # plans only: no connection details needed, no VM contacted (none may exist yet)
         return _provision_locked(project, topology, state, selected, names_given=bool(names), **options)
+    missing = [n for n in selected if not state.machine(n).ssh]
+    if missing:  # never booted by devbox (or destroyed since): ask Vagrant once for all of them
+        _refresh_connections(project, state, missing, recreated=())
+        save_state(paths.state, state)
+    write_connection_inventory(paths, topology, state)
+    if project.playbooks.strategy.needs_known_host_keys:
+        _learn_host_keys(project, paths, state, selected)
+    return _provision_locked(project, topology, state, selected, names_given=bool(names), **options)
 
 
 def _ansible_limit(selected: Sequence[str], names_given: bool, limit: str | None) -> str | None:
@@ -397,6 +414,8 @@ def _provision_locked(project: Project, topology: "Topology", state: State, sele
                               plan=incremental.plan if incremental else None, partial=partial)
     if not result.ok:
         raise ProvisionFailed(outcome)
+    if project.after_provision is not None:  # the automatic `converged` snapshot (machines/snapshots.py)
+        outcome = replace(outcome, snapshot_note=project.after_provision(project, outcome))
     return outcome
 
 
@@ -494,6 +513,7 @@ def destroy(project: Project, names: Sequence[str] = (), *,
                 forget_host_keys(paths, ssh["host"], int(ssh["port"]))
             state.forget(n)
             reprovision.forget_in(state, [n])  # a VM created again has nothing applied yet
+            forget_snapshots(paths, [n])  # Vagrant deleted its snapshots with it
             state.record_seen(n, "not_created")
             project.progress(n, "destroyed")
         save_state(paths.state, state)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from provisioner.adapters.playbook_runner import PlaybookRunner
 from provisioner.adapters.ssh_probe import SshProbe
@@ -18,6 +18,8 @@ from provisioner.project.lock import ProjectLock
 from provisioner.project.paths import ProjectPaths
 
 Progress = Callable[[str, str], None]  # (subject, message), e.g. ("web-1", "SSH ready")
+# called under the lock after a successful provisioning run, with the run's result; returns a note for the user
+AfterProvision = Callable[["Project", Any], "str | None"]
 
 
 def no_progress(subject: str, message: str) -> None:
@@ -44,6 +46,7 @@ class Project:
     playbooks: PlaybookRunner
     ssh_probe: SshProbe
     progress: Progress = field(default=no_progress)
+    after_provision: AfterProvision | None = None  # the app wires the automatic `converged` snapshot here
 
     @cached_property
     def paths(self) -> ProjectPaths:

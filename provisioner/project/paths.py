@@ -22,6 +22,10 @@ class ProjectPaths:
         return self.devbox / "state.json"
 
     @property
+    def snapshots(self) -> Path:
+        return self.devbox / "snapshots.json"
+
+    @property
     def lock(self) -> Path:
         return self.devbox / "lock"
 

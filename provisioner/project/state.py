@@ -31,6 +31,7 @@ class MachineRecord:
     ssh: dict | None = None  # {"host", "port", "user", "identity_file"} from `vagrant ssh-config`
     last_provisioned: str | None = None  # ISO time of the last successful provisioning run
     revision: str | None = None  # playbook revision of that run: a git commit, "-dirty" if uncommitted changes
+    definition: dict | None = None  # what the VM runs with (box, memory, cpus, address...), as of its last boot
 
     @classmethod
     def from_json(cls, data: dict) -> "MachineRecord":

@@ -5,15 +5,23 @@ nothing from the network). For each kind of change the issue names (a template e
 group_vars change, a change in a role another depends on, a new role in a play): `devbox provision` runs only
 what it planned, on only the VMs concerned, then `devbox provision --full` (with --mitogen, to save time) must
 report changed=0 on every host.
+
+Then, on the same converged VMs, snapshots and reset (issue 18): save a snapshot, break web-1 (remove a package,
+stop a service, delete a file a role wrote), restore: all back, and devbox knows nothing is pending; change one
+template: `devbox provision` runs only that role's VM; `devbox reset` goes back to the automatic `converged`
+snapshot (kept by the last `--full` run) and applies only what changed since.
 """
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 import time
 
 import pytest
 
 from helpers import INCREMENTAL as DATA, add_cache_role, append, write
+from provisioner.adapters.vagrant_driver import parse_snapshot_list
 
 pytestmark = pytest.mark.lab
 
@@ -81,3 +89,54 @@ def test_full_run_after_each_incremental_run_changes_nothing(devbox_project, tim
     # printed, not asserted: a wall-clock limit fails under load for reasons that are not devbox's. The target
     # (under 3 s) is measured by bench/provision_bench.py's "no change" case, over alternating samples.
     print(f"[timing] devbox provision with nothing changed: {idle_seconds:.2f} s")
+
+    snapshots_and_reset(p, timings)
+
+
+BREAK = ("sudo apt-get remove -y -q python3-apt >/dev/null && "
+         "sudo systemctl stop systemd-udevd.service systemd-udevd-control.socket systemd-udevd-kernel.socket && "
+         "rm /var/tmp/devbox-incremental/web-1/app.conf")
+CHECK = ("dpkg-query -W -f='${Status}' python3-apt; echo; systemctl is-active systemd-udevd; "
+         "test -f /var/tmp/devbox-incremental/web-1/app.conf && echo app.conf")
+
+
+def snapshots_and_reset(p, timings):
+    listed = json.loads(p.devbox("snapshot", "list", "--json").stdout)["snapshots"]
+    assert {(r["snapshot"], r["vm"], r["state"]) for r in listed} == {("converged", n, "running") for n in VMS}, listed
+    with timings.measure("devbox snapshot save (2 running VMs)"):
+        p.devbox("snapshot", "save", "before-break")
+    held = subprocess.run(["vagrant", "snapshot", "list", "--machine-readable"], cwd=p.path, capture_output=True,
+                          text=True, timeout=300)
+    assert {n: set(s) for n, s in parse_snapshot_list(held.stdout).items()} == {
+        n: {"converged", "before-break"} for n in VMS}, held.stdout
+
+    p.devbox("ssh", "web-1", "-c", BREAK)
+    broken = p.devbox("ssh", "web-1", "-c", CHECK, check=False).stdout
+    assert "install ok installed" not in broken and "inactive" in broken and "app.conf" not in broken, broken
+
+    with timings.measure("devbox snapshot restore (2 VMs)"):
+        restored = p.devbox("snapshot", "restore", "before-break")
+    assert "snapshot before-break restored: web-1, db-1" in restored.stdout, restored.stdout
+    healthy = p.devbox("ssh", "web-1", "-c", CHECK).stdout.split()
+    assert healthy == ["install", "ok", "installed", "active", "app.conf"], healthy
+    machines = {m["name"]: m for m in json.loads(p.devbox("status", "--json").stdout)["machines"]}
+    assert {n: (m["state"], m["ssh"], m["pending"]["runs"]) for n, m in machines.items()} == {
+        n: ("running", True, "nothing") for n in VMS}, machines
+    idle = p.devbox("provision")
+    assert "nothing changed since the last successful run: no VM contacted" in idle.stdout, idle.stdout
+
+    # one template changed after the restore: only that role's VM runs
+    append(p.path / "playbooks/roles/webapp/templates/app.conf.j2", "# after the restore\n")
+    with timings.measure("devbox provision after a restore (one template)"):
+        out = p.devbox("provision")
+    assert set(recap(out.stdout)) == {"web-1"} and "webapp" in out.stdout, out.stdout
+
+    # reset: back to `converged` (the last --full run, before this template edit), then only the edit again
+    with timings.measure("devbox reset (2 VMs: restore converged, then what changed since)"):
+        reset = p.devbox("reset")
+    assert "snapshot converged restored: web-1, db-1" in reset.stdout, reset.stdout
+    ran = recap(reset.stdout)
+    assert set(ran) == {"web-1"} and ran["web-1"]["failed"] == 0, reset.stdout
+    with timings.measure("devbox destroy --yes (2 VMs)"):
+        p.devbox("destroy", "--yes")
+    assert json.loads(p.devbox("snapshot", "list", "--json").stdout)["snapshots"] == []

@@ -40,6 +40,7 @@ groups:
   web:
 vars: {service_address: "{{ devbox_address }}"}
 allow_inventory_scripts: true
+snapshots: {converged: false}
 environments: {staging: {inventory: x}}
 """)
     config = load_config(path)
@@ -52,6 +53,7 @@ environments: {staging: {inventory: x}}
     assert config.rule("bastion").exclude and config.rule("web") == GroupRule()
     assert config.vars == {"service_address": "{{ devbox_address }}"}
     assert config.allow_inventory_scripts is True
+    assert config.converged_snapshot is False and Config().converged_snapshot is True
     assert config.extensions == {"environments": {"staging": {"inventory": "x"}}}
 
 

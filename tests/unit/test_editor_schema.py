@@ -50,6 +50,7 @@ allow_inventory_scripts: false
 include_hosts: [control, "win*"]
 host_vars: {keep: [node_role]}
 environment_groups: {keep: [staging]}
+snapshots: {converged: false}
 environments:
   staging: {inventory: inventories/staging, vault_id: staging, vault_password_file: ~/.vault, check_first: true,
             known_hosts: environments/staging.known_hosts, allow_production: false}
@@ -74,6 +75,9 @@ GOOD = {
     "host bits set": "network: 192.168.56.1/24\n",
     "parity without expected": "parity: {}\n",
     "null host_vars and keep": "host_vars:\nenvironment_groups: {keep: }\ninclude_hosts:\n",
+    "snapshots empty": "snapshots: {}\n",
+    "snapshots null": "snapshots:\n",
+    "converged snapshot on": "snapshots: {converged: true}\n",
 }
 BAD = {
     "top level list": "- inventory: x\n",
@@ -143,6 +147,11 @@ BAD = {
     "parity machine and group": "parity: {expected: [{fact: kernel, reason: r, machine: a, host_group: b}]}\n",
     "parity unknown entry key": "parity: {expected: [{fact: kernel, reason: r, why: x}]}\n",
     "parity machine a number": "parity: {expected: [{fact: kernel, reason: r, machine: 1}]}\n",
+    "snapshots a bool": "snapshots: false\n",
+    "snapshots a list": "snapshots: [converged]\n",
+    "snapshots.converged a string": "snapshots: {converged: 'no'}\n",
+    "snapshots.converged null": "snapshots: {converged: null}\n",
+    "unknown snapshots key": "snapshots: {keep: 3}\n",
 }
 # What JSON Schema cannot say, checked by the validator alone (the editor shows no error for these).
 VALIDATOR_ONLY = {
@@ -231,7 +240,9 @@ def _props(*path: str) -> set[str]:
     ({"smoke": [{"name": "a", "from": "b", "http": "http://c/", "zz_unknown": 1}]}, ("properties", "smoke", "items")),
     ({"parity": {"expected": [{"fact": "f", "reason": "r", "zz_unknown": 1}]}},
      ("properties", "parity", "properties", "expected", "items")),
-], ids=["top", "libvirt", "defaults", "host_vars", "environment_groups", "groups", "environments", "smoke", "parity.expected"])
+    ({"snapshots": {"zz_unknown": 1}}, ("properties", "snapshots")),
+], ids=["top", "libvirt", "defaults", "host_vars", "environment_groups", "groups", "environments", "smoke", "parity.expected",
+        "snapshots"])
 def test_each_section_knows_the_same_keys(data, schema_path):
     assert _props(*schema_path) == _known_keys(data, "/".join(schema_path))
 
@@ -249,6 +260,7 @@ def test_defaults_agree():
     assert props["playbook"]["default"] == config.playbook
     assert props["network"]["default"] == config.network
     assert props["provider"]["default"] == config.provider
+    assert props["snapshots"]["properties"]["converged"]["default"] is config.converged_snapshot is True
 
 
 def test_config_schema_command_prints_the_shipped_schema(tmp_path):

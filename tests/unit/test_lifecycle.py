@@ -15,7 +15,7 @@ import yaml
 from click.testing import CliRunner
 
 from fakes import FakePlaybookRunner, FakeSshProbe, FakeVagrant, UnexpectedCall, playbook_failed, playbook_ok
-from helpers import assert_handled, copy_project, git_commit, git_head as head
+from helpers import assert_handled, copy_project, git_commit, git_head as head, no_converged_snapshot
 from provisioner.machines import doctor
 from provisioner.app import Devbox
 from provisioner.cli.main import main
@@ -37,6 +37,7 @@ def template_project(tmp_path_factory):
     (root / "playbooks" / "site.yml").write_text("- hosts: all\n  tasks: []\n")
     git_commit(root, "prod", "playbooks", message="playbooks")
     Devbox(project_dir=root).init(inventory=root / "prod" / "hosts.ini")
+    no_converged_snapshot(root)
     return root
 
 

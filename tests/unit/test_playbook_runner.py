@@ -161,3 +161,16 @@ def test_pass_through_options_reach_ansible_playbook(runner, tmp_path):
                          extravars={"marker_dir": str(tmp_path)}, skip_tags="marker")
     assert skipped.ok and not (tmp_path / "alpha").exists()
     assert [str(c) for c in skipped.changes] == ["alpha: clock : read the clock"]
+
+
+def test_close_connections_asks_ssh_to_stop_the_master_and_is_fine_without_one(tmp_path, monkeypatch):
+    """The real ssh: `-O exit` on a ControlPath with no master answers 255 and devbox carries on."""
+    short = Path(tempfile.mkdtemp(prefix="dbx-cp-"))   # a unix socket path must stay short
+    monkeypatch.setenv("DEVBOX_SSH_CONTROL_DIR", str(short / "cp"))
+    runner = AnsibleRunnerPlaybookRunner(runner_dir=tmp_path / "runner", logs_dir=tmp_path / "logs",
+                                         known_hosts=tmp_path / "known_hosts")
+    runner.close_connections(targets=[("192.0.2.1", 2222, "vagrant")])
+    log = (tmp_path / "logs" / "ssh-control.log").read_text()
+    shutil.rmtree(short)
+    assert f"ControlPath={short / 'cp'}/%C -O exit -p 2222 vagrant@192.0.2.1" in log
+    assert "Control socket connect" in log and "No such file or directory" in log

@@ -12,7 +12,8 @@ import pytest
 
 from provisioner.errors import CommandFailed, DevboxError
 from provisioner.adapters.vagrant_driver import (SSH_DETAILS_DIR, MachineState, PythonVagrantDriver, SshConfig, machine_readable_error,
-                                        parse_machine_readable, parse_ssh_config, parse_status)
+                                        parse_machine_readable, parse_snapshot_list, parse_ssh_config,
+                                        parse_status, snapshot_argv)
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "vagrant"
 
@@ -207,3 +208,56 @@ def test_parsers_on_output_captured_from_booted_lab_vms():
     assert web.identity_file == "/home/dev/project/.vagrant/machines/web-1/libvirt/private_key"
     # Vagrant's own insecure settings are kept aside, never used by devbox's connections
     assert ("stricthostkeychecking", "no") in web.options and ("userknownhostsfile", "/dev/null") in web.options
+
+
+# ------------------------------------------------------------------------------------------------ snapshots
+
+def test_snapshot_argv_per_action():
+    assert snapshot_argv("save", "web-1", "s1") == ["snapshot", "save", "--force", "web-1", "s1"]
+    assert snapshot_argv("restore", "web-1", "s1") == ["snapshot", "restore", "--no-provision", "web-1", "s1"]
+    assert snapshot_argv("delete", "db-1", "s1") == ["snapshot", "delete", "db-1", "s1"]
+
+
+# Vagrant's machine-readable UI (lib/vagrant/ui.rb, MachineReadable#machine: `time,target,ui,LEVEL,message`) as
+# `vagrant snapshot list` (plugins/commands/snapshot/command/list.rb) prints it for a machine with snapshots
+# (an empty prefixed output line, then one detail line per snapshot), one without, and one not created.
+SNAPSHOT_LIST = """\
+1796083782,web-1,metadata,provider,libvirt
+1796083782,db-1,metadata,provider,libvirt
+1796083782,lb-1,metadata,provider,libvirt
+1796083782,web-1,ui,output,==> web-1: 
+1796083782,web-1,ui,detail,converged
+1796083782,web-1,ui,detail,before-upgrade
+1796083782,db-1,ui,output,==> db-1: No snapshots have been taken yet!
+1796083782,db-1,ui,detail,You can take a snapshot using `vagrant snapshot save`. Note that\\nnot all providers
+1796083782,lb-1,ui,info,==> lb-1: VM not created. Moving on...
+"""
+
+
+def test_parse_snapshot_list():
+    assert parse_snapshot_list(SNAPSHOT_LIST) == {"web-1": ("converged", "before-upgrade"), "db-1": ()}
+
+
+@vagrant_bin
+def test_real_snapshot_list_of_machines_not_created(driver):
+    assert driver.snapshot_list() == {}
+    assert "snapshot list --machine-readable" in (driver.logs_dir / "vagrant-read.log").read_text()
+
+
+@vagrant_bin
+def test_real_vagrant_takes_the_snapshot_arguments_devbox_builds(driver):
+    """Vagrant's own option parser accepts each command as devbox builds it (an unknown option or a wrong number
+    of arguments stops there with its usage text); what follows needs a created machine, which only the lab
+    has: `save` skips a machine not created with exit code 0 (so devbox checks first), `restore` and `delete`
+    fail on it."""
+    run = driver.snapshot_save(name="web-1", snapshot="s1")
+    log = Path(run.log_path).read_text()
+    assert "has not been created yet, and therefore cannot save snapshots" in log, log
+    for action, call in (("restore", driver.snapshot_restore), ("delete", driver.snapshot_delete)):
+        with pytest.raises(CommandFailed) as err:
+            call(name="web-1", snapshot="s1")
+        assert err.value.argv == ["vagrant", *snapshot_argv(action, "web-1", "s1")]
+        assert "Usage: vagrant snapshot" not in err.value.output_tail and "invalid option" not in err.value.output_tail
+    with pytest.raises(CommandFailed) as err:  # the check is worth something: a bad option is refused there
+        driver._change("snapshot", ["snapshot", "restore", "--no-such-option", "web-1", "s1"], "x", "y")
+    assert "invalid option" in err.value.output_tail or "Usage: vagrant snapshot" in err.value.output_tail
