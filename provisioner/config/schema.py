@@ -111,7 +111,6 @@ def parse_config(data: Any, path: Path | None) -> Config:
         raise ConfigError(str(path), ["the top level must be a mapping of settings"])
 
     known = {"inventory", "playbook", "provider", "box", "libvirt", "network", "defaults", "ignore_groups",
-    known = {"inventory", "playbook", "provider", "box", "libvirt", "network", "defaults", "ignore_groups",
              "groups", "vars", "allow_inventory_scripts", "not_secret", "include_hosts", "host_vars",
              "environment_groups", "snapshots", *EXTENSION_KEYS}
     for key in data:
