@@ -18,9 +18,12 @@ it pulls with a static ``include_role``/``import_role``, recursively). Only dige
 
 For the planner (``provisioner/incremental/subset.py``) each unit also carries what a text scan of its closure finds:
 names it *exports* to later units (``set_fact``/``register`` names, role defaults and vars, which a play exposes
-to all of its roles), whether it exports names devbox cannot know (``include_vars``, ``*_facts`` modules,
-``add_host``/``group_by``, ``meta: end_*``), the identifiers it *mentions*, whether it reads ``hostvars`` or the
-play's host list, which other roles of the play define the handlers it notifies, and anything that makes devbox
+to all of its roles; for an ``include_vars`` with a templated file name, the top-level names of every vars file of
+the role or the playbook the name can match, whatever it renders to), whether it exports names devbox cannot know
+(an ``include_vars`` whose name is any variable or whose file cannot be read, ``*_facts`` modules,
+``add_host``/``group_by``, ``meta: end_*``), the identifiers it *mentions*, the names it reads of other hosts
+through ``hostvars`` (Jinja2's AST of its templates, task expressions, play and role-entry vars; None when it uses
+``hostvars`` in a way that names none), whether it reads the play's host list, which other roles of the play define the handlers it notifies, and anything that makes devbox
 unable to know what it runs (a templated ``include_role`` name, a templated ``notify``, a templated play
 ``hosts``...): those units make the planner run everything for the VMs concerned.
 """
@@ -266,14 +269,14 @@ _BARE_KEYS = frozenset({"when", "changed_when", "failed_when", "until", "that"})
 class _VarFiles:
     """The files an ``include_vars`` in a task file can load, as Ansible searches them for a relative name: the
     role's ``vars/``, the role folder, the task file's folder, then the playbook's ``vars/`` and folder. A name
-    with a ``/`` in it can reach deeper: the role and the playbook folder are then searched whole."""
+    with a ``/`` in it (or a ``dir:``) can reach deeper: each of them is then searched whole."""
 
     def __init__(self, loader, role_path: Path | None, task_dir: Path | None, basedir: Path):
         self.loader = loader
         flat = [d for d in (role_path, task_dir, basedir) if d is not None]
         deep = [d for d in ((role_path / "vars") if role_path else None, basedir / "vars") if d is not None]
         self.shallow = [(d, False) for d in flat] + [(d, True) for d in deep]
-        self.everything = [(d, True) for d in (role_path, basedir) if d is not None]
+        self.everything = [(d, True) for d in [*flat, *deep]]
 
     def keys(self, pattern: str) -> tuple[set[str] | None, str]:
         """Top-level names of every file matching ``pattern`` (``*`` for each templated part); None when one of

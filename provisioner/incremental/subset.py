@@ -5,12 +5,15 @@ digests of ``provisioner/incremental/changes.py``) with what a run would apply n
 inputs differ, or that was never applied, is *dirty*. Then, until nothing more is added:
 
 1. A dirty unit's exports may now have other values, so every later unit on the VM that reads one of them is
-   dirty too (``set_fact``/``register`` names read by later units; role defaults/vars read by any role of the same
-   play; names read through ``hostvars`` by units on other VMs). A dirty unit that exports names devbox cannot
-   list (``include_vars``, ``*_facts``, ``add_host``, ``meta: end_play``) makes every later unit on its VM dirty.
+   dirty too (``set_fact``/``register``/``include_vars`` names read by later units; role defaults/vars read by any
+   role of the same play; names read through ``hostvars`` by units on other VMs). A dirty unit that exports names
+   devbox cannot list (an ``include_vars`` of any file, ``*_facts``, ``add_host``, ``meta: end_play``) makes every
+   later unit on its VM dirty, and the units of other VMs reading its host's variables through ``hostvars``
+   (``setup`` only those reading ``ansible_*`` names).
 2. A selected unit must see the variables a full run would give it, so every unit it reads names from, on the same
-   VM (or, through ``hostvars``, on another VM) and ahead of it in the run, is run as *support*, and so is any
-   earlier unit exporting names devbox cannot list. Support units are unchanged: re-running them is idempotent and
+   VM (or, through ``hostvars``, on another VM: only units that can set a name it reads there) and ahead of it in
+   the run, is run as *support*, and so is any earlier unit exporting names devbox cannot list (on another VM:
+   that may be among the names read). Support units are unchanged: re-running them is idempotent and
    only restores the facts and variables the selected unit reads.
 3. A selected unit's notifications must find their handlers: the roles of the same play defining them run too
    (Ansible refuses a notification with no handler). A change in those handlers alone does *not* re-run the

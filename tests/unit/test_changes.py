@@ -688,3 +688,12 @@ def test_a_bare_condition_reading_hostvars_is_an_expression():
     scan = _Scan()
     _hostvars_reads([{"debug": {"msg": "x"}, "when": "hostvars['db-1'].db_ready | bool"}], scan)
     assert scan.hostvars_reads == {"db_ready"} and not scan.hostvars_any
+
+
+def test_include_vars_of_a_folder_sets_the_names_of_its_files(four_roles):
+    replace(four_roles / "playbooks/roles/redis/tasks/main.yml",
+            "ansible.builtin.include_vars: \"{{ ansible_os_family }}.yml\"",
+            "ansible.builtin.include_vars:\n    dir: tuning")
+    write(four_roles / "playbooks/roles/redis/vars/tuning/memory.yml", "redis_maxmemory_policy: allkeys-lru\n")
+    redis = next(u for u in scan_four(four_roles).units if u.key == "Caches/redis")
+    assert not redis.unknown_exports and "redis_maxmemory_policy" in redis.exports
