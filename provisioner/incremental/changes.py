@@ -288,7 +288,8 @@ class _VarFiles:
         for folder, recursive in self.everything if "/" in pattern else self.shallow:
             if not folder.is_dir():
                 continue
-            paths = _files_under(folder, _ROLE_SKIP) if recursive else (p for p in sorted(folder.iterdir()) if p.is_file())
+            paths = (_files_under(folder, _ROLE_SKIP) if recursive
+                     else (p for p in sorted(folder.iterdir()) if p.is_file()))
             for path in paths:
                 if path in seen or path.suffix not in _VAR_EXTS:
                     continue

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.lab
 DATA = INCREMENTAL / "four-roles-e2e"
 VMS = ("lb-1", "web-1", "cache-1")
 ROW = re.compile(r"^\W*(lb-1|web-1|cache-1)\W+(\d+)\W+(\d+)\W+(\d+)\W+(\d+)", re.M)
-FETCH = "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1/', timeout=20).read().decode())\""
+FETCH = ("python3 -c \"import urllib.request; "
+         "print(urllib.request.urlopen('http://127.0.0.1/', timeout=20).read().decode())\"")
 PING = ("python3 -c \"import socket; s = socket.create_connection(('127.0.0.1', {port}), 10); "
         "s.sendall(b'{send}\\r\\n'); print(s.recv(100).decode())\"")
 
