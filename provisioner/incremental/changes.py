@@ -18,9 +18,12 @@ it pulls with a static ``include_role``/``import_role``, recursively). Only dige
 
 For the planner (``provisioner/incremental/subset.py``) each unit also carries what a text scan of its closure finds:
 names it *exports* to later units (``set_fact``/``register`` names, role defaults and vars, which a play exposes
-to all of its roles), whether it exports names devbox cannot know (``include_vars``, ``*_facts`` modules,
-``add_host``/``group_by``, ``meta: end_*``), the identifiers it *mentions*, whether it reads ``hostvars`` or the
-play's host list, which other roles of the play define the handlers it notifies, and anything that makes devbox
+to all of its roles; for an ``include_vars`` with a templated file name, the top-level names of every vars file of
+the role or the playbook the name can match, whatever it renders to), whether it exports names devbox cannot know
+(an ``include_vars`` whose name is any variable or whose file cannot be read, ``*_facts`` modules,
+``add_host``/``group_by``, ``meta: end_*``), the identifiers it *mentions*, the names it reads of other hosts
+through ``hostvars`` (Jinja2's AST of its templates, task expressions, play and role-entry vars; None when it uses
+``hostvars`` in a way that names none), whether it reads the play's host list, which other roles of the play define the handlers it notifies, and anything that makes devbox
 unable to know what it runs (a templated ``include_role`` name, a templated ``notify``, a templated play
 ``hosts``...): those units make the planner run everything for the VMs concerned.
 """
@@ -88,6 +91,8 @@ class Unit:
     notifies: bool = False                     # notifies any handler (a handler still pending is unfinished work)
     uncertain: tuple[str, ...] = ()            # reasons devbox cannot know what this unit runs
     reads_remote_facts: bool = False           # reads gathered facts of other hosts through hostvars
+    fact_exports: tuple[str, ...] = ()         # those of unknown_exports that set only `ansible_*` facts
+    hostvars_reads: frozenset[str] | None = frozenset()  # names read through hostvars; None: any name
 
     @property
     def label(self) -> str:
@@ -100,6 +105,23 @@ class Unit:
     @property
     def uses_play_hosts(self) -> bool:
         return bool(self.mentions & PLAY_HOSTS_MAGIC)
+
+    @property
+    def remote_reads(self) -> frozenset[str]:
+        """Names this unit reads from other hosts through ``hostvars``: those its templates name, or every
+        identifier it mentions when it reads ``hostvars`` in a way that names none."""
+        return self.mentions if self.hostvars_reads is None else self.hostvars_reads
+
+    def may_set(self, names: frozenset[str]) -> list[str]:
+        """Of ``names``, those this unit can set for its host as another host sees them through ``hostvars``;
+        ``["variables"]`` when it sets names devbox cannot list that may be among them."""
+        found = sorted(self.exports & names)
+        if found:
+            return found
+        others = [r for r in self.unknown_exports if r not in self.fact_exports]
+        if others or (self.fact_exports and any(n.startswith("ansible_") for n in names)):
+            return ["variables"]
+        return []
 
 
 @dataclass(frozen=True)
@@ -231,9 +253,236 @@ class _Scan:
     roles_used: list[str] = field(default_factory=list)   # static include_role/import_role names
     uncertain: list[str] = field(default_factory=list)
     reads_remote_facts: bool = False
+    fact_exports: list[str] = field(default_factory=list)  # setup/gather_facts: sets `ansible_*` facts only
+    hostvars_reads: set[str] = field(default_factory=set)  # names read from other hosts through hostvars
+    hostvars_any: bool = False                             # reads hostvars in a way that names no variable
 
 
-def _scan_tasks(tasks: Any, where: str, scan: _Scan, *, handlers: bool = False) -> None:
+# Variables an include_vars file name may be templated with and still name a file of the role or the playbook:
+# facts (`ansible_os_family`, `ansible_distribution`...: never a path), and the folders Ansible itself names.
+_CONFINED_NAMES = frozenset({"role_path", "playbook_dir", "role_name", "ansible_facts"})
+_TEMPLATE_PART = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
+_LOOP_KEYS = ("loop", "with_items", "with_list", "with_first_found")
+_BARE_KEYS = frozenset({"when", "changed_when", "failed_when", "until", "that"})
+
+
+class _VarFiles:
+    """The files an ``include_vars`` in a task file can load, as Ansible searches them for a relative name: the
+    role's ``vars/``, the role folder, the task file's folder, then the playbook's ``vars/`` and folder. A name
+    with a ``/`` in it (or a ``dir:``) can reach deeper: each of them is then searched whole."""
+
+    def __init__(self, loader, role_path: Path | None, task_dir: Path | None, basedir: Path):
+        self.loader = loader
+        flat = [d for d in (role_path, task_dir, basedir) if d is not None]
+        deep = [d for d in ((role_path / "vars") if role_path else None, basedir / "vars") if d is not None]
+        self.shallow = [(d, False) for d in flat] + [(d, True) for d in deep]
+        self.everything = [(d, True) for d in [*flat, *deep]]
+
+    def keys(self, pattern: str) -> tuple[set[str] | None, str]:
+        """Top-level names of every file matching ``pattern`` (``*`` for each templated part); None when one of
+        them cannot be read (vault-encrypted, broken: its names are unknown)."""
+        from fnmatch import fnmatchcase
+
+        found: set[str] = set()
+        seen: set[Path] = set()
+        for folder, recursive in self.everything if "/" in pattern else self.shallow:
+            if not folder.is_dir():
+                continue
+            paths = (_files_under(folder, _ROLE_SKIP) if recursive
+                     else (p for p in sorted(folder.iterdir()) if p.is_file()))
+            for path in paths:
+                if path in seen or path.suffix not in _VAR_EXTS:
+                    continue
+                rel = str(path.relative_to(folder))
+                if not (fnmatchcase(rel, pattern) or (pattern.startswith("*") and fnmatchcase(str(path), pattern))):
+                    continue
+                seen.add(path)
+                try:
+                    data = self.loader.load_from_file(str(path), unsafe=True)
+                except Exception:  # noqa: BLE001 - vault-encrypted or broken: devbox cannot list its names
+                    return None, f"{path.name} cannot be read"
+                if isinstance(data, Mapping):
+                    found.update(str(k) for k in data)
+        return found, ""
+
+
+def _template_names(text: str) -> set[str] | None:
+    """The variables a template reads (Jinja2's own AST), or None if it does not parse."""
+    try:
+        from jinja2 import meta
+
+        return set(meta.find_undeclared_variables(_jinja_env().parse(text)))
+    except Exception:  # noqa: BLE001 - TemplateSyntaxError and friends
+        return None
+
+
+def _include_vars_keys(task: Mapping, args: Any, var_files: "_VarFiles | None") -> tuple[set[str] | None, str]:
+    """Names a templated (or looped) ``include_vars`` can set: the top-level keys of every file of the role or the
+    playbook its name can pick, whatever the template renders to. (None, why) when devbox cannot tell."""
+    if isinstance(args, str):
+        from ansible.parsing.splitter import parse_kv
+
+        args = parse_kv(args)
+    if not isinstance(args, Mapping):
+        return None, "its arguments are templated"
+    if "dir" in args:
+        folder = args["dir"]
+        if not isinstance(folder, str) or _templated(folder):
+            return None, "templated dir"
+        sources = [folder.rstrip("/") + "/*"]
+    else:
+        source = args.get("file", args.get("_raw_params"))
+        if not isinstance(source, str):
+            return None, "no file name devbox can read"
+        sources = [source]
+        loop_var = (task.get("loop_control") or {}).get("loop_var", "item") \
+            if isinstance(task.get("loop_control"), Mapping) else "item"
+        names = _template_names(source)
+        if names is None:
+            return None, f"{source!r} does not parse"
+        if loop_var in names:
+            entries = _loop_entries(task)
+            if entries is None:
+                return None, "its loop is templated"
+            item = re.compile(r"\{\{\s*" + re.escape(loop_var) + r"\s*\}\}")
+            sources = [item.sub(lambda _m, e=entry: e, source) for entry in entries]
+    if var_files is None:
+        return None, "outside a role"
+    keys: set[str] = set()
+    for source in sources:
+        names = _template_names(source)
+        if names is None:
+            return None, f"{source!r} does not parse"
+        free = sorted(n for n in names if not (n.startswith("ansible_") or n in _CONFINED_NAMES))
+        if free:
+            return None, f"`{free[0]}` can name any file"
+        static = _TEMPLATE_PART.sub("", source)
+        if source.startswith("/") or ".." in Path(static).parts:
+            return None, f"{source!r} is outside the role"
+        found, why = var_files.keys(_TEMPLATE_PART.sub("*", source))
+        if found is None:
+            return None, why
+        keys |= found
+    return keys, ""
+
+
+def _loop_entries(task: Mapping) -> list[str] | None:
+    """The file names a loop over include_vars gives (``with_first_found`` files joined with their paths)."""
+    for key in _LOOP_KEYS:
+        if key not in task:
+            continue
+        value = task[key]
+        items = value if isinstance(value, list) else [value]
+        out: list[str] = []
+        for item in items:
+            if isinstance(item, str):  # a templated entry is checked like the file name it becomes
+                out.append(item)
+            elif isinstance(item, Mapping) and key == "with_first_found":
+                files = item.get("files") or []
+                paths = item.get("paths") or [""]
+                files = files if isinstance(files, list) else [files]
+                paths = paths if isinstance(paths, list) else [paths]
+                if not all(isinstance(x, str) for x in [*files, *paths]):
+                    return None
+                out.extend(f"{d.rstrip('/')}/{f}" if d else f for d in paths for f in files)
+            else:
+                return None
+        return out
+    return None
+
+
+_ENV = None
+
+
+def _jinja_env():
+    global _ENV
+    if _ENV is None:
+        try:  # the environment Ansible templates with (its grammar, its extensions)
+            from ansible._internal._templating._jinja_bits import AnsibleEnvironment
+
+            _ENV = AnsibleEnvironment()
+        except Exception:  # noqa: BLE001 - ansible-core moved it: Jinja2's own parses the same syntax
+            from jinja2 import Environment
+
+            _ENV = Environment()
+    return _ENV
+
+
+def _hostvars_reads(data: Any, scan: _Scan, *, bare: bool = False) -> None:
+    """Record what ``data`` (a template's text, or YAML data whose conditions are bare expressions) reads
+    through ``hostvars``: ``hostvars[h]['x']``, ``hostvars[h].x``, ``hostvars[h].get('x')``,
+    ``map('extract', hostvars, 'x')``. Any other use of ``hostvars`` names no variable (``hostvars_any``)."""
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            _hostvars_reads(value, scan, bare=key in _BARE_KEYS)
+        return
+    if isinstance(data, list):
+        for value in data:
+            _hostvars_reads(value, scan, bare=bare)
+        return
+    if not isinstance(data, str) or "hostvars" not in data:
+        return
+    text = data if (not bare or _templated(data)) else "{{ " + data + " }}"
+    try:
+        tree = _jinja_env().parse(text)
+    except Exception:  # noqa: BLE001 - not a template Ansible could render either: assume the worst
+        scan.hostvars_any = True
+        return
+    _visit_hostvars(tree, [], scan)
+
+
+def _visit_hostvars(node, parents: list, scan: _Scan) -> None:
+    from jinja2 import nodes
+
+    if isinstance(node, nodes.Name) and node.name == "hostvars":
+        name = _hostvars_name(node, parents)
+        if name is None:
+            scan.hostvars_any = True
+        else:
+            scan.hostvars_reads.add(name)
+            if name.startswith("ansible_"):
+                scan.reads_remote_facts = True
+    for child in node.iter_child_nodes():
+        _visit_hostvars(child, [*parents, node], scan)
+
+
+def _hostvars_name(node, parents: list) -> str | None:
+    from jinja2 import nodes
+
+    def const(value):
+        if isinstance(value, nodes.Const) and isinstance(value.value, str):
+            return value.value
+        if isinstance(value, nodes.List) and value.items:
+            return const(value.items[0])
+        return None
+
+    parent = parents[-1] if parents else None
+    if isinstance(parent, (nodes.Getitem, nodes.Getattr)) and parent.node is node and len(parents) >= 2:
+        host, up = parent, parents[-2]
+        if isinstance(up, nodes.Getattr) and up.node is host:
+            if up.attr == "get" and len(parents) >= 3 and isinstance(parents[-3], nodes.Call) \
+                    and parents[-3].node is up and parents[-3].args:
+                return const(parents[-3].args[0])
+            return up.attr
+        if isinstance(up, nodes.Getitem) and up.node is host:
+            return const(up.arg)
+        return None
+    if isinstance(parent, (nodes.Filter, nodes.Call)):
+        args = list(parent.args)
+        at = next((i for i, a in enumerate(args) if a is node), None)
+        if at is None or at + 1 >= len(args):
+            return None
+        if isinstance(parent, nodes.Filter) and parent.name == "extract" and at == 0:
+            return const(args[1])
+        if at >= 1 and isinstance(args[at - 1], nodes.Const) and args[at - 1].value == "extract":
+            return const(args[at + 1])
+    return None
+
+
+def _scan_tasks(tasks: Any, where: str, scan: _Scan, *, handlers: bool = False,
+                var_files: "_VarFiles | None" = None) -> None:
+    """``var_files``: the files an ``include_vars`` of these tasks can load (see ``_VarFiles``); without it a
+    templated ``include_vars`` sets names devbox cannot list."""
     for task in iter_tasks(tasks):
         action, args = _task_action(task)
         short = _short(action) if action else ""
@@ -265,11 +514,22 @@ def _scan_tasks(tasks: Any, where: str, scan: _Scan, *, handlers: bool = False) 
             if isinstance(name, str) and not _templated(name):
                 scan.exports.add(name)
                 scan.assigns.add(name)
+            elif name is not None:
+                scan.unknown_exports.append(f"include_vars with a templated name in {where}")
             else:
-                scan.unknown_exports.append(f"include_vars in {where}")
+                keys, why = _include_vars_keys(task, args, var_files)
+                if keys is None:
+                    scan.unknown_exports.append(f"include_vars in {where} ({why})")
+                else:
+                    scan.exports.update(keys)
+                    scan.assigns.update(keys)
         elif short in ("add_host", "group_by"):
             scan.unknown_exports.append(f"{short} in {where} changes the inventory of later plays")
-        elif short == "setup" or short.endswith("_facts") or short == "gather_facts":
+        elif short in ("setup", "gather_facts"):
+            reason = f"{short} in {where} sets facts"
+            scan.unknown_exports.append(reason)
+            scan.fact_exports.append(reason)
+        elif short.endswith("_facts"):
             scan.unknown_exports.append(f"{short} in {where} sets facts")
         elif short == "meta" and isinstance(args, str) and args.startswith("end_"):
             scan.unknown_exports.append(f"meta: {args} in {where} can stop the rest of the run")
@@ -286,12 +546,20 @@ def _scan_tasks(tasks: Any, where: str, scan: _Scan, *, handlers: bool = False) 
                 scan.uncertain.append(f"{short} of {path!r} outside the role in {where}")
 
 
-def _scan_text(path: Path, scan: _Scan) -> None:
+def _scan_text(path: Path, scan: _Scan, loader=None) -> None:
     try:
         text = path.read_text(errors="replace")
     except OSError:
         return
     scan.mentions.update(_WORD.findall(text))
+    if "hostvars" in text:
+        data: Any = text
+        if path.suffix in _VAR_EXTS[1:] and loader is not None and path.parent.name != "templates":
+            try:
+                data = loader.load_from_file(str(path), unsafe=True)  # YAML: conditions are bare expressions
+            except Exception:  # noqa: BLE001 - read as text then
+                data = text
+        _hostvars_reads(data, scan, bare=data is not text)
     # `hostvars[h]['ansible_default_ipv4']`, `map('extract', hostvars, 'ansible_fqdn')`: another host's facts
     if _REMOTE_FACTS.search(text):
         scan.reads_remote_facts = True
@@ -307,20 +575,22 @@ def _top_keys(loader, path: Path) -> set[str]:
 
 def _scan_role(loader, role_path: Path, role_name: str) -> _Scan:
     scan = _Scan()
+    basedir = Path(loader.get_basedir())
     for path, handlers in role_task_files(role_path, _files_under):
         try:
             data = loader.load_from_file(str(path), unsafe=True)  # read only: no defensive deep copy
         except Exception as exc:
             scan.uncertain.append(f"cannot parse {path.name} of role {role_name}: {exc}")
             continue
-        _scan_tasks(data, f"role {role_name}", scan, handlers=handlers)
+        var_files = _VarFiles(loader, role_path, path.parent, basedir)
+        _scan_tasks(data, f"role {role_name}", scan, handlers=handlers, var_files=var_files)
     for sub in ("defaults", "vars"):
         for path in _files_under(role_path / sub) if (role_path / sub).is_dir() else ():
             if path.suffix in _VAR_EXTS:
                 scan.scoped_exports.update(_top_keys(loader, path))
     for sub in _TEXT_DIRS:
         for path in _files_under(role_path / sub) if (role_path / sub).is_dir() else ():
-            _scan_text(path, scan)
+            _scan_text(path, scan, loader)
     return scan
 
 
@@ -426,6 +696,9 @@ class _Scanner:
             for attr in ("exports", "scoped_exports", "assigns", "mentions", "notifies", "handlers"):
                 getattr(merged, attr).update(getattr(scan, attr))
             merged.unknown_exports.extend(scan.unknown_exports)
+            merged.fact_exports.extend(scan.fact_exports)
+            merged.hostvars_reads.update(scan.hostvars_reads)
+            merged.hostvars_any |= scan.hostvars_any
             merged.reads_remote_facts |= scan.reads_remote_facts
             merged.uncertain.extend(scan.uncertain)
         return inputs, merged, names
@@ -558,6 +831,7 @@ def scan_project(playbook: str | os.PathLike, inventory_dir: str | os.PathLike, 
         own = {k: v for k, v in data.items() if k != "roles"}
         own_inputs = {f"play {key}": _digest_data(own)}
         own_scan = _Scan()
+        play_var_files = _VarFiles(scanner.loader, None, None, basedir)
         for path in play.vars_files or []:
             for item in path if isinstance(path, list) else [path]:
                 if _templated(item):
@@ -569,11 +843,12 @@ def scan_project(playbook: str | os.PathLike, inventory_dir: str | os.PathLike, 
                 own_inputs[f"play {key}: vars file {item}"] = _sha(full.read_bytes()) if full.is_file() else "missing"
                 own_scan.scoped_exports.update(_top_keys(scanner.loader, full) if full.is_file() else set())
         for section in ("pre_tasks", "tasks", "post_tasks"):
-            _scan_tasks(data.get(section), f"play {key} {section}", own_scan)
-        _scan_tasks(data.get("handlers"), f"play {key} handlers", own_scan, handlers=True)
+            _scan_tasks(data.get(section), f"play {key} {section}", own_scan, var_files=play_var_files)
+        _scan_tasks(data.get("handlers"), f"play {key} handlers", own_scan, handlers=True, var_files=play_var_files)
         own_text = json.dumps(own, default=_json_default)
         own_scan.mentions.update(_WORD.findall(own_text))
         own_scan.reads_remote_facts = bool(_REMOTE_FACTS.search(own_text))
+        _hostvars_reads(own, own_scan)
         own_roles = []
         for name in own_scan.roles_used:
             try:
@@ -606,6 +881,11 @@ def scan_project(playbook: str | os.PathLike, inventory_dir: str | os.PathLike, 
                 inputs.update(closure_inputs)
             if isinstance(entry, Mapping) and isinstance(entry.get("vars"), Mapping):
                 scan.scoped_exports.update(str(k) for k in entry["vars"])
+            # the entry's and the play's vars are templated where the role reads them: their reads are the role's
+            for lazy in (entry, data.get("vars")):
+                if isinstance(lazy, (Mapping, list)):
+                    scan.mentions.update(_WORD.findall(json.dumps(lazy, default=_json_default)))
+                    _hostvars_reads(lazy, scan)
             role_units.append((rkey, inputs, scan, names))
 
         # Handlers notified across roles: the role (or the play) defining them must be in the generated play.
@@ -659,6 +939,9 @@ def _merge(a: _Scan, b: _Scan) -> _Scan:
     for attr in ("exports", "scoped_exports", "assigns", "mentions", "notifies", "handlers"):
         getattr(out, attr).update(getattr(a, attr), getattr(b, attr))
     out.unknown_exports = a.unknown_exports + b.unknown_exports
+    out.fact_exports = a.fact_exports + b.fact_exports
+    out.hostvars_reads = a.hostvars_reads | b.hostvars_reads
+    out.hostvars_any = a.hostvars_any or b.hostvars_any
     out.reads_remote_facts = a.reads_remote_facts or b.reads_remote_facts
     out.uncertain = a.uncertain + b.uncertain
     out.roles_used = a.roles_used + b.roles_used
@@ -684,7 +967,8 @@ def _unit(play: str, role: str | None, order: int, inputs: Mapping[str, str], sc
                 scoped_exports=frozenset(scan.scoped_exports), unknown_exports=tuple(dict.fromkeys(scan.unknown_exports)),
                 assigns=frozenset(scan.assigns), mentions=frozenset(scan.mentions),
                 handler_units=frozenset(f"{play}/{r}" for r in needed), notifies=bool(scan.notifies),
-                reads_remote_facts=scan.reads_remote_facts,
+                reads_remote_facts=scan.reads_remote_facts, fact_exports=tuple(dict.fromkeys(scan.fact_exports)),
+                hostvars_reads=None if scan.hostvars_any else frozenset(scan.hostvars_reads),
                 uncertain=tuple(dict.fromkeys(uncertain)))
 
 

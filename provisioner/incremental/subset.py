@@ -5,12 +5,15 @@ digests of ``provisioner/incremental/changes.py``) with what a run would apply n
 inputs differ, or that was never applied, is *dirty*. Then, until nothing more is added:
 
 1. A dirty unit's exports may now have other values, so every later unit on the VM that reads one of them is
-   dirty too (``set_fact``/``register`` names read by later units; role defaults/vars read by any role of the same
-   play; names read through ``hostvars`` by units on other VMs). A dirty unit that exports names devbox cannot
-   list (``include_vars``, ``*_facts``, ``add_host``, ``meta: end_play``) makes every later unit on its VM dirty.
+   dirty too (``set_fact``/``register``/``include_vars`` names read by later units; role defaults/vars read by any
+   role of the same play; names read through ``hostvars`` by units on other VMs). A dirty unit that exports names
+   devbox cannot list (an ``include_vars`` of any file, ``*_facts``, ``add_host``, ``meta: end_play``) makes every
+   later unit on its VM dirty, and the units of other VMs reading its host's variables through ``hostvars``
+   (``setup`` only those reading ``ansible_*`` names).
 2. A selected unit must see the variables a full run would give it, so every unit it reads names from, on the same
-   VM (or, through ``hostvars``, on another VM) and ahead of it in the run, is run as *support*, and so is any
-   earlier unit exporting names devbox cannot list. Support units are unchanged: re-running them is idempotent and
+   VM (or, through ``hostvars``, on another VM: only units that can set a name it reads there) and ahead of it in
+   the run, is run as *support*, and so is any earlier unit exporting names devbox cannot list (on another VM:
+   that may be among the names read). Support units are unchanged: re-running them is idempotent and
    only restores the facts and variables the selected unit reads.
 3. A selected unit's notifications must find their handlers: the roles of the same play defining them run too
    (Ansible refuses a notification with no handler). A change in those handlers alone does *not* re-run the
@@ -205,12 +208,18 @@ def _propagate(sel: _Selection, vm: str, unit: Unit, units_of: Mapping[str, list
         for src in units:
             if src.key == unit.key:
                 continue
-            names = _visible(src, unit) if other_vm == vm else (src.exports if src.order < unit.order else frozenset())
-            read = _reads(unit, names)
+            if other_vm != vm:
+                # another host's unit matters only if it can set a name this unit reads through hostvars
+                read = src.may_set(unit.remote_reads) if src.order < unit.order else []
+                if read == ["variables"]:
+                    sel.add(other_vm, src, [f"{_unlisted(src)}, ahead of {unit.label} on {vm}, which reads "
+                                            f"{_names(sorted(unit.remote_reads))} through hostvars"], dirty=False)
+                elif read:
+                    sel.add(other_vm, src, [f"sets {_names(read)} read by {unit.label} on {vm}"], dirty=False)
+                continue
+            read = _reads(unit, _visible(src, unit))
             if read:
-                where = "" if other_vm == vm else f" on {other_vm}"
-                sel.add(other_vm, src, [f"sets {_names(read)} read by {unit.label}{where and ' on ' + vm}"],
-                        dirty=False)
+                sel.add(other_vm, src, [f"sets {_names(read)} read by {unit.label}"], dirty=False)
             elif src.unknown_exports and src.order < unit.order:
                 sel.add(other_vm, src, [f"{src.unknown_exports[0]}, ahead of {unit.label}"], dirty=False)
     if not dirty:
@@ -228,10 +237,15 @@ def _propagate(sel: _Selection, vm: str, unit: Unit, units_of: Mapping[str, list
                     sel.add(vm, dst, [f"runs after {unit.label}, which changed and {unit.unknown_exports[0]}"],
                             dirty=True)
             elif dst.uses_hostvars and dst.order > unit.order:
-                read = _reads(dst, unit.exports)
-                if read or unit.unknown_exports:
-                    what = _names(read) if read else "variables"
+                read = unit.may_set(dst.remote_reads)
+                if read:
+                    what = _names(read) if read != ["variables"] else "variables"
                     sel.add(other_vm, dst, [f"reads {what} of {vm} set by {unit.label}, which changed"], dirty=True)
+
+
+def _unlisted(src: Unit) -> str:
+    return next((r for r in src.unknown_exports if r not in src.fact_exports), src.unknown_exports[0]
+                if src.unknown_exports else f"{src.label} sets variables")
 
 
 def _names(names: list[str]) -> str:

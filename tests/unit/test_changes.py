@@ -564,3 +564,140 @@ def test_a_vault_encrypted_play_variable_is_digested_without_decrypting_it(proje
     plan, _ = plan_after(project, lambda p: replace(p / "playbooks/site.yml", cipher, cipher.replace("6", "7")))
     assert selected(plan) == {vm: ["web", "web/proxy", "web/webapp"] for vm in ("web-1", "web-2")}
     assert "play web changed" in plan.vm("web-1").reasons()
+
+
+# --- four roles shaped like the upstream Galaxy roles (issue 15, item 10) ---------------------------------------
+
+FOUR_ROLES = INCREMENTAL / "four-roles"
+
+
+@pytest.fixture
+def four_roles(tmp_path):
+    return copy_project(FOUR_ROLES, tmp_path / "four-roles")
+
+
+def scan_four(project):
+    return scan_project(project / "playbooks" / "site.yml", project / "inventory", project_dir=project)
+
+
+def plan_four(project, change):
+    ledger = applied(scan_four(project))
+    change(project)
+    after = scan_four(project)
+    return plan_incremental(ledger, after), after
+
+
+def test_templated_include_vars_sets_the_names_of_every_file_it_can_pick(four_roles):
+    digests = scan_four(four_roles)
+    nginx = next(u for u in digests.units if u.key == "Web servers/nginx")
+    assert not nginx.unknown_exports
+    # Debian.yml, RedHat.yml and Archlinux.yml all define these two; set_fact and register add theirs
+    assert {"__nginx_package", "nginx_conf_dir", "nginx_package", "nginx_listen_port",
+            "nginx_conf_stat"} <= nginx.exports
+
+
+def test_load_balancer_template_edit_reruns_only_the_load_balancer(four_roles):
+    plan, after = plan_four(four_roles, lambda p: append(p / "playbooks/roles/haproxy/templates/haproxy.conf.j2",
+                                                         "# tuned\n"))
+    assert selected(plan) == {"lb-1": ["Load balancer", "Load balancer/haproxy"]}
+    assert not plan.gather_facts_for
+    lb = next(u for u in after.units if u.key == "Load balancer/haproxy")
+    assert lb.hostvars_reads == {"web_port", "inventory_hostname"}
+    subset = subset_playbook(plan, after)
+    assert [(p.play, p.vms) for p in subset.plays] == [("Load balancer", ("lb-1",))]
+
+
+def test_load_balancer_reading_a_fact_the_web_role_sets_runs_that_role_too(four_roles):
+    replace(four_roles / "playbooks/site.yml", "map('extract', hostvars, 'web_port')",
+            "map('extract', hostvars, 'nginx_listen_port')")
+    plan, _ = plan_four(four_roles, lambda p: append(p / "playbooks/roles/haproxy/templates/haproxy.conf.j2",
+                                                     "# tuned\n"))
+    assert set(selected(plan)) == {"lb-1", "web-1", "web-2"}  # the caches set nothing the load balancer reads
+    web = {c.unit: c for c in plan.vm("web-1").units}
+    assert not web["Web servers/nginx"].dirty
+    assert web["Web servers/nginx"].reasons == (
+        "sets `nginx_listen_port` read by role haproxy (play Load balancer) on lb-1",)
+
+
+def test_web_role_change_reruns_the_load_balancer_only_when_it_sets_what_is_read(four_roles):
+    edit = lambda p: append(p / "playbooks/roles/nginx/templates/nginx.conf.j2", "# tuned\n")  # noqa: E731
+    plan, _ = plan_four(four_roles, edit)
+    assert set(selected(plan)) == {"web-1", "web-2"}
+    replace(four_roles / "playbooks/site.yml", "map('extract', hostvars, 'web_port')",
+            "map('extract', hostvars, 'nginx_listen_port')")
+    plan, _ = plan_four(four_roles, edit)
+    assert set(selected(plan)) == {"web-1", "web-2", "lb-1"}
+    assert plan.vm("lb-1").units[-1].reasons == (
+        "reads `nginx_listen_port` of web-1 set by role nginx (play Web servers), which changed",)
+
+
+@pytest.mark.parametrize("include, why", [
+    ("\"{{ my_vars_file }}\"", "`my_vars_file` can name any file"),
+    ("\"/etc/{{ ansible_os_family }}.yml\"", "is outside the role"),
+    ("\"{{ item }}\"\n  loop: \"{{ files_to_load }}\"", "`files_to_load` can name any file"),
+])
+def test_include_vars_that_can_name_any_file_still_runs_everything_it_may_feed(four_roles, include, why):
+    replace(four_roles / "playbooks/roles/redis/tasks/main.yml",
+            "ansible.builtin.include_vars: \"{{ ansible_os_family }}.yml\"", f"ansible.builtin.include_vars: {include}")
+    digests = scan_four(four_roles)
+    redis = next(u for u in digests.units if u.key == "Caches/redis")
+    assert redis.unknown_exports and why in redis.unknown_exports[0]
+    plan, _ = plan_four(four_roles, lambda p: append(p / "playbooks/roles/haproxy/templates/haproxy.conf.j2",
+                                                     "# tuned\n"))
+    assert set(selected(plan)) == {"lb-1", "cache-1"}
+    assert "Caches/redis" in plan.selected("cache-1") and "Caches/memcached" not in plan.selected("cache-1")
+
+
+def test_include_vars_with_first_found_uses_its_candidates(four_roles):
+    replace(four_roles / "playbooks/roles/redis/tasks/main.yml",
+            "ansible.builtin.include_vars: \"{{ ansible_os_family }}.yml\"",
+            "ansible.builtin.include_vars: \"{{ item }}\"\n  with_first_found:\n"
+            "    - \"{{ ansible_distribution }}.yml\"\n    - \"{{ ansible_os_family }}.yml\"\n")
+    write(four_roles / "playbooks/roles/redis/vars/Ubuntu.yml", "redis_only_on_ubuntu: true\n")
+    redis = next(u for u in scan_four(four_roles).units if u.key == "Caches/redis")
+    assert not redis.unknown_exports and {"redis_only_on_ubuntu", "__redis_package"} <= redis.exports
+
+
+def test_a_vault_encrypted_vars_file_leaves_include_vars_unknown(four_roles):
+    write(four_roles / "playbooks/roles/memcached/vars/Suse.yml", "$ANSIBLE_VAULT;1.1;AES256\n3132\n")
+    memcached = next(u for u in scan_four(four_roles).units if u.key == "Caches/memcached")
+    assert memcached.unknown_exports and "Suse.yml cannot be read" in memcached.unknown_exports[0]
+
+
+@pytest.mark.parametrize("text, reads", [
+    ("{{ hostvars[h]['a'] }}", {"a"}),
+    ("{{ hostvars[h].b.c }}", {"b"}),
+    ("{{ hostvars['web-1'].get('d') }}", {"d"}),
+    ("{{ groups.web | map('extract', hostvars, ['e', 'f']) | list }}", {"e"}),
+    ("{{ 'web-1' | extract(hostvars, 'g') }}", {"g"}),
+    ("{% for h in groups.web %}{{ hostvars[h]['ansible_default_ipv4']['address'] }}{% endfor %}",
+     {"ansible_default_ipv4"}),
+    ("plain text naming hostvars outside any expression", set()),
+    ("{{ hostvars[h][name] }}", None),
+    ("{{ hostvars[h] | to_json }}", None),
+    ("{{ hostvars | dict2items }}", None),
+    ("{{ hostvars[ }}", None),
+])
+def test_what_a_template_reads_through_hostvars(text, reads):
+    from provisioner.incremental.changes import _hostvars_reads, _Scan
+
+    scan = _Scan()
+    _hostvars_reads(text, scan)
+    assert (None if scan.hostvars_any else scan.hostvars_reads) == reads
+
+
+def test_a_bare_condition_reading_hostvars_is_an_expression():
+    from provisioner.incremental.changes import _hostvars_reads, _Scan
+
+    scan = _Scan()
+    _hostvars_reads([{"debug": {"msg": "x"}, "when": "hostvars['db-1'].db_ready | bool"}], scan)
+    assert scan.hostvars_reads == {"db_ready"} and not scan.hostvars_any
+
+
+def test_include_vars_of_a_folder_sets_the_names_of_its_files(four_roles):
+    replace(four_roles / "playbooks/roles/redis/tasks/main.yml",
+            "ansible.builtin.include_vars: \"{{ ansible_os_family }}.yml\"",
+            "ansible.builtin.include_vars:\n    dir: tuning")
+    write(four_roles / "playbooks/roles/redis/vars/tuning/memory.yml", "redis_maxmemory_policy: allkeys-lru\n")
+    redis = next(u for u in scan_four(four_roles).units if u.key == "Caches/redis")
+    assert not redis.unknown_exports and "redis_maxmemory_policy" in redis.exports

@@ -156,3 +156,40 @@ def test_another_vms_variable_read_through_hostvars(project, tmp_path):
     assert (project / "out/web-1/upstream").read_text() == "db 5433\n"
     full_stats, _ = run_playbook(project, project / "playbooks" / "site.yml", tmp_path)
     assert changed(full_stats) == {}
+
+
+FOUR_ROLES = INCREMENTAL / "four-roles"
+
+
+def _incremental_four(project: Path, tmp: Path):
+    devbox = project / ".devbox"
+    run = prepare(devbox_dir=devbox, playbook=project / "playbooks" / "site.yml", inventory=project / "inventory",
+                  project_dir=project)
+    if run.nothing_to_do:
+        return run, None
+    stats, events = run_playbook(project, run.playbook, tmp)
+    record(devbox_dir=devbox, run=run, events=events)
+    return run, stats
+
+
+def test_load_balancer_template_edit_on_roles_with_templated_include_vars(tmp_path):
+    """Issue 15, item 10: four roles each loading OS-specific variables with a templated include_vars, a load
+    balancer reading the web hosts' variables through hostvars. A load-balancer template edit runs that role on
+    the load balancer alone; a full run after it changes nothing. (When the load balancer reads a fact the web
+    role sets, the planner adds the web role: test_changes.py.)"""
+    project = copy_project(FOUR_ROLES, tmp_path / "project")
+    run, stats = _incremental_four(project, tmp_path)
+    assert run.plan.run_whole_playbook and set(changed(stats)) == {"lb-1", "web-1", "web-2", "cache-1"}
+    assert "web-2 web-2:8081 check" in (project / "out/lb-1/haproxy.conf").read_text()
+
+    append(project / "playbooks/roles/haproxy/templates/haproxy.conf.j2", "# tuned\n")
+    run, stats = _incremental_four(project, tmp_path)
+    assert run.vms_to_run == ("lb-1",), run.plan.to_json()
+    assert run.plan.vm("lb-1").roles() == ["play Load balancer", "role haproxy (play Load balancer)"]
+    assert set(stats.get("processed") or {}) == {"lb-1"}  # no other VM was even connected to
+    assert changed(stats) == {"lb-1": 1}  # the template (its handler writes what it wrote before)
+    assert (project / "out/lb-1/haproxy.conf").read_text().endswith("# tuned\n")
+    assert "web-2 web-2:8081 check" in (project / "out/lb-1/haproxy.conf").read_text()
+
+    full_stats, _ = run_playbook(project, project / "playbooks" / "site.yml", tmp_path)
+    assert changed(full_stats) == {}, run.plan.to_json()
