@@ -125,3 +125,20 @@ def test_collection_plugin_edit_reruns_everything(project):
     plan = plan_after(project, lambda p: append(p / ROLES / "../plugins/lookup/template_src.py", "# x\n"))
     assert all(v.everything for v in plan.vms), plan.to_json()
     assert any("plugins/lookup/template_src.py" in r for r in plan.vm("web-1").reasons()), plan.to_json()
+
+
+def test_devbox_chain_playbook_finds_the_collection_next_to_the_team_playbook(pristine, tmp_path):
+    """devbox runs the team's playbook through a generated playbook importing it (then its own stamp playbook);
+    ansible-playbook looks for collections only next to the playbook it is given, so the chain links them."""
+    from provisioner.adapters.playbook_runner import _chain
+
+    stamp = tmp_path / "stamp.yml"
+    stamp.write_text("- hosts: all\n  gather_facts: false\n  tasks: []\n")
+    chain = _chain(tmp_path, pristine / "playbooks/site.yml", [stamp])
+    ansible_playbook = Path(sys.executable).parent / "ansible-playbook"
+    out = subprocess.run([str(ansible_playbook), "-i", str(pristine / "inventory"), str(chain), "--list-tasks"],
+                         cwd=pristine / "playbooks", capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "debops.debops.nginx : Setup /etc/nginx/nginx.conf" in out.stdout, out.stdout
+    _chain(tmp_path, stamp, [])  # a playbook with no collections next to it: the link goes
+    assert not (tmp_path / "collections").exists()
