@@ -9,6 +9,8 @@ What the planner decides on a one-template edit, and why:
   `ansible_all_ipv4_addresses`, and every DebOps role imports global_handlers, whose "Refresh host facts" handler
   runs `setup`, which can set those facts. The templates only read hosts `in play_hosts` (nginx's own play), a
   guard the planner does not model, so it keeps both roles: more than needed, never less.
+No VM converges this project yet: DebOps' nginx role needs community.general's `flattened` lookup at run time,
+and devbox's controller has ansible-core alone.
 """
 from __future__ import annotations
 
