@@ -88,7 +88,8 @@ def test_collection_roles_and_the_roles_they_import_are_resolved(pristine):
     units = {u.key: u for u in digests.units_for("web-1")}
     nginx = units[f"{NGINX}/debops.debops.nginx"]
     assert nginx.uncertain == (), nginx.uncertain  # global_handlers, secret, ansible_plugins found by short name
-    assert {"debops.debops.global_handlers", "debops.debops.secret", "debops.debops.ansible_plugins"} <= nginx.role_names
+    imported = {"debops.debops.global_handlers", "debops.debops.secret", "debops.debops.ansible_plugins"}
+    assert imported <= nginx.role_names
     assert "role debops.debops.secret: tasks/main.yml" in digests.inputs_for("web-1", nginx)
     memcached = {u.key: u for u in digests.units_for("cache-1")}[f"{MEMCACHED}/debops.debops.memcached"]
     assert memcached.uncertain == () and "debops.debops.global_handlers" in memcached.role_names
@@ -100,7 +101,8 @@ def test_nginx_template_edit_runs_nginx_on_web_1_and_memcached_for_its_fact_hand
     assert selected(plan) == {"web-1": [NGINX, f"{NGINX}/debops.debops.nginx"],
                               "cache-1": [MEMCACHED, f"{MEMCACHED}/debops.debops.memcached"]}
     web = {c.unit: c.reasons for c in plan.vm("web-1").units}
-    assert web[f"{NGINX}/debops.debops.nginx"] == ("role debops.debops.nginx: templates/etc/nginx/nginx.conf.j2 changed",)
+    assert web[f"{NGINX}/debops.debops.nginx"] == (
+        "role debops.debops.nginx: templates/etc/nginx/nginx.conf.j2 changed",)
     (why,) = {c.unit: c.reasons for c in plan.vm("cache-1").units}[f"{MEMCACHED}/debops.debops.memcached"]
     assert "setup in role debops.debops.global_handlers sets facts" in why and "ansible_fqdn" in why, why
 
