@@ -616,6 +616,24 @@ def _site_loader(site: SitePlaybook):
     return SiteLoader()
 
 
+def _use_playbook_collections(folder: Path) -> None:
+    """As ansible-playbook does: collections in a ``collections/`` folder next to the playbook resolve first.
+    Ansible's collection loader keeps imported collection packages in ``sys.modules``, with the folder they were
+    found in; when the playbook folder changes within one process (several projects scanned), those of the
+    previous folder are dropped so that each collection resolves again."""
+    import sys
+
+    from ansible.utils.collection_loader import AnsibleCollectionConfig
+
+    wanted = [str(folder)]
+    if AnsibleCollectionConfig.playbook_paths == [os.path.join(str(folder), "collections")]:
+        return
+    for name in [n for n in sys.modules if n.startswith("ansible_collections.")]:
+        if not name.startswith("ansible_collections.ansible"):
+            del sys.modules[name]
+    AnsibleCollectionConfig.playbook_paths = wanted
+
+
 class _Scanner:
     def __init__(self, playbook: Path, inventory_dir: Path, project_dir: Path, site: SitePlaybook):
         from ansible.inventory.manager import InventoryManager
@@ -626,6 +644,7 @@ class _Scanner:
         if not _PLUGINS_READY:
             init_plugin_loader()  # the collection loader: needed to resolve module names like ansible.builtin.copy
             _PLUGINS_READY = True
+        _use_playbook_collections(playbook.parent)
         self.playbook = playbook
         self.inventory_dir = inventory_dir
         self.project_dir = project_dir
@@ -654,12 +673,15 @@ class _Scanner:
             self.role_scans[str(path)] = _scan_role(self.loader, path, name)
         return self.role_scans[str(path)]
 
-    def load_role(self, name: str, play, basedir: Path | None):
+    def load_role(self, name: str, play, basedir: Path | None, collections: list[str] | None = None):
+        """``collections``: the search list of the role whose tasks name this one (a role of a collection
+        finds its siblings by short name), as Ansible resolves an include_role/import_role in that role."""
         from ansible.playbook.role import Role
         from ansible.playbook.role.include import RoleInclude
 
         ri = RoleInclude.load(name, play=play, current_role_path=str(basedir) if basedir else None,
-                              variable_manager=self.variable_manager, loader=self.loader)
+                              variable_manager=self.variable_manager, loader=self.loader,
+                              collection_list=collections or None)
         return Role.load(ri, play=play)
 
     def closure(self, roles: list, play) -> tuple[dict[str, Any], list[str]]:
@@ -676,7 +698,7 @@ class _Scanner:
             todo.extend(role.get_all_dependencies())
             for used in self.role_scan(Path(path), role.get_name()).roles_used:
                 try:
-                    todo.append(self.load_role(used, play, Path(path)))
+                    todo.append(self.load_role(used, play, Path(path), list(role.collections)))
                 except Exception as exc:
                     problems.append(f"role {role.get_name()} includes role {used!r}, which devbox cannot load: {exc}")
         return seen, problems
@@ -739,6 +761,11 @@ class _Scanner:
             if folder.is_dir():
                 for path in _files_under(folder):
                     inputs[f"playbook {path.relative_to(self.playbook.parent)}"] = _sha(path.read_bytes())
+        # collections next to the playbook: their plugins and metadata serve every role (their roles are digested
+        # as roles, with the units that use them)
+        for coll in sorted((self.playbook.parent / "collections" / "ansible_collections").glob("*/*")):
+            for path in _files_under(coll, frozenset({"roles", "__pycache__"})):
+                inputs[f"playbook {path.relative_to(self.playbook.parent)}"] = _sha(path.read_bytes())
         config = os.environ.get("ANSIBLE_CONFIG")
         if config and Path(config).is_file():
             inputs["ANSIBLE_CONFIG file"] = _sha(Path(config).read_bytes())
