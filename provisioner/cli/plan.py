@@ -25,6 +25,9 @@ def plan(app, inventory, config, as_json, allow_inventory_scripts):
         click.echo(json.dumps(result.to_json(), indent=2))
         return
     _print_topology(result.topology, f"from {result.inventory}")
+    if result.proposed:
+        console().print("rules: no devbox.yml, so the ones `devbox init` would write for this inventory "
+                        "(`devbox init` writes them, commented, into devbox.yml)", markup=False)
 
 
 @click.command()

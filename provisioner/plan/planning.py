@@ -38,11 +38,13 @@ CONFIG_TEMPLATE = DEFAULT_TEMPLATE.parent / "devbox.yml.j2"
 class PlanResult:
     topology: Topology
     inventory: Path
-    config: Path | None          # the devbox.yml the rules came from; None: defaults
+    config: Path | None          # the devbox.yml the rules came from; None: the rules `devbox init` would write
+    proposed: bool = False       # no devbox.yml: the rules are the ones `devbox init` proposes for this inventory
 
     def to_json(self) -> dict:
-        """`devbox plan --json`: the topology, with the JSON schema version."""
-        return {"schema": JSON_SCHEMA, **self.topology.to_json()}
+        """`devbox plan --json`: the topology, with the JSON schema version and where the rules came from."""
+        rules = "proposed" if self.proposed else str(self.config) if self.config else "defaults"
+        return {"schema": JSON_SCHEMA, "rules": rules, **self.topology.to_json()}
 
 
 @dataclass(frozen=True)
@@ -93,10 +95,22 @@ def derive(project_dir: Path, rules: Config, inventory: str | Path | None, allow
 
 def plan_project(project: Project, inventory: str | Path | None = None, config: str | Path | None = None, *,
                  allow_scripts: bool = False) -> PlanResult:
-    """Read the production inventory and derive the VMs; writes nothing."""
+    """Read the production inventory and derive the VMs; writes nothing.
+
+    Without a devbox.yml the rules are the ones ``devbox init`` would write for this inventory (the same
+    ``config_file_text``), so ``plan`` shows exactly the VMs ``init`` then creates."""
     rules = load_rules(project.paths.root, config)
-    topology, source = derive(project.paths.root, rules, inventory, allow_scripts, project.progress)
-    return PlanResult(topology=topology, inventory=source, config=rules.path)
+    inv = read_inventory(rules, inventory, allow_scripts, project.progress)
+    proposed = rules.path is None
+    if proposed:
+        rules = proposed_rules(inv, project.paths.root)
+    return PlanResult(topology=derive_topology(inv, rules), inventory=inv.source, config=rules.path,
+                      proposed=proposed)
+
+
+def proposed_rules(inv: Inventory, project_dir: Path) -> Config:
+    """The rules ``devbox init`` writes into a new devbox.yml for ``inv``, parsed as it will read them back."""
+    return parse_config(yaml.safe_load(config_file_text(inv, project_dir, Config())), None)
 
 
 def init_project(project: Project, inventory: str | Path | None, force: bool, allow_scripts: bool) -> InitResult:

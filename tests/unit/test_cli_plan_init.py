@@ -45,7 +45,8 @@ def test_plan_json_contract(tmp_path):
     result = run("-C", tmp_path, "plan", "--inventory", INVENTORIES / "openstack" / "multinode", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"schema", "machines", "excluded", "warnings"} and data["schema"] == 1
+    assert set(data) == {"schema", "rules", "machines", "excluded", "warnings"} and data["schema"] == 1
+    assert data["rules"] == "proposed"   # no devbox.yml: the rules `devbox init` would write
     for machine in data["machines"]:
         assert set(machine) == {"name", "hostname", "groups", "represents", "memory", "cpus", "address"}
         assert isinstance(machine["memory"], int) and isinstance(machine["cpus"], int)
@@ -54,6 +55,25 @@ def test_plan_json_contract(tmp_path):
     assert data["excluded"] == [{"host": "localhost",
                                  "reason": "ansible_connection=local: it runs on the control node, so it needs no VM"}]
     assert list(tmp_path.iterdir()) == []   # plan writes nothing
+
+
+def test_plan_without_devbox_yml_shows_what_init_writes(tmp_path, no_vagrant):
+    """Without a devbox.yml, `plan` applies the rules `init` proposes (here: one VM per `role` value and three
+    for the etcd quorum), not bare defaults: the same VMs, names and addresses, and it says so."""
+    inventory = INVENTORIES / "kubernetes" / "hosts.ini"
+    planned = run("-C", tmp_path, "plan", "-i", inventory, "--json")
+    assert planned.exit_code == 0, planned.output
+    data = json.loads(planned.stdout)
+    assert data["rules"] == "proposed" and list(tmp_path.iterdir()) == []
+    shown = run("-C", tmp_path, "plan", "-i", inventory)
+    assert "the ones `devbox init` would write" in shown.stdout
+    assert run("-C", tmp_path, "init", "-i", inventory).exit_code == 0
+    written = json.loads((tmp_path / ".devbox" / "plan.json").read_text())
+    assert [(m["name"], m["address"], m["represents"]) for m in written["machines"]] == \
+        [(m["name"], m["address"], m["represents"]) for m in data["machines"]]
+    assert len(data["machines"]) == 4   # bare defaults give 2
+    after = json.loads(run("-C", tmp_path, "plan", "--json").stdout)   # now from the devbox.yml init wrote
+    assert after["rules"] == str(tmp_path / "devbox.yml") and after["machines"] == data["machines"]
 
 
 def test_plan_table(tmp_path):
