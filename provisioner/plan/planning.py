@@ -27,7 +27,7 @@ from provisioner.errors import ConfigError, DevboxError, UsageError
 from provisioner.plan.inventory import Inventory, load_inventory
 from provisioner.plan.render import (DEFAULT_TEMPLATE, install_vagrantfile, make_environment, render_vagrantfile, template_for,
                      write_if_changed)
-from provisioner.plan.topology import FIRST_HOST_OCTET, Topology, derive_topology, suggest_rules
+from provisioner.plan.topology import FIRST_HOST_OCTET, Topology, derive_topology, free_network, suggest_rules
 from provisioner.project.context import Project, load_rules
 from provisioner.project.paths import ProjectPaths
 
@@ -147,9 +147,12 @@ def config_file_text(inv: Inventory, project_dir: Path, base: Config) -> str:
     env = make_environment(CONFIG_TEMPLATE.parent)
     env.filters["yaml"] = yaml_scalar
     template = env.get_template(CONFIG_TEMPLATE.name)
+    network = free_network(inv, base.network)
+    note = (f"not {base.network}: production hosts have addresses in it, and a development VM must never "
+            "share an address with one" if network != base.network else None)
     return template.render(inventory=inventory_rel, playbook=base.playbook, provider=base.provider, box=base.box,
-                           network=base.network, memory=base.memory, cpus=base.cpus, ignore=ignore, rules=rules,
-                           first_octet=FIRST_HOST_OCTET)
+                           network=network, network_note=note, memory=base.memory, cpus=base.cpus, ignore=ignore,
+                           rules=rules, first_octet=FIRST_HOST_OCTET)
 
 
 _BARE = re.compile(r"[A-Za-z0-9_/.][A-Za-z0-9_/.+@-]*\Z")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -111,9 +113,7 @@ def derive_topology(inventory: Inventory, config: Config) -> Topology:
     for host in inventory.hosts.values():
         reason = _exclusion_reason(host, config)
         if reason:
-            excluded.append(Excluded(host.name, reason))
-            if reason.startswith("ansible_connection"):
-                warnings.append(f"{host.name} is excluded: {reason}")
+            excluded.append(Excluded(host.name, reason))   # shown once, with its reason, among the exclusions
             continue
         if not host.groups:
             ungrouped.append(host.name)
@@ -146,8 +146,19 @@ def derive_topology(inventory: Inventory, config: Config) -> Topology:
                 else:
                     planned.append((f"{name}-{index}", chunk, memory, cpus))
 
-    names = _unique([_truncate(n) for n, *_ in planned])
+    wanted = [_truncate(n) for n, *_ in planned]
+    names = _unique(wanted)
+    for want, name, (_, hosts, *_rest) in zip(wanted, names, planned):
+        if name != want:
+            groups = ", ".join(sorted({g for h in hosts for g in h.groups}) or ["no group"])
+            warnings.append(f"VM {name} (for {groups}) is not named {want}: another VM of the plan has that name "
+                            "(group names differing only in `_`/`-`/case or a numeric suffix give the same VM name)")
     addresses = _addresses(config, len(planned))
+    overlap = production_addresses_in(inventory, config.network)
+    if overlap:
+        warnings.append(f"the development network {config.network} holds production addresses "
+                        f"({_count(len(overlap), 'host')}, e.g. {overlap[0]}): set another `network` in devbox.yml "
+                        "(`devbox init` proposes a free one)")
     machines = []
     for name, (_, hosts, memory, cpus), address in zip(names, planned, addresses):
         first = hosts[0]
@@ -240,15 +251,28 @@ _MISSING = object()
 
 
 def slug(text: str) -> str:
-    """Lower case letters, digits and hyphens: valid as a Vagrant machine name and as a host name."""
-    name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    """Lower case letters, digits and hyphens: valid as a Vagrant machine name and as a host name. Accented
+    letters lose their accent (``données`` → ``donnees``), other characters become hyphens."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    name = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
     if not name:
         return "vm"
     return name if name[0].isalpha() else f"vm-{name}"
 
 
 def _truncate(name: str) -> str:
-    return name if len(name) <= HOSTNAME_MAX - 4 else name[:HOSTNAME_MAX - 4].rstrip("-")
+    """At most ``HOSTNAME_MAX - 4`` characters (room for a ``-N`` from ``_unique``), keeping a trailing index
+    (``-3``) and cutting the rest at a hyphen where that keeps most of it, not in the middle of a word."""
+    limit = HOSTNAME_MAX - 4
+    if len(name) <= limit:
+        return name
+    match = re.search(r"-\d+$", name)
+    suffix = match.group(0) if match else ""
+    base = name[:len(name) - len(suffix)][:limit - len(suffix)]
+    cut = base.rfind("-")
+    if cut >= len(base) // 2 and name[len(base)] != "-":   # the cut fell inside a word: end at the word before
+        base = base[:cut]
+    return base.rstrip("-") + suffix
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -270,11 +294,51 @@ def _addresses(config: Config, count: int) -> list[str]:
     last = int(network.broadcast_address) - 1
     if first + count - 1 > last:
         room = max(0, last - first + 1)
-        raise ConfigError(str(config.path or "devbox.yml"),
-                          [f"network {network} has room for {room} VMs from .{FIRST_HOST_OCTET} up, "
-                           f"the plan needs {count}"],
+        problem = f"network {network} has room for {room} VMs from .{FIRST_HOST_OCTET} up, the plan needs {count}"
+        if config.path is None:   # no devbox.yml to blame: the default network is too small for this plan
+            raise DevboxError(f"there is no devbox.yml, and the development {problem}",
+                              "run `devbox init`, then set a larger `network` (e.g. a /22) in devbox.yml, or collapse "
+                              "more hosts with `ignore_groups`/`groups` rules")
+        raise ConfigError(str(config.path),
+                          [problem],
                           hint="use a larger `network`, or collapse more hosts with `ignore_groups`/`groups` rules")
     return [str(ipaddress.IPv4Address(first + i)) for i in range(count)]
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def production_addresses(inventory: Inventory) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses production hosts are reached at (``ansible_host``, or the host name when it is one)."""
+    found = []
+    for host in inventory.hosts.values():
+        for value in (host.vars.get("ansible_host"), host.name):
+            try:
+                found.append(ipaddress.IPv4Address(str(value)))
+                break
+            except ValueError:
+                continue
+    return found
+
+
+def production_addresses_in(inventory: Inventory, network: str) -> list[str]:
+    net = ipaddress.IPv4Network(network, strict=False)
+    return [str(a) for a in production_addresses(inventory) if a in net]
+
+
+# Ranges `devbox init` tries for the development network, in order: the Vagrant convention first.
+NETWORK_CHOICES = tuple(f"192.168.{n}.0/24" for n in range(56, 256)) + tuple(f"10.{n}.0.0/24" for n in range(200, 256))
+
+
+def free_network(inventory: Inventory, preferred: str) -> str:
+    """``preferred`` unless production addresses lie in it; then the first of ``NETWORK_CHOICES`` none lies in."""
+    addresses = production_addresses(inventory)
+    for candidate in (preferred, *NETWORK_CHOICES):
+        net = ipaddress.IPv4Network(candidate, strict=False)
+        if not any(a in net for a in addresses):
+            return str(net)
+    return preferred
 
 
 def _group_tree(inventory: Inventory) -> dict[str, dict[str, Any]]:
@@ -312,7 +376,6 @@ _MARKER_NAME = re.compile(
 _JUMP_NAME = re.compile(r"^(bastion|bastions|jump|jumphost|jumphosts|jump_hosts|jump-hosts|gateway_hosts)$",
                         re.IGNORECASE)
 _QUORUM_NAME = re.compile(r"(etcd|zookeeper|consul|quorum|galera|raft)", re.IGNORECASE)
-_PROXY_JUMP = re.compile(r"(?:ProxyJump[= ]|-J\s*|ProxyCommand[= ].*?\bssh\b.*?\s)([\w.@:\[\]-]+)")
 _ROLE_VAR = re.compile(r"^(role|[a-z0-9_]+_role)$")
 
 
@@ -364,9 +427,66 @@ def _jump_targets(inventory: Inventory) -> set[str]:
     args += [v for g in inventory.groups.values() for k, v in g.vars.items() if k.startswith("ansible_ssh_")]
     targets = set()
     for value in args:
-        for match in _PROXY_JUMP.findall(str(value)):
+        for match in jump_hosts_in(str(value)):
             host = match.rsplit("@", 1)[-1]
             host = host.strip("[]") if host.startswith("[") else host.split(":")[0]
             if host in by_address:
                 targets.add(by_address[host])
     return targets
+
+
+# ssh's options that take an argument (``man ssh``): their argument is never the destination
+_SSH_ARG_OPTIONS = frozenset("BbcDEeFIiJLlmOoPpQRSWw")
+
+
+def jump_hosts_in(args: str) -> list[str]:
+    """The jump hosts (``[user@]host[:port]``) an ssh argument string names: ``-J``, ``-o ProxyJump=``, and the
+    destination of an ``ssh`` run by ``-o ProxyCommand=`` (``ssh -W %h:%p gw``, ``ssh gw nc %h %p``)."""
+    tokens = _split(args)
+    found: list[str] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        option = None
+        if token in ("-o", "-J") and i + 1 < len(tokens):
+            i += 1
+            option = tokens[i] if token == "-o" else f"ProxyJump={tokens[i]}"
+        elif token.startswith(("-o", "-J")) and len(token) > 2:
+            option = token[2:] if token.startswith("-o") else f"ProxyJump={token[2:]}"
+        i += 1
+        if option is None:
+            continue
+        key, value = (re.split(r"\s*=\s*|\s+", option.strip(), maxsplit=1) + [""])[:2]
+        if key.lower() == "proxyjump" and value.lower() != "none":
+            found += [hop for hop in value.split(",") if hop]
+        elif key.lower() == "proxycommand":
+            found += _proxy_command_destination(value)
+    return found
+
+
+def _proxy_command_destination(command: str) -> list[str]:
+    words = _split(command)
+    for start, word in enumerate(words):
+        if word.rsplit("/", 1)[-1] != "ssh":
+            continue
+        hops: list[str] = []
+        i = start + 1
+        while i < len(words):
+            word = words[i]
+            if word.startswith("-") and len(word) > 1:
+                if word[1] == "J":
+                    hops += (word[2:] or (words[i + 1] if i + 1 < len(words) else "")).split(",")
+                if word[-1] in _SSH_ARG_OPTIONS and len(word) == 2:
+                    i += 1   # the option's argument
+                i += 1
+                continue
+            return [h for h in hops if h] + [word]
+        return [h for h in hops if h]
+    return []
+
+
+def _split(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError:   # unbalanced quotes: words as they are
+        return text.split()

@@ -76,6 +76,21 @@ def test_plan_without_devbox_yml_shows_what_init_writes(tmp_path, no_vagrant):
     assert after["rules"] == str(tmp_path / "devbox.yml") and after["machines"] == data["machines"]
 
 
+def test_init_proposes_a_network_free_of_production_addresses(tmp_path, no_vagrant):
+    inventory = tmp_path / "prod" / "hosts.ini"
+    inventory.parent.mkdir()
+    inventory.write_text("[web]\nweb1 ansible_host=192.168.56.11\nweb2 ansible_host=192.168.56.12\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    planned = json.loads(run("-C", project, "plan", "-i", inventory, "--json").stdout)
+    assert planned["machines"][0]["address"] == "192.168.57.11"
+    assert not any("production addresses" in w for w in planned["warnings"])
+    assert run("-C", project, "init", "-i", inventory).exit_code == 0
+    text = (project / "devbox.yml").read_text()
+    assert "network: 192.168.57.0/24" in text and "not 192.168.56.0/24: production hosts have addresses in it" in text
+    assert "192.168.56.11" not in (project / "Vagrantfile").read_text()
+
+
 def test_plan_table(tmp_path):
     result = run("-C", tmp_path, "plan", "-i", INVENTORIES / "odd-names" / "hosts.ini")
     assert result.exit_code == 0, result.output

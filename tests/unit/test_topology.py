@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from provisioner.config.schema import load_config, parse_config
-from provisioner.errors import ConfigError
+from provisioner.errors import ConfigError, DevboxError
 from provisioner.plan.inventory import load_inventory
-from provisioner.plan.topology import Topology, derive_topology, is_connection_var, slug, suggest_rules
+from provisioner.plan.topology import (Topology, derive_topology, free_network, is_connection_var, jump_hosts_in, slug,
+                                       suggest_rules)
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORIES = REPO / "tests" / "data" / "inventories"
@@ -99,14 +100,14 @@ def test_environment_and_location_groups_ignored_by_rule():
     assert web.represents == ("web-prod-1", "web-prod-2", "web-prod-3", "web-stage-1")
 
 
-def test_local_and_windows_hosts_excluded_with_reason_and_warning():
+def test_local_and_windows_hosts_excluded_with_reason_once():
     topology = plan(INVENTORIES / "openstack" / "multinode")
     assert [e.host for e in topology.excluded] == ["localhost"]
     assert "ansible_connection=local" in topology.excluded[0].reason
     topology = plan(INVENTORIES / "odd-names" / "hosts.ini")
     assert [e.host for e in topology.excluded] == ["printer_A"]
     assert "Windows" in topology.excluded[0].reason
-    assert any("printer_A" in w for w in topology.warnings)
+    assert not any("printer_A" in w for w in topology.warnings)   # the exclusion says it, once
 
 
 def test_hosts_in_no_group_warned():
@@ -151,8 +152,39 @@ def test_addresses_from_the_network_and_capacity(tmp_path):
     topology = plan(INVENTORIES / "webapp" / "hosts.ini", {"network": "10.9.0.0/24"})
     assert [m.address for m in topology.machines] == [f"10.9.0.{i}" for i in range(11, 16)]
     hosts = "\n".join(f"[g{i}]\nh{i}" for i in range(10))
-    with pytest.raises(ConfigError, match="room for 4 VMs"):
+    with pytest.raises(DevboxError, match="room for 4 VMs"):
         plan(hosts, {"network": "10.9.0.0/28"}, tmp_path=tmp_path)
+    (tmp_path / "devbox.yml").write_text("network: 10.9.0.0/28\n")
+    with pytest.raises(ConfigError, match="room for 4 VMs"):   # with a devbox.yml, the error names it
+        derive_topology(load_inventory(tmp_path / "hosts.ini"), load_config(tmp_path / "devbox.yml"))
+
+
+def test_full_default_network_without_devbox_yml_does_not_blame_devbox_yml(tmp_path):
+    hosts = "\n".join(f"[g{i}]\nh{i}" for i in range(250))
+    with pytest.raises(DevboxError) as caught:
+        plan(hosts, tmp_path=tmp_path)
+    assert not isinstance(caught.value, ConfigError)
+    assert "no devbox.yml" in caught.value.message and "room for 244 VMs" in caught.value.message
+    assert "devbox init" in caught.value.hint
+
+
+def test_development_network_checked_against_production_addresses(tmp_path):
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("[web]\nweb1 ansible_host=192.168.56.20\n[db]\n192.168.57.4\n")
+    inv = load_inventory(inventory)
+    assert free_network(inv, "192.168.56.0/24") == "192.168.58.0/24"   # .56 and .57 hold production hosts
+    assert free_network(inv, "10.9.0.0/24") == "10.9.0.0/24"
+    topology = plan(inventory, {"network": "192.168.56.0/24"})
+    assert any("192.168.56.0/24 holds production addresses" in w for w in topology.warnings)
+    assert not any("production addresses" in w for w in plan(inventory, {"network": "10.9.0.0/24"}).warnings)
+
+
+def test_name_collisions_between_groups_are_said(tmp_path):
+    topology = plan("[web_app]\na\n[web-app]\nb\n[web-app-1]\nc\n", tmp_path=tmp_path)
+    assert names(topology) == ["web-app-1", "web-app-1-2", "web-app-1-1"]
+    assert [w for w in topology.warnings if "is not named" in w] == [
+        "VM web-app-1-2 (for web-app) is not named web-app-1: another VM of the plan has that name (group names "
+        "differing only in `_`/`-`/case or a numeric suffix give the same VM name)"]
 
 
 def test_name_collisions_resolved_readably(tmp_path):
@@ -171,6 +203,22 @@ def test_long_names_truncated_to_a_valid_hostname(tmp_path):
     group = "a" * 80
     topology = plan(f"[{group}]\nh1\n", tmp_path=tmp_path)
     assert all(VALID_NAME.match(n) and len(n) <= 63 for n in names(topology))
+
+
+def test_long_names_keep_their_index_and_whole_words(tmp_path):
+    group = "payments_settlement_reconciliation_worker_pool_eu_central_primary"
+    topology = plan(f"[{group}]\nh1\nh2\nh3\n", {"groups": {group: {"count": 3}}}, tmp_path=tmp_path)
+    assert names(topology) == [f"payments-settlement-reconciliation-worker-pool-eu-central-{i}" for i in (1, 2, 3)]
+    group = "payments_settlement_reconciliation_worker_pool_europe_centralised"   # the cut falls inside a word
+    topology = plan(f"[{group}]\nh1\nh2\n", {"groups": {group: {"count": 2}}}, tmp_path=tmp_path)
+    assert names(topology) == [f"payments-settlement-reconciliation-worker-pool-europe-{i}" for i in (1, 2)]
+    assert all(len(n) <= 59 and VALID_NAME.match(n) for n in names(topology))
+
+
+def test_non_ascii_group_names_transliterated(tmp_path):
+    topology = plan("[données]\nh1\n[Grüße]\nh2\n", tmp_path=tmp_path)
+    assert names(topology) == ["donnees-1", "grue-1"]
+    assert slug("Ärger_Ölpreis") == "arger-olpreis"
 
 
 def test_slug():
@@ -207,6 +255,23 @@ def test_jump_host_found_through_proxyjump(tmp_path):
                     "ansible_ssh_common_args='-o ProxyJump=ops@198.51.100.1:22'\n")
     _, rules = suggest_rules(load_inventory(path))
     assert {s.group: dict(s.rule) for s in rules} == {"gw": {"exclude": True}}
+
+
+def test_jump_host_found_through_proxycommand(tmp_path):
+    path = tmp_path / "hosts.ini"
+    path.write_text("[gw]\ngw\n[app]\napp1\n[app:vars]\n"
+                    "ansible_ssh_common_args='-o ProxyCommand=\"ssh -W %h:%p gw\"'\n")
+    _, rules = suggest_rules(load_inventory(path))
+    assert {s.group: dict(s.rule) for s in rules} == {"gw": {"exclude": True}}
+
+
+def test_jump_hosts_in_ssh_arguments():
+    assert jump_hosts_in('-o ProxyCommand="ssh -W %h:%p gw"') == ["gw"]
+    assert jump_hosts_in("-o 'ProxyCommand ssh -q -i key -p 2222 -W %h:%p ops@gw.example'") == ["ops@gw.example"]
+    assert jump_hosts_in('-o ProxyCommand="ssh gw nc %h %p"') == ["gw"]
+    assert jump_hosts_in("-J a@b:22,c -o ProxyJump=d") == ["a@b:22", "c", "d"]
+    assert jump_hosts_in('-o ProxyCommand="nc -X 5 -x proxy:1080 %h %p" -o ProxyJump=none') == []
+    assert jump_hosts_in("-o StrictHostKeyChecking=no -o 'unbalanced") == []
 
 
 def test_reference_service_plan():
