@@ -91,6 +91,24 @@ def test_init_proposes_a_network_free_of_production_addresses(tmp_path, no_vagra
     assert "192.168.56.11" not in (project / "Vagrantfile").read_text()
 
 
+def test_plan_with_plugin_configs_and_the_opt_in(tmp_path):
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "01-hosts.ini").write_text("[web]\nweb1 tier=front\nweb2 tier=back\n")
+    (inventory / "zz.config").write_text("plugin: ansible.builtin.constructed\nkeyed_groups:\n  - key: tier\n")
+    refused = run("-C", tmp_path, "plan", "-i", inventory)
+    assert_handled(refused, 1)
+    assert "devbox refuses to run it" in refused.output
+    planned = run("-C", tmp_path, "plan", "-i", inventory, "--allow-inventory-scripts", "--json")
+    assert_handled(planned, 0)
+    assert sorted(g for m in json.loads(planned.stdout)["machines"] for g in m["groups"]) == \
+        ["_back", "_front", "web", "web"]
+    (inventory / "aws_ec2.yml").write_text((BAD / "aws_ec2.yml").read_text())
+    missing = run("-C", tmp_path, "plan", "-i", inventory, "--allow-inventory-scripts")
+    assert_handled(missing, 1)
+    assert "ansible-galaxy collection install amazon.aws" in missing.output
+
+
 def test_plan_table(tmp_path):
     result = run("-C", tmp_path, "plan", "-i", INVENTORIES / "odd-names" / "hosts.ini")
     assert result.exit_code == 0, result.output
