@@ -58,6 +58,7 @@ class Config:
     vars: Mapping[str, Any] = field(default_factory=dict)
     allow_inventory_scripts: bool = False
     not_secret: tuple[str, ...] = ()          # secret-like variable names whose production values are kept
+    budget_memory: int | None = None          # MiB the VMs may take together; None: this machine's memory decides
     extensions: Mapping[str, Any] = field(default_factory=dict)
 
     def inventory_path(self) -> Path | None:
@@ -107,7 +108,7 @@ def parse_config(data: Any, path: Path | None) -> Config:
         raise ConfigError(str(path), ["the top level must be a mapping of settings"])
 
     known = {"inventory", "playbook", "provider", "box", "libvirt", "network", "defaults", "ignore_groups",
-             "groups", "vars", "allow_inventory_scripts", "not_secret", *EXTENSION_KEYS}
+             "groups", "vars", "allow_inventory_scripts", "not_secret", "budget", *EXTENSION_KEYS}
     for key in data:
         if key not in known:
             problems.append(f"unknown key `{key}` (known: {', '.join(sorted(known))})")
@@ -184,6 +185,20 @@ def parse_config(data: Any, path: Path | None) -> Config:
             values["not_secret"] = tuple(names)
         elif names is not None:
             problems.append("`not_secret` must be a list of variable names (their production values are kept)")
+    if "budget" in data:
+        budget = data["budget"]
+        if not isinstance(budget, dict):
+            problems.append("`budget` must be a mapping (e.g. `memory_mb: 16384`)")
+        else:
+            for key in budget:
+                if key != "memory_mb":
+                    problems.append(f"unknown key `budget.{key}` (known: memory_mb)")
+            if "memory_mb" in budget:
+                problem = _resource_problem("budget.memory_mb", "memory", budget["memory_mb"])
+                if problem:
+                    problems.append(problem)
+                else:
+                    values["budget_memory"] = budget["memory_mb"]
     values["extensions"] = {k: data[k] for k in EXTENSION_KEYS if k in data}
     if "environments" in data:
         problems.extend(validate_environments(data["environments"]))

@@ -12,7 +12,7 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -27,7 +27,8 @@ from provisioner.errors import ConfigError, DevboxError, UsageError
 from provisioner.plan.inventory import Inventory, load_inventory
 from provisioner.plan.render import (DEFAULT_TEMPLATE, install_vagrantfile, make_environment, render_vagrantfile, template_for,
                      write_if_changed)
-from provisioner.plan.topology import FIRST_HOST_OCTET, Topology, derive_topology, free_network, suggest_rules
+from provisioner.plan.topology import (FIRST_HOST_OCTET, Topology, derive_topology, fit_budget, free_network,
+                                       suggest_rules)
 from provisioner.project.context import Project, load_rules
 from provisioner.project.paths import ProjectPaths
 
@@ -104,8 +105,41 @@ def plan_project(project: Project, inventory: str | Path | None = None, config: 
     proposed = rules.path is None
     if proposed:
         rules = proposed_rules(inv, project.paths.root)
-    return PlanResult(topology=derive_topology(inv, rules), inventory=inv.source, config=rules.path,
-                      proposed=proposed)
+    return PlanResult(topology=with_budget(inv, rules, derive_topology(inv, rules)), inventory=inv.source,
+                      config=rules.path, proposed=proposed)
+
+
+MEMINFO = Path("/proc/meminfo")
+
+
+def workstation_memory(meminfo: Path = MEMINFO) -> tuple[int, int] | None:
+    """(MemTotal, what VMs may take) in MiB: the machine's memory less room for the host itself (a quarter, at
+    least 2 GiB). None where it cannot be read (not Linux)."""
+    try:
+        text = meminfo.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    match = re.search(r"^MemTotal:\s+(\d+)\s*kB", text, re.MULTILINE)
+    if not match:
+        return None
+    total = int(match.group(1)) // 1024
+    return total, max(0, total - max(2048, total // 4))
+
+
+def with_budget(inv: Inventory, rules: Config, topology: Topology, meminfo: Path = MEMINFO) -> Topology:
+    """``topology`` with a warning, and the rules that fit, when its VMs need more memory than devbox.yml's
+    ``budget`` or, without one, than this machine has to spare (not checked for a remote hypervisor)."""
+    if rules.budget_memory is not None:
+        limit, what = rules.budget_memory, "the budget in devbox.yml"
+    elif rules.libvirt_uri:
+        return topology
+    else:
+        memory = workstation_memory(meminfo)
+        if memory is None:
+            return topology
+        limit, what = memory[1], f"this machine ({memory[0]} MiB of memory, less room for the host)"
+    extra = fit_budget(inv, rules, topology, limit, what)
+    return replace(topology, warnings=topology.warnings + tuple(extra)) if extra else topology
 
 
 def proposed_rules(inv: Inventory, project_dir: Path) -> Config:
@@ -129,7 +163,7 @@ def init_project(project: Project, inventory: str | Path | None, force: bool, al
         rules = parse_config(yaml.safe_load(config_text), config_path)
     else:
         rules = existing
-    topology = derive_topology(inv, rules)
+    topology = with_budget(inv, rules, derive_topology(inv, rules))
     extra = {config_path: config_text} if config_text is not None else {}
     extra[project_dir / PROJECT_SCHEMA] = schema_text()   # what devbox.yml's yaml-language-server line points to
     pending = prepare_render(project, topology, rules, vars_dir=inv.vars_dir, extra_files=extra)

@@ -11,10 +11,10 @@ import re
 import shlex
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from provisioner.config.schema import Config
+from provisioner.config.schema import Config, GroupRule
 from provisioner.errors import ConfigError, DevboxError
 from provisioner.plan.inventory import Host, Inventory, VaultValue
 
@@ -373,6 +373,10 @@ def _from_jsonable(value: Any) -> Any:
 _MARKER_NAME = re.compile(
     r"^(prod|production|staging|stage|stg|preprod|pre_prod|dev|development|test|testing|qa|uat|live|"
     r"(dc|az|zone|region|site|rack|datacenter|location)[-_]?[a-z0-9_-]*|[a-z]{2}-[a-z]+-\d+)$", re.IGNORECASE)
+# Groups named for an environment as a prefix or suffix (`web_stg`, `db-staging`, `uat_api`): the hosts of
+# another environment, or a marker, not a role.
+_ENVIRONMENT_WORDS = r"(prod|production|staging|stage|stg|preprod|pre_prod|uat|qa|test|testing|dev|development|live)"
+_ENVIRONMENT_AFFIX = re.compile(rf"^{_ENVIRONMENT_WORDS}[_-].+$|^.+[_-]{_ENVIRONMENT_WORDS}$", re.IGNORECASE)
 _JUMP_NAME = re.compile(r"^(bastion|bastions|jump|jumphost|jumphosts|jump_hosts|jump-hosts|gateway_hosts)$",
                         re.IGNORECASE)
 _QUORUM_NAME = re.compile(r"(etcd|zookeeper|consul|quorum|galera|raft)", re.IGNORECASE)
@@ -388,14 +392,18 @@ class Suggestion:
 
 def suggest_rules(inventory: Inventory) -> tuple[tuple[Suggestion, ...], tuple[Suggestion, ...]]:
     """(ignore_groups, groups rules) worth proposing, each with the reason shown as a comment."""
-    ignore = tuple(Suggestion(name, {}, "looks like an environment or location marker, not a role")
-                   for name in inventory.groups if name not in MARKER_GROUPS and _MARKER_NAME.match(name))
-    rules: dict[str, Suggestion] = {}
-    jump_hosts = _jump_targets(inventory)
     members: dict[str, list[Host]] = {}
     for host in inventory.hosts.values():
         for group in host.all_groups:
             members.setdefault(group, []).append(host)
+    ignore = tuple(Suggestion(name, {}, "looks like an environment or location marker, not a role")
+                   if _MARKER_NAME.match(name) else
+                   Suggestion(name, {}, "named for an environment: its hosts join the VMs of their role groups")
+                   for name in inventory.groups if name not in MARKER_GROUPS and (
+                       _MARKER_NAME.match(name) or (_ENVIRONMENT_AFFIX.match(name)
+                                                    and _all_have_a_role(members.get(name, [])))))
+    rules: dict[str, Suggestion] = {}
+    jump_hosts = _jump_targets(inventory)
     for name, group in inventory.groups.items():
         if name in MARKER_GROUPS or any(s.group == name for s in ignore):
             continue
@@ -417,6 +425,63 @@ def suggest_rules(inventory: Inventory) -> tuple[tuple[Suggestion, ...], tuple[S
             if _QUORUM_NAME.search(name) and len(hosts) >= 3:
                 rules[name] = Suggestion(name, {"count": 3}, "a quorum group: three VMs keep it a real quorum")
     return ignore, tuple(rules.values())
+
+
+def _all_have_a_role(hosts: list[Host]) -> bool:
+    """Every host is also in a group not named for an environment: ignoring environment groups leaves it a role
+    (``web_stg`` under ``web``), rather than collapsing it with hosts of other roles into one VM."""
+    return all(any(not (_MARKER_NAME.match(g) or _ENVIRONMENT_AFFIX.match(g)) for g in h.all_groups)
+               for h in hosts)
+
+
+def plan_memory(topology: Topology) -> int:
+    return sum(m.memory for m in topology.machines)
+
+
+def fit_budget(inventory: Inventory, config: Config, topology: Topology, limit: int, what: str) -> list[str]:
+    """Warnings when the VMs of ``topology`` need more than ``limit`` MiB of memory together (``what`` says whose
+    limit), each followed by the rules that bring the plan under it, tried one after the other on top of each
+    other: ignore environment groups, smaller VMs, then excluding the groups that make the most VMs."""
+    needed = plan_memory(topology)
+    if needed <= limit:
+        return []
+    warnings = [f"too big for {what}: the plan needs {_count(len(topology.machines), 'VM')} and {needed} MiB of memory, "
+                f"more than {limit} MiB; rules in devbox.yml that bring it under follow"]
+    steps: list[tuple[str, Config]] = []
+    environment = tuple(s.group for s in suggest_rules(inventory)[0] if s.group not in config.ignore_groups)
+    current = config
+    if environment:
+        current = replace(current, ignore_groups=tuple(current.ignore_groups) + environment)
+        steps.append((f"`ignore_groups: [{', '.join(environment)}]` (environment groups)", current))
+    for memory in (384, 256):
+        if current.memory > memory:
+            current = replace(current, memory=memory)
+            steps.append((f"`defaults: {{memory: {memory}}}`", current))
+            break
+    result = topology
+    for text, rules in steps:
+        result = derive_topology(inventory, rules)
+        warnings.append(f"to fit: {text} gives {_count(len(result.machines), 'VM')}, {plan_memory(result)} MiB")
+        if plan_memory(result) <= limit:
+            return warnings
+    excluded: list[str] = []
+    roles = {name: host.all_groups - set(current.ignore_groups) for name, host in inventory.hosts.items()}
+    while plan_memory(result) > limit:
+        share = Counter(g for m in result.machines for g in set().union(*(roles[h] for h in m.represents)))
+        biggest = [g for g, _ in share.most_common() if g not in excluded and g not in MARKER_GROUPS]
+        if not biggest:
+            break
+        excluded.append(biggest[0])
+        current = replace(current, groups={**current.groups, biggest[0]: GroupRule(exclude=True)})
+        result = derive_topology(inventory, current)
+    if excluded and result.machines and plan_memory(result) <= limit:
+        warnings.append(f"to fit: `exclude: true` for the groups that make the most VMs ({', '.join(excluded)}) gives "
+                        f"{_count(len(result.machines), 'VM')}, {plan_memory(result)} MiB (their plays then have "
+                        "nothing to run on: choose what you need)")
+    else:
+        warnings.append("to fit: no rule alone is enough; a remote hypervisor (`libvirt: {uri: ...}` in devbox.yml) "
+                        "has room for more")
+    return warnings
 
 
 def _jump_targets(inventory: Inventory) -> set[str]:

@@ -109,6 +109,20 @@ def test_plan_with_plugin_configs_and_the_opt_in(tmp_path):
     assert "ansible-galaxy collection install amazon.aws" in missing.output
 
 
+def test_plan_over_the_budget_in_devbox_yml_says_so_and_proposes_rules(tmp_path):
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("".join(f"[{r}_prod]\n{r}1\n{r}2\n[{r}-staging]\n{r}3\n[{r}:children]\n{r}_prod\n{r}-staging\n"
+                                 for r in ("web", "db", "cache")))
+    (tmp_path / "devbox.yml").write_text("inventory: hosts.ini\nbudget: {memory_mb: 2048}\n")
+    result = run("-C", tmp_path, "plan", "--json")
+    assert_handled(result, 0)
+    warnings = [w for w in json.loads(result.stdout)["warnings"] if not w.startswith("Ansible: ")]
+    assert warnings[0].startswith("too big for the budget in devbox.yml: the plan needs 6 VMs and 3072 MiB")
+    assert warnings[1].endswith("(environment groups) gives 3 VMs, 1536 MiB")
+    (tmp_path / "devbox.yml").write_text("inventory: hosts.ini\nbudget: {memory_mb: 4096}\n")
+    assert not any("too big" in w for w in json.loads(run("-C", tmp_path, "plan", "--json").stdout)["warnings"])
+
+
 def test_plan_table(tmp_path):
     result = run("-C", tmp_path, "plan", "-i", INVENTORIES / "odd-names" / "hosts.ini")
     assert result.exit_code == 0, result.output

@@ -10,8 +10,8 @@ import pytest
 from provisioner.config.schema import load_config, parse_config
 from provisioner.errors import ConfigError, DevboxError
 from provisioner.plan.inventory import load_inventory
-from provisioner.plan.topology import (Topology, derive_topology, free_network, is_connection_var, jump_hosts_in, slug,
-                                       suggest_rules)
+from provisioner.plan.topology import (Topology, derive_topology, fit_budget, free_network, is_connection_var,
+                                       jump_hosts_in, plan_memory, slug, suggest_rules)
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORIES = REPO / "tests" / "data" / "inventories"
@@ -307,3 +307,37 @@ def test_thousands_of_distinct_classes_stay_fast(tmp_path):
     topology = plan(text, {"network": "10.0.0.0/16"}, tmp_path=tmp_path)
     assert len(topology.machines) == 3000 and len(set(names(topology))) == 3000
     assert time.perf_counter() - start < 20
+
+
+STAGED = "".join(f"[{role}_prod]\n{role}1.prod\n{role}2.prod\n[{role}_stg]\n{role}1.stg\n"
+                 f"[{role}:children]\n{role}_prod\n{role}_stg\n" for role in ("web", "api", "db", "cache"))
+
+
+def test_environment_groups_proposed_for_ignore_groups_only_where_hosts_keep_a_role(tmp_path):
+    path = tmp_path / "hosts.ini"
+    path.write_text(STAGED + "[solo_stg]\nsolo1\n[uat-db]\ndb1.prod\n")
+    ignore, _ = suggest_rules(load_inventory(path))
+    assert [s.group for s in ignore] == ["web_prod", "web_stg", "api_prod", "api_stg", "db_prod", "db_stg",
+                                         "cache_prod", "cache_stg", "uat-db"]   # not solo_stg: its host has no role
+    assert "environment" in ignore[1].reason
+
+
+def test_too_big_for_the_budget_warned_with_rules_that_fit(tmp_path):
+    path = tmp_path / "hosts.ini"
+    path.write_text(STAGED)
+    inv = load_inventory(path)
+    rules = parse_config({}, None)
+    topology = derive_topology(inv, rules)
+    assert (len(topology.machines), plan_memory(topology)) == (8, 4096)   # staging hosts got their own VMs
+    assert fit_budget(inv, rules, topology, 4096, "the budget") == []
+    warnings = fit_budget(inv, rules, topology, 1800, "the budget in devbox.yml")
+    assert warnings[0] == ("too big for the budget in devbox.yml: the plan needs 8 VMs and 4096 MiB of memory, "
+                           "more than 1800 MiB; rules in devbox.yml that bring it under follow")
+    assert warnings[1].startswith("to fit: `ignore_groups: [web_prod, web_stg,") and warnings[1].endswith(
+        "(environment groups) gives 4 VMs, 2048 MiB")
+    assert warnings[2] == "to fit: `defaults: {memory: 384}` gives 4 VMs, 1536 MiB"
+    assert len(warnings) == 3   # under the budget there: no more rules
+    tight = fit_budget(inv, rules, topology, 800, "this machine")
+    assert tight[-1].startswith("to fit: `exclude: true` for the groups that make the most VMs (web, api) gives "
+                                "2 VMs, 768 MiB")
+    assert fit_budget(inv, rules, topology, 100, "this machine")[-1].startswith("to fit: no rule alone is enough")
