@@ -50,6 +50,10 @@ def init(app, inventory, force, allow_inventory_scripts):
     if render.secret_names:
         click.echo("development values for vault-encrypted and secret-like variables in .devbox/secrets.yml: "
                    + ", ".join(render.secret_names))
+    if render.unresolved:
+        click.echo("read by the playbooks, defined in no file devbox can read, no development value given (set them "
+                   "under `vars:` in devbox.yml if the plays need them): " + ", ".join(render.unresolved[:30])
+                   + (f" (+{len(render.unresolved) - 30} more)" if len(render.unresolved) > 30 else ""))
     if not render.validated:
         click.echo("note: `vagrant` is not installed, so the Vagrantfile was not validated", err=True)
 

@@ -29,7 +29,8 @@ from provisioner.plan.render import (DEFAULT_TEMPLATE, install_vagrantfile, make
                      write_if_changed)
 from provisioner.plan.topology import (FIRST_HOST_OCTET, Topology, derive_topology, fit_budget, free_network,
                                        suggest_rules)
-from provisioner.project.context import Project, load_rules
+from provisioner.playbook.variables import VariableUse, scan_variables
+from provisioner.project.context import Project, load_rules, playbook_path
 from provisioner.project.paths import ProjectPaths
 
 CONFIG_TEMPLATE = DEFAULT_TEMPLATE.parent / "devbox.yml.j2"
@@ -56,6 +57,7 @@ class RenderResult:
     validated: bool              # False when `vagrant` is not installed
     secret_names: tuple[str, ...]
     skipped: tuple[str, ...]     # production vars files not copied (vault-encrypted)
+    unresolved: tuple[str, ...] = ()   # variables the playbooks read that nothing readable defines, no value given
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,7 @@ class PendingRender:
     skipped: tuple[str, ...]
     config_files: frozenset       # outputs the team edits (devbox.yml): written, but not part of the generation
     plan_topology: Topology       # what plan.json holds: the topology with production secrets replaced
+    unresolved: tuple[str, ...] = ()   # variables the playbooks read that nothing readable defines, no value given
 
 
 def prepare_render(project: Project, topology: Topology, rules: Config, *, vars_dir: Path | None = None,
@@ -234,12 +237,19 @@ def prepare_render(project: Project, topology: Topology, rules: Config, *, vars_
         vars_dir = (source if source.is_dir() else source.parent) if source is not None and source.exists() else None
     vagrantfile = render_vagrantfile(topology, rules, template_for(project_dir))
     dev = build_dev_inventory(topology, rules.vars, vars_dir, load_secrets(project_dir / SECRETS_FILE),
-                              not_secret=rules.not_secret)
+                              not_secret=rules.not_secret, playbook_vars=playbook_variables(rules, project_dir))
     outputs: dict[Path, tuple[str, int]] = {Path(p): (t, 0o644) for p, t in (extra_files or {}).items()}
     outputs.update({project_dir / p: (f.content, f.mode) for p, f in dev.files.items()})
     outputs[project_dir / SECRETS_FILE] = (secrets_file_content(dev.secrets), 0o600)
     return PendingRender(topology, vagrantfile, outputs, vars_dir, dev.secret_names, dev.skipped,
-                         frozenset(Path(p) for p in (extra_files or {})), dev.plan or topology)
+                         frozenset(Path(p) for p in (extra_files or {})), dev.plan or topology, dev.unresolved)
+
+
+def playbook_variables(rules: Config, project_dir: Path) -> VariableUse:
+    """The variables the playbook's folder (its plays, roles and vars files) and the project's ``roles/`` read
+    and define."""
+    playbook = playbook_path(rules, project_dir)
+    return scan_variables([playbook.parent, Path(project_dir) / "roles"])
 
 
 def write_render(project: Project, pending: PendingRender) -> RenderResult:
@@ -269,7 +279,8 @@ def write_render(project: Project, pending: PendingRender) -> RenderResult:
     (written if write_if_changed(project.paths.plan, json.dumps(state, indent=2) + "\n", mode=0o600)
      else unchanged).append(plan_rel)
     return RenderResult(topology=pending.topology, written=tuple(written), unchanged=tuple(unchanged),
-                        validated=validator is not None, secret_names=pending.secret_names, skipped=pending.skipped)
+                        validated=validator is not None, secret_names=pending.secret_names, skipped=pending.skipped,
+                        unresolved=pending.unresolved)
 
 
 def render_project(project: Project, topology: Topology, rules: Config, *, vars_dir: Path | None = None,
