@@ -414,6 +414,11 @@ def suggest_rules(inventory: Inventory) -> tuple[tuple[Suggestion, ...], tuple[S
             rules[name] = Suggestion(name, {"exclude": True},
                                      "production reaches other hosts through these (ProxyJump); VMs need no jump host")
             continue
+        role = _environment_copy_of(name, inventory)
+        if role is not None:
+            rules[name] = Suggestion(name, {"exclude": True},
+                                     f"another environment's copy of {role}: the VMs of {role} stand for it")
+            continue
         hosts = members.get(name, [])
         for var in sorted({k for h in hosts for k in h.vars if _ROLE_VAR.match(k)}):
             values = {str(h.vars.get(var)) for h in hosts}
@@ -425,6 +430,20 @@ def suggest_rules(inventory: Inventory) -> tuple[tuple[Suggestion, ...], tuple[S
             if _QUORUM_NAME.search(name) and len(hosts) >= 3:
                 rules[name] = Suggestion(name, {"count": 3}, "a quorum group: three VMs keep it a real quorum")
     return ignore, tuple(rules.values())
+
+
+def _environment_copy_of(name: str, inventory: Inventory) -> str | None:
+    """For a group named for a non-production environment (``web_stg``, ``staging-db``), the group of the same
+    role it copies (``web``, ``web_prod``, ``db``), when the inventory has one."""
+    match = _ENVIRONMENT_AFFIX.match(name)
+    if not match or (match.group(1) or match.group(2)).lower() in ("prod", "production", "live"):
+        return None
+    stem = re.sub(rf"^{_ENVIRONMENT_WORDS}[_-]|[_-]{_ENVIRONMENT_WORDS}$", "", name, flags=re.IGNORECASE)
+    wanted = {slug(stem)} | {slug(f"{stem}-{p}") for p in ("prod", "production", "live")}
+    for other in inventory.groups:
+        if other != name and slug(other) in wanted:
+            return other
+    return None
 
 
 def _all_have_a_role(hosts: list[Host]) -> bool:
@@ -448,11 +467,17 @@ def fit_budget(inventory: Inventory, config: Config, topology: Topology, limit: 
     warnings = [f"too big for {what}: the plan needs {_count(len(topology.machines), 'VM')} and {needed} MiB of memory, "
                 f"more than {limit} MiB; rules in devbox.yml that bring it under follow"]
     steps: list[tuple[str, Config]] = []
-    environment = tuple(s.group for s in suggest_rules(inventory)[0] if s.group not in config.ignore_groups)
+    proposed_ignore, proposed_rules = suggest_rules(inventory)
+    environment = tuple(s.group for s in proposed_ignore if s.group not in config.ignore_groups)
+    copies = [s.group for s in proposed_rules if s.group not in config.groups and _environment_copy_of(s.group, inventory)]
     current = config
     if environment:
         current = replace(current, ignore_groups=tuple(current.ignore_groups) + environment)
         steps.append((f"`ignore_groups: [{', '.join(environment)}]` (environment groups)", current))
+    if copies:
+        current = replace(current, groups={**current.groups, **{g: GroupRule(exclude=True) for g in copies}})
+        steps.append((f"`exclude: true` for {', '.join(copies)} (another environment's copies of role groups)",
+                      current))
     for memory in (384, 256):
         if current.memory > memory:
             current = replace(current, memory=memory)

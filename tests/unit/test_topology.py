@@ -341,3 +341,29 @@ def test_too_big_for_the_budget_warned_with_rules_that_fit(tmp_path):
     assert tight[-1].startswith("to fit: `exclude: true` for the groups that make the most VMs (web, api) gives "
                                 "2 VMs, 768 MiB")
     assert fit_budget(inv, rules, topology, 100, "this machine")[-1].startswith("to fit: no rule alone is enough")
+
+
+def test_staging_copies_of_a_role_group_proposed_for_exclusion(tmp_path):
+    path = tmp_path / "hosts.ini"
+    path.write_text("[web]\nw1\n[web_stg]\nws1\n[db_prod]\nd1\n[db-staging]\nds1\n[cache_stg]\ncs1\n[prod-api]\na1\n")
+    inv = load_inventory(path)
+    ignore, rules = suggest_rules(inv)
+    assert ignore == ()   # none of these hosts has another group to be a VM of
+    assert {s.group: (dict(s.rule), s.reason) for s in rules} == {
+        "web_stg": ({"exclude": True}, "another environment's copy of web: the VMs of web stand for it"),
+        "db-staging": ({"exclude": True}, "another environment's copy of db_prod: the VMs of db_prod stand for it")}
+    proposed = derive_topology(inv, parse_config({"groups": {s.group: dict(s.rule) for s in rules}}, None))
+    assert names(proposed) == ["web-1", "db-prod-1", "cache-stg-1", "prod-api-1"]   # no VM for a staging copy
+
+
+def test_budget_proposes_excluding_staging_copies(tmp_path):
+    path = tmp_path / "hosts.ini"
+    path.write_text("".join(f"[{r}]\n{r}1\n[{r}-staging]\n{r}s1\n" for r in ("web", "db", "cache", "queue")))
+    inv = load_inventory(path)
+    rules = parse_config({}, None)
+    topology = derive_topology(inv, rules)
+    assert len(topology.machines) == 8   # each staging host got its own VM
+    warnings = fit_budget(inv, rules, topology, 2048, "this machine")
+    assert warnings[1] == ("to fit: `exclude: true` for web-staging, db-staging, cache-staging, queue-staging "
+                           "(another environment's copies of role groups) gives 4 VMs, 2048 MiB")
+    assert len(warnings) == 2
