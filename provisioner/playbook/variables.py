@@ -14,7 +14,7 @@ and the template's own ``set``/``for``/``macro``/``import``. Ansible's magic and
 (``hostvars``, ``groups``, ``inventory_hostname``, ``item``, every ``ansible_*``, ...) are never reported.
 Whole-file vault-encrypted files are counted in ``encrypted``: what they define is exactly what cannot be seen.
 
-Pure: reads files, imports only Jinja2 and PyYAML.
+Pure: reads files, imports only Jinja2, PyYAML and devbox's limited YAML loader.
 """
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ from typing import Any, Iterable
 import yaml
 from jinja2 import Environment, nodes
 from jinja2.exceptions import TemplateSyntaxError
+
+from provisioner.safeyaml import LimitedSafeLoader
 
 YAML_SUFFIXES = (".yml", ".yaml", ".json")
 VAULT_HEADER = b"$ANSIBLE_VAULT"
@@ -61,8 +63,9 @@ class VariableUse:
         return sorted(self.referenced - self.defined - set(also_defined))
 
 
-class _Loader(yaml.SafeLoader):
-    """Plain YAML: ``!vault`` values are secrets nobody can read here, ``!unsafe`` strings are never templates."""
+class _Loader(LimitedSafeLoader):
+    """Plain YAML, aliases limited ("billion laughs" refused): ``!vault`` values are secrets nobody can read here,
+    ``!unsafe`` strings are never templates, other tags are nothing devbox needs."""
 
 
 _Loader.add_constructor("!vault", lambda loader, node: None)

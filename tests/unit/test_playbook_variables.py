@@ -141,3 +141,20 @@ def test_init_gives_development_values_to_the_secrets_roles_read(tmp_path, monke
     listed = subprocess.run([str(Path(VENV_BIN) / "ansible-inventory"), "-i", str(tmp_path / ".devbox" / "inventory"),
                              "--host", "app-1"], capture_output=True, text=True, check=True)
     assert json.loads(listed.stdout)["vault_app_api_token"] == generated["vault_app_api_token"]
+
+
+def test_hostile_files_are_skipped_not_expanded(tmp_path):
+    role = tmp_path / "roles" / "r"
+    (role / "defaults").mkdir(parents=True)
+    (role / "tasks").mkdir()
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(8))
+    (role / "defaults" / "main.yml").write_text(bomb)
+    (role / "tasks" / "main.yml").write_text("- debug: {msg: '{{ vault_x }}'}\n- debug: {msg: '{{ broken'}\n")
+    (role / "tasks" / "binary.yml").write_bytes(b"\x00\xff{{ \x00")
+    started = time.perf_counter()
+    use = scan_variables([tmp_path])
+    assert time.perf_counter() - started < 5
+    assert use.undefined() == ["vault_x"]
