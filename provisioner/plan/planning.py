@@ -114,11 +114,11 @@ def plan_project(project: Project, inventory: str | Path | None = None, config: 
 MEMINFO = Path("/proc/meminfo")
 
 
-def workstation_memory(meminfo: Path = MEMINFO) -> tuple[int, int] | None:
+def workstation_memory(meminfo: Path | None = None) -> tuple[int, int] | None:
     """(MemTotal, what VMs may take) in MiB: the machine's memory less room for the host itself (a quarter, at
     least 2 GiB). None where it cannot be read (not Linux)."""
     try:
-        text = meminfo.read_text(encoding="ascii", errors="replace")
+        text = (meminfo or MEMINFO).read_text(encoding="ascii", errors="replace")
     except OSError:
         return None
     match = re.search(r"^MemTotal:\s+(\d+)\s*kB", text, re.MULTILINE)
@@ -128,7 +128,7 @@ def workstation_memory(meminfo: Path = MEMINFO) -> tuple[int, int] | None:
     return total, max(0, total - max(2048, total // 4))
 
 
-def with_budget(inv: Inventory, rules: Config, topology: Topology, meminfo: Path = MEMINFO) -> Topology:
+def with_budget(inv: Inventory, rules: Config, topology: Topology, meminfo: Path | None = None) -> Topology:
     """``topology`` with a warning, and the rules that fit, when its VMs need more memory than devbox.yml's
     ``budget`` or, without one, than this machine has to spare (not checked for a remote hypervisor)."""
     if rules.budget_memory is not None:
@@ -136,7 +136,7 @@ def with_budget(inv: Inventory, rules: Config, topology: Topology, meminfo: Path
     elif rules.libvirt_uri:
         return topology
     else:
-        memory = workstation_memory(meminfo)
+        memory = workstation_memory(meminfo or MEMINFO)
         if memory is None:
             return topology
         limit, what = memory[1], f"this machine ({memory[0]} MiB of memory, less room for the host)"

@@ -186,7 +186,8 @@ def _exclusion_reason(host: Host, config: Config) -> str | None:
         return f"ansible_connection={connection}: a network device, not a host a Linux VM can stand for"
     for group in sorted(host.all_groups):
         if config.rule(group).exclude:
-            return f"group {group} is excluded in devbox.yml"
+            where = "in devbox.yml" if config.path is not None else "by the rules `devbox init` proposes"
+            return f"group {group} is excluded {where}"
     return None
 
 
@@ -376,7 +377,7 @@ _MARKER_NAME = re.compile(
 # Groups named for an environment as a prefix or suffix (`web_stg`, `db-staging`, `uat_api`): the hosts of
 # another environment, or a marker, not a role.
 _ENVIRONMENT_WORDS = r"(prod|production|staging|stage|stg|preprod|pre_prod|uat|qa|test|testing|dev|development|live)"
-_ENVIRONMENT_AFFIX = re.compile(rf"^{_ENVIRONMENT_WORDS}[_-].+$|^.+[_-]{_ENVIRONMENT_WORDS}$", re.IGNORECASE)
+_ENVIRONMENT_AFFIX = re.compile(rf"(?:^|[_-]){_ENVIRONMENT_WORDS}(?=[_-]|$)", re.IGNORECASE)
 _JUMP_NAME = re.compile(r"^(bastion|bastions|jump|jumphost|jumphosts|jump_hosts|jump-hosts|gateway_hosts)$",
                         re.IGNORECASE)
 _QUORUM_NAME = re.compile(r"(etcd|zookeeper|consul|quorum|galera|raft)", re.IGNORECASE)
@@ -400,7 +401,8 @@ def suggest_rules(inventory: Inventory) -> tuple[tuple[Suggestion, ...], tuple[S
                    if _MARKER_NAME.match(name) else
                    Suggestion(name, {}, "named for an environment: its hosts join the VMs of their role groups")
                    for name in inventory.groups if name not in MARKER_GROUPS and (
-                       _MARKER_NAME.match(name) or (_ENVIRONMENT_AFFIX.match(name)
+                       _MARKER_NAME.match(name) or (_ENVIRONMENT_AFFIX.search(name)
+                                                    and _environment_copy_of(name, inventory) is None
                                                     and _all_have_a_role(members.get(name, [])))))
     rules: dict[str, Suggestion] = {}
     jump_hosts = _jump_targets(inventory)
@@ -435,10 +437,12 @@ def suggest_rules(inventory: Inventory) -> tuple[tuple[Suggestion, ...], tuple[S
 def _environment_copy_of(name: str, inventory: Inventory) -> str | None:
     """For a group named for a non-production environment (``web_stg``, ``staging-db``), the group of the same
     role it copies (``web``, ``web_prod``, ``db``), when the inventory has one."""
-    match = _ENVIRONMENT_AFFIX.match(name)
-    if not match or (match.group(1) or match.group(2)).lower() in ("prod", "production", "live"):
+    words = [m.group(1).lower() for m in _ENVIRONMENT_AFFIX.finditer(name)]
+    if not words or _MARKER_NAME.match(name) or any(w in ("prod", "production", "live") for w in words):
         return None
-    stem = re.sub(rf"^{_ENVIRONMENT_WORDS}[_-]|[_-]{_ENVIRONMENT_WORDS}$", "", name, flags=re.IGNORECASE)
+    stem = _ENVIRONMENT_AFFIX.sub("", name).strip("_-")   # buildvm_stg_iad2 -> buildvm_iad2
+    if not stem:
+        return None
     wanted = {slug(stem)} | {slug(f"{stem}-{p}") for p in ("prod", "production", "live")}
     for other in inventory.groups:
         if other != name and slug(other) in wanted:
@@ -449,7 +453,7 @@ def _environment_copy_of(name: str, inventory: Inventory) -> str | None:
 def _all_have_a_role(hosts: list[Host]) -> bool:
     """Every host is also in a group not named for an environment: ignoring environment groups leaves it a role
     (``web_stg`` under ``web``), rather than collapsing it with hosts of other roles into one VM."""
-    return all(any(not (_MARKER_NAME.match(g) or _ENVIRONMENT_AFFIX.match(g)) for g in h.all_groups)
+    return all(any(not (_MARKER_NAME.match(g) or _ENVIRONMENT_AFFIX.search(g)) for g in h.all_groups)
                for h in hosts)
 
 

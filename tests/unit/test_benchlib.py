@@ -125,6 +125,39 @@ def test_plan_bench_warms_up_then_alternates_and_its_tables_flag_a_miss_against_
     assert text.count(bl.RATIO_NOTE) == 2
 
 
+def test_plan_bench_holds_a_large_real_inventory_within_1_1x_of_the_parser_and_flags_a_miss():
+    pb = _bench("plan_bench")
+    spread = bl.Spread.of
+
+    def measured(devbox, graph):   # (wall, CPU) medians of devbox, --list, --graph
+        return [(spread([devbox[0]]), spread([devbox[1]])), (spread([9.0]), spread([9.0])),
+                (spread([graph[0]]), spread([graph[1]]))]
+
+    rows = [("generated (1,000)", measured((1.0, 1.0), (0.5, 0.5))),                 # no target: the floor only
+            ("`real/big/hosts` (361)", measured((1.05, 1.08), (1.0, 1.0)), 1.1),     # within 1.1x on both
+            ("`real/slow/hosts` (361)", measured((1.05, 1.2), (1.0, 1.0)), 1.1)]     # CPU 1.2x: missed
+    against_graph = pb.tables(rows, 1).split("\n\n**")[1]
+    assert "within 1.1x of it, ratio >= 0.909" in against_graph
+    assert "| generated (1,000) | 1.00 s (1 run) | 1.00 s (1 run) | 0.50 s (1 run) | 0.50 s (1 run) | 0.50x | 0.50x " \
+           "| - |" in against_graph
+    assert "| 0.95x | 0.93x | met |" in against_graph and "| 0.95x | 0.83x | **MISSED** |" in against_graph
+    assert pb.within(1.1, 1 / 1.1, 1.0) is True and pb.within(1.1, 0.9, 1.0) is False
+    assert pb.within(1.1, None, 1.0) is None
+
+
+def test_plan_bench_plans_each_vendored_inventory_by_its_source_record_and_targets_the_large_ones():
+    pb = _bench("plan_bench")
+    real = REPO / "tests" / "data" / "inventories" / "real"
+    assert pb.inventory_file(real / "usegalaxy-au") == real / "usegalaxy-au" / "hosts"
+    assert pb.inventory_file(real / "trellis-wordpress") == real / "trellis-wordpress" / "repo" / "hosts" / "production"
+    plain = REPO / "tests" / "data" / "inventories" / "openstack" / "multinode"
+    assert pb.inventory_file(plain) == plain
+    assert real / "usegalaxy-au" in pb.default_inventories() and pb.default_inventories()[0] == plain
+    assert pb.graph_target(real / "usegalaxy-au" / "hosts", 107) == 1.1
+    assert pb.graph_target(real / "usegalaxy-eu" / "hosts", 33) is None      # too small for the target
+    assert pb.graph_target(plain, 361) is None                               # not a vendored production inventory
+
+
 def test_provision_bench_table_flags_each_missed_target():
     pv = _bench("provision_bench")
     ok = pv.table({"full": [560.0, 580.0, 570.0], "one file": [61.0, 65.0, 60.0], "no change": [0.7, 0.8, 0.6]},

@@ -118,7 +118,9 @@ def test_plan_over_the_budget_in_devbox_yml_says_so_and_proposes_rules(tmp_path)
     assert_handled(result, 0)
     warnings = [w for w in json.loads(result.stdout)["warnings"] if not w.startswith("Ansible: ")]
     assert warnings[0].startswith("too big for the budget in devbox.yml: the plan needs 6 VMs and 3072 MiB")
-    assert warnings[1].endswith("(environment groups) gives 3 VMs, 1536 MiB")
+    assert warnings[1] == "to fit: `ignore_groups: [web_prod, db_prod, cache_prod]` (environment groups) gives 6 VMs, 3072 MiB"
+    assert warnings[2] == ("to fit: `exclude: true` for web-staging, db-staging, cache-staging (another environment's "
+                           "copies of role groups) gives 3 VMs, 1536 MiB")
     (tmp_path / "devbox.yml").write_text("inventory: hosts.ini\nbudget: {memory_mb: 4096}\n")
     assert not any("too big" in w for w in json.loads(run("-C", tmp_path, "plan", "--json").stdout)["warnings"])
 

@@ -83,10 +83,14 @@ def test_keep_distinct_and_sizes():
     assert primary.host_vars == {"pg_role": "primary"}
 
 
-def test_exclude_rule_with_reason():
+def test_exclude_rule_with_reason(tmp_path):
     topology = plan(INVENTORIES / "webapp" / "hosts.ini", {"groups": {"bastion": {"exclude": True}}})
-    assert [(e.host, e.reason) for e in topology.excluded] == [("bastion1", "group bastion is excluded in devbox.yml")]
+    assert [(e.host, e.reason) for e in topology.excluded] == [
+        ("bastion1", "group bastion is excluded by the rules `devbox init` proposes")]   # no devbox.yml
     assert "bastion-1" not in names(topology)
+    (tmp_path / "devbox.yml").write_text("groups: {bastion: {exclude: true}}\n")
+    topology = derive_topology(load_inventory(INVENTORIES / "webapp" / "hosts.ini"), load_config(tmp_path / "devbox.yml"))
+    assert [(e.host, e.reason) for e in topology.excluded] == [("bastion1", "group bastion is excluded in devbox.yml")]
 
 
 def test_environment_and_location_groups_ignored_by_rule():
@@ -315,11 +319,16 @@ STAGED = "".join(f"[{role}_prod]\n{role}1.prod\n{role}2.prod\n[{role}_stg]\n{rol
 
 def test_environment_groups_proposed_for_ignore_groups_only_where_hosts_keep_a_role(tmp_path):
     path = tmp_path / "hosts.ini"
-    path.write_text(STAGED + "[solo_stg]\nsolo1\n[uat-db]\ndb1.prod\n")
-    ignore, _ = suggest_rules(load_inventory(path))
-    assert [s.group for s in ignore] == ["web_prod", "web_stg", "api_prod", "api_stg", "db_prod", "db_stg",
-                                         "cache_prod", "cache_stg", "uat-db"]   # not solo_stg: its host has no role
+    path.write_text(STAGED + "[solo_stg]\nsolo1\n[uat-db]\ndb1.prod\n[monitoring_prod]\nmon1\n")
+    ignore, rules = suggest_rules(load_inventory(path))
+    # not solo_stg nor monitoring_prod: their hosts have no other group to be a VM of
+    assert [s.group for s in ignore] == ["web_prod", "api_prod", "db_prod", "cache_prod"]
     assert "environment" in ignore[1].reason
+    # staging copies of a role group are excluded instead: the role's VMs stand for them
+    assert {s.group: s.reason for s in rules} == {
+        **{f"{r}_stg": f"another environment's copy of {r}_prod: the VMs of {r}_prod stand for it"
+           for r in ("web", "api", "db", "cache")},
+        "uat-db": "another environment's copy of db_prod: the VMs of db_prod stand for it"}
 
 
 def test_too_big_for_the_budget_warned_with_rules_that_fit(tmp_path):
@@ -333,10 +342,11 @@ def test_too_big_for_the_budget_warned_with_rules_that_fit(tmp_path):
     warnings = fit_budget(inv, rules, topology, 1800, "the budget in devbox.yml")
     assert warnings[0] == ("too big for the budget in devbox.yml: the plan needs 8 VMs and 4096 MiB of memory, "
                            "more than 1800 MiB; rules in devbox.yml that bring it under follow")
-    assert warnings[1].startswith("to fit: `ignore_groups: [web_prod, web_stg,") and warnings[1].endswith(
-        "(environment groups) gives 4 VMs, 2048 MiB")
-    assert warnings[2] == "to fit: `defaults: {memory: 384}` gives 4 VMs, 1536 MiB"
-    assert len(warnings) == 3   # under the budget there: no more rules
+    assert warnings[1:] == [
+        "to fit: `ignore_groups: [web_prod, api_prod, db_prod, cache_prod]` (environment groups) gives 8 VMs, 4096 MiB",
+        "to fit: `exclude: true` for web_stg, api_stg, db_stg, cache_stg (another environment's copies of role "
+        "groups) gives 4 VMs, 2048 MiB",
+        "to fit: `defaults: {memory: 384}` gives 4 VMs, 1536 MiB"]   # under the budget there: no more rules
     tight = fit_budget(inv, rules, topology, 800, "this machine")
     assert tight[-1].startswith("to fit: `exclude: true` for the groups that make the most VMs (web, api) gives "
                                 "2 VMs, 768 MiB")
