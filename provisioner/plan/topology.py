@@ -156,8 +156,9 @@ def derive_topology(inventory: Inventory, config: Config) -> Topology:
     addresses = _addresses(config, len(planned))
     overlap = production_addresses_in(inventory, config.network)
     if overlap:
-        warnings.append(f"the development network {config.network} holds production addresses "
-                        f"({_count(len(overlap), 'host')}, e.g. {overlap[0]}): set another `network` in devbox.yml "
+        # the addresses themselves are not named: warnings reach plan.json, and production addresses never do
+        warnings.append(f"the development network {config.network} holds the addresses of "
+                        f"{_count(len(overlap), 'production host')}: set another `network` in devbox.yml "
                         "(`devbox init` proposes a free one)")
     machines = []
     for name, (_, hosts, memory, cpus), address in zip(names, planned, addresses):

@@ -179,8 +179,10 @@ def test_development_network_checked_against_production_addresses(tmp_path):
     assert free_network(inv, "192.168.56.0/24") == "192.168.58.0/24"   # .56 and .57 hold production hosts
     assert free_network(inv, "10.9.0.0/24") == "10.9.0.0/24"
     topology = plan(inventory, {"network": "192.168.56.0/24"})
-    assert any("192.168.56.0/24 holds production addresses" in w for w in topology.warnings)
-    assert not any("production addresses" in w for w in plan(inventory, {"network": "10.9.0.0/24"}).warnings)
+    assert ("the development network 192.168.56.0/24 holds the addresses of 1 production host: set another `network` "
+            "in devbox.yml (`devbox init` proposes a free one)") in topology.warnings
+    assert not any("192.168.56.20" in w for w in topology.warnings)   # warnings reach plan.json: no address
+    assert not any("production host" in w for w in plan(inventory, {"network": "10.9.0.0/24"}).warnings)
 
 
 def test_name_collisions_between_groups_are_said(tmp_path):
