@@ -25,6 +25,9 @@ def plan(app, inventory, config, as_json, allow_inventory_scripts):
         click.echo(json.dumps(result.to_json(), indent=2))
         return
     _print_topology(result.topology, f"from {result.inventory}")
+    if result.proposed:
+        console().print("rules: no devbox.yml, so the ones `devbox init` would write for this inventory "
+                        "(`devbox init` writes them, commented, into devbox.yml)", markup=False)
 
 
 @click.command()
@@ -47,6 +50,10 @@ def init(app, inventory, force, allow_inventory_scripts):
     if render.secret_names:
         click.echo("development values for vault-encrypted and secret-like variables in .devbox/secrets.yml: "
                    + ", ".join(render.secret_names))
+    if render.unresolved:
+        click.echo("read by the playbooks, defined in no file devbox can read, no development value given (set them "
+                   "under `vars:` in devbox.yml if the plays need them): " + ", ".join(render.unresolved[:30])
+                   + (f" (+{len(render.unresolved) - 30} more)" if len(render.unresolved) > 30 else ""))
     if not render.validated:
         click.echo("note: `vagrant` is not installed, so the Vagrantfile was not validated", err=True)
 

@@ -62,6 +62,7 @@ class Config:
     keep_host_vars: tuple[str, ...] = ()      # `host_vars: keep:`: host-level variables copied to the VM
     keep_environment_groups: tuple[str, ...] = ()   # `environment_groups: keep:`: environment groups VMs join
     converged_snapshot: bool = True           # `snapshots: {converged: ...}`: keep a snapshot after full runs
+    budget_memory: int | None = None          # MiB the VMs may take together; None: this machine's memory decides
     extensions: Mapping[str, Any] = field(default_factory=dict)
 
     def inventory_path(self) -> Path | None:
@@ -112,7 +113,7 @@ def parse_config(data: Any, path: Path | None) -> Config:
 
     known = {"inventory", "playbook", "provider", "box", "libvirt", "network", "defaults", "ignore_groups",
              "groups", "vars", "allow_inventory_scripts", "not_secret", "include_hosts", "host_vars",
-             "environment_groups", "snapshots", *EXTENSION_KEYS}
+             "environment_groups", "snapshots", "budget", *EXTENSION_KEYS}
     for key in data:
         if key not in known:
             problems.append(f"unknown key `{key}` (known: {', '.join(sorted(known))})")
@@ -228,6 +229,20 @@ def parse_config(data: Any, path: Path | None) -> Config:
                     values["converged_snapshot"] = snapshots["converged"]
                 else:
                     problems.append("`snapshots.converged` must be true or false")
+    if "budget" in data:
+        budget = data["budget"]
+        if not isinstance(budget, dict):
+            problems.append("`budget` must be a mapping (e.g. `memory_mb: 16384`)")
+        else:
+            for key in budget:
+                if key != "memory_mb":
+                    problems.append(f"unknown key `budget.{key}` (known: memory_mb)")
+            if "memory_mb" in budget:
+                problem = _resource_problem("budget.memory_mb", "memory", budget["memory_mb"])
+                if problem:
+                    problems.append(problem)
+                else:
+                    values["budget_memory"] = budget["memory_mb"]
     values["extensions"] = {k: data[k] for k in EXTENSION_KEYS if k in data}
     if "environments" in data:
         problems.extend(validate_environments(data["environments"]))

@@ -638,10 +638,11 @@ class _Scanner:
     def __init__(self, playbook: Path, inventory_dir: Path, project_dir: Path, site: SitePlaybook):
         from ansible.inventory.manager import InventoryManager
         from ansible.plugins.loader import init_plugin_loader
+        from ansible.utils.collection_loader import AnsibleCollectionConfig
         from ansible.vars.manager import VariableManager
 
         global _PLUGINS_READY
-        if not _PLUGINS_READY:
+        if not _PLUGINS_READY and AnsibleCollectionConfig.collection_finder is None:   # not set up by the inventory reader
             init_plugin_loader()  # the collection loader: needed to resolve module names like ansible.builtin.copy
             _PLUGINS_READY = True
         _use_playbook_collections(playbook.parent)

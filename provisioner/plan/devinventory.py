@@ -19,6 +19,7 @@ import yaml
 
 from provisioner.errors import DevboxError, InventoryError
 from provisioner.plan.hostvars import VARS_EXTENSIONS, VAULT_HEADER, ignored_name as _ignored, load_vars as _load_vars
+from provisioner.playbook.variables import VariableUse
 from provisioner.plan.inventory import VaultValue, file_kind, read_bytes
 from provisioner.safeyaml import LimitedSafeLoader
 from provisioner.plan.topology import MachineSpec, Topology, is_connection_var, strip_connection_vars
@@ -44,6 +45,12 @@ def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(str(name)))
 
 
+def secret_like(name: str) -> bool:
+    """A variable a role reads that gets a generated development value when nothing readable defines it: a
+    secret-like name, or the ``vault_`` prefix Ansible's documentation recommends for vaulted variables."""
+    return is_secret_name(name) or name.startswith("vault_")
+
+
 @dataclass(frozen=True)
 class GeneratedFile:
     content: str
@@ -57,6 +64,7 @@ class DevInventory:
     skipped: tuple[str, ...]                 # production files not copied (vault-encrypted), for the report
     secrets: Mapping[str, str]               # the full secrets store to keep in SECRETS_FILE
     plan: Topology | None = None             # the topology with production secrets replaced, for plan.json
+    unresolved: tuple[str, ...] = ()         # read by the playbooks, defined nowhere devbox can read, no value given
 
 
 class _Redactor:
@@ -106,9 +114,10 @@ def _dump(data: Any) -> str:
 
 def build_dev_inventory(topology: Topology, extra_vars: Mapping[str, Any], vars_dir: Path | None,
                         existing_secrets: Mapping[str, str], not_secret: Iterable[str] = (),
-                        production_names: Iterable[str] = ()) -> DevInventory:
+                        production_names: Iterable[str] = (), playbook_vars: VariableUse | None = None) -> DevInventory:
     """``production_names``: addresses of production hosts given by name (``ansible_host`` values) that, like
-    every IP address, must not reach the development copies."""
+    every IP address, must not reach the development copies. ``playbook_vars``: what the playbooks and roles read
+    and define, for the secrets no readable file defines."""
     addresses = _AddressFinder(production_names)
     store = dict(existing_secrets)
     redactor = _Redactor(store, not_secret)
@@ -173,6 +182,15 @@ def build_dev_inventory(topology: Topology, extra_vars: Mapping[str, Any], vars_
         group_vars[name], _ = redactor.vars({k: v for k, v in gvars.items() if k not in inline})
     referenced |= _vault_refs(extra_vars.values())
 
+    unresolved: list[str] = []
+    if playbook_vars is not None:   # what the roles read that no readable file defines (a whole-file vault's names)
+        inventory_defined = (defined | set(extra_vars) | {k for v in hosts_vars.values() for k in v}
+                             | {k for v in group_vars.values() for k in v})
+        for name in playbook_vars.undefined(inventory_defined):
+            if secret_like(name) and name not in playbook_vars.structured:
+                referenced.add(name)
+            elif name not in vault_names:
+                unresolved.append(name)
     names = sorted(vault_names | (referenced - defined - set(extra_vars)))
     for name in names:
         if not isinstance(store.get(name), str) or not store[name]:
@@ -186,7 +204,7 @@ def build_dev_inventory(topology: Topology, extra_vars: Mapping[str, Any], vars_
                                                                  if not addresses.found_in(v)})[0]}
                                for g, node in topology.group_tree.items()})
     return DevInventory(files=files, secret_names=tuple(sorted(set(names) | redactor.names)), skipped=tuple(skipped),
-                        secrets=store, plan=plan)
+                        secrets=store, plan=plan, unresolved=tuple(unresolved))
 
 
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]*\d)")

@@ -23,10 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import yaml
+
 from provisioner.errors import InventoryError
 from provisioner.safeyaml import MAX_NODES
 
 YAML_EXTENSIONS = (".yml", ".yaml", ".json")
+# A file starting with `plugin:` under one of these names is an inventory plugin config (`.config`: the
+# `constructed` plugin's own extension; YAML plugins accept the YAML ones).
+PLUGIN_CONFIG_EXTENSIONS = YAML_EXTENSIONS + (".config", "")
 SCRIPT_EXTENSIONS = (".py", ".sh", ".rb", ".pl", ".js", ".php", ".exe")
 # Variables Ansible's loader adds to every host on its own; they describe the source, not the host.
 LOADER_VARS = frozenset({"inventory_file", "inventory_dir"})
@@ -139,7 +144,7 @@ def classify_source(path: Path) -> str:
         return "vault"
     if path.suffix.lower() == ".toml":
         return "toml"
-    if path.suffix.lower() in YAML_EXTENSIONS + ("",) and _PLUGIN_CONFIG.search(head.decode("utf-8", "replace")):
+    if path.suffix.lower() in PLUGIN_CONFIG_EXTENSIONS and _PLUGIN_CONFIG.search(head.decode("utf-8", "replace")):
         return "plugin"
     return "static"
 
@@ -170,6 +175,11 @@ def _fail_closed_manager_class():
                 what = "an executable inventory script" if kind == "script" else "an inventory plugin config"
                 if not self._devbox_allow_scripts:
                     raise InventoryError(source, f"is {what}; devbox refuses to run it", hint=OPT_IN_HINT)
+                if kind == "plugin":
+                    self._inventory.current_source = source
+                    _parse_plugin_config(self._inventory, self._loader, path)
+                    self._inventory.processed_sources.append(source)
+                    return True
                 if not super().parse_source(source, cache=cache):
                     raise InventoryError(source, f"Ansible could not use {what} (see Ansible's warnings above)")
                 return True
@@ -215,6 +225,79 @@ def _fail_closed_manager_class():
         raise InventoryError(str(path), message, line=line, hint=hint)
 
     return FailClosedInventoryManager
+
+
+def plugin_name(path: Path) -> str:
+    """The ``plugin:`` a plugin config names (read as plain YAML, nothing run)."""
+    from provisioner.safeyaml import load
+
+    try:
+        data = load(read_bytes(path).decode("utf-8", "replace"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InventoryError(str(path), f"inventory plugin config is not valid YAML ({getattr(exc, 'problem', None) or exc})",
+                             line=mark.line + 1 if mark is not None else None) from None
+    name = data.get("plugin") if isinstance(data, dict) else None
+    if not isinstance(name, str) or not name.strip():
+        raise InventoryError(str(path), "inventory plugin config has no `plugin:` name",
+                             hint="start the file with `plugin: NAMESPACE.COLLECTION.PLUGIN`")
+    return name.strip()
+
+
+def _collection_loader_ready() -> None:
+    """Ansible resolves fully qualified plugin names (``ansible.builtin.constructed``, ``amazon.aws.aws_ec2``) through
+    its collection loader, which only its own CLI installs; install it once, as ``ansible-inventory`` does."""
+    from ansible.utils.collection_loader import AnsibleCollectionConfig
+
+    if AnsibleCollectionConfig.collection_finder is None:
+        from ansible.plugins.loader import init_plugin_loader
+        init_plugin_loader()
+
+
+def _parse_plugin_config(data, loader, path: Path) -> None:
+    """Run the inventory plugin a config names (the user opted in), as Ansible's ``auto`` plugin would, with
+    errors that name the plugin and, for a plugin of a collection that is not installed, the collection."""
+    from ansible.plugins.loader import inventory_loader
+
+    name = plugin_name(path)
+    _collection_loader_ready()
+    from ansible.utils.display import Display
+
+    display = Display()   # a plugin that cannot be loaded is only a warning of Ansible's ("Error loading plugin")
+    display.error_as_warning = lambda *args, **kwargs: None   # said below instead, with the next step
+    try:
+        plugin = inventory_loader.get(name)
+    except Exception:
+        plugin = None
+    finally:
+        del display.error_as_warning
+    if plugin is None:
+        parts = name.split(".")
+        if len(parts) >= 3:
+            collection = ".".join(parts[:2])
+            raise InventoryError(str(path), f"names the inventory plugin {name} of the collection {collection}, "
+                                 "which is not installed", hint=f"install it: ansible-galaxy collection install "
+                                 f"{collection} (then run the command again)")
+        raise InventoryError(str(path), f"names an inventory plugin Ansible does not know ({name})",
+                             hint="name the plugin in full (NAMESPACE.COLLECTION.PLUGIN, e.g. ansible.builtin.constructed) "
+                                  "and install its collection")
+    if not plugin.verify_file(str(path)):
+        raise InventoryError(str(path), f"is not accepted by the inventory plugin {name} (it checks the file name: "
+                             "most plugins want a name ending as their documentation says, e.g. aws_ec2.yml)",
+                             hint=f"rename the file as `ansible-doc -t inventory {name}` says")
+    target = data
+    try:
+        from ansible._internal._datatag._tags import Origin
+        from ansible.inventory.manager import _InventoryDataWrapper
+        target = _InventoryDataWrapper(data, target_plugin=plugin,
+                                       origin=Origin(description=f"<inventory plugin {name!r} with source {str(path)!r}>"))
+    except ImportError:   # an ansible-core before 2.19: plugins write into the inventory itself
+        pass
+    try:
+        plugin.parse(target, loader, str(path), cache=False)
+    except Exception as exc:   # plugins raise assorted types
+        raise InventoryError(str(path), f"the inventory plugin {name} failed: {_cause_message(exc)}",
+                             hint=f"check the config with `ansible-inventory -i {path} --graph`") from None
 
 
 def _line_tracking(plugin):

@@ -12,7 +12,7 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -28,7 +28,9 @@ from provisioner.plan.hostvars import HostVariables
 from provisioner.plan.inventory import Inventory, load_inventory
 from provisioner.plan.render import (DEFAULT_TEMPLATE, install_vagrantfile, make_environment, render_vagrantfile, template_for,
                      write_if_changed)
-from provisioner.plan.topology import FIRST_HOST_OCTET, Topology, derive_topology, suggest_rules
+from provisioner.plan.topology import (FIRST_HOST_OCTET, Topology, derive_topology, fit_budget, free_network,
+                                       suggest_rules)
+from provisioner.playbook.variables import VariableUse, scan_variables
 from provisioner.project.context import Project, load_rules, playbook_path
 from provisioner.project.paths import ProjectPaths
 
@@ -39,11 +41,13 @@ CONFIG_TEMPLATE = DEFAULT_TEMPLATE.parent / "devbox.yml.j2"
 class PlanResult:
     topology: Topology
     inventory: Path
-    config: Path | None          # the devbox.yml the rules came from; None: defaults
+    config: Path | None          # the devbox.yml the rules came from; None: the rules `devbox init` would write
+    proposed: bool = False       # no devbox.yml: the rules are the ones `devbox init` proposes for this inventory
 
     def to_json(self) -> dict:
-        """`devbox plan --json`: the topology, with the JSON schema version."""
-        return {"schema": JSON_SCHEMA, **self.topology.to_json()}
+        """`devbox plan --json`: the topology, with the JSON schema version and where the rules came from."""
+        rules = "proposed" if self.proposed else str(self.config) if self.config else "defaults"
+        return {"schema": JSON_SCHEMA, "rules": rules, **self.topology.to_json()}
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class RenderResult:
     validated: bool              # False when `vagrant` is not installed
     secret_names: tuple[str, ...]
     skipped: tuple[str, ...]     # production vars files not copied (vault-encrypted)
+    unresolved: tuple[str, ...] = ()   # variables the playbooks read that nothing readable defines, no value given
 
 
 @dataclass(frozen=True)
@@ -100,10 +105,56 @@ def host_variables(inv: Inventory, rules: Config, project_dir: Path) -> HostVari
 
 def plan_project(project: Project, inventory: str | Path | None = None, config: str | Path | None = None, *,
                  allow_scripts: bool = False) -> PlanResult:
-    """Read the production inventory and derive the VMs; writes nothing."""
+    """Read the production inventory and derive the VMs; writes nothing.
+
+    Without a devbox.yml the rules are the ones ``devbox init`` would write for this inventory (the same
+    ``config_file_text``), so ``plan`` shows exactly the VMs ``init`` then creates."""
     rules = load_rules(project.paths.root, config)
-    topology, source = derive(project.paths.root, rules, inventory, allow_scripts, project.progress)
-    return PlanResult(topology=topology, inventory=source, config=rules.path)
+    inv = read_inventory(rules, inventory, allow_scripts, project.progress)
+    proposed = rules.path is None
+    if proposed:
+        rules = proposed_rules(inv, project.paths.root)
+    topology = derive_topology(inv, rules, host_variables(inv, rules, project.paths.root))
+    return PlanResult(topology=with_budget(inv, rules, topology), inventory=inv.source,
+                      config=rules.path, proposed=proposed)
+
+
+MEMINFO = Path("/proc/meminfo")
+
+
+def workstation_memory(meminfo: Path | None = None) -> tuple[int, int] | None:
+    """(MemTotal, what VMs may take) in MiB: the machine's memory less room for the host itself (a quarter, at
+    least 2 GiB). None where it cannot be read (not Linux)."""
+    try:
+        text = (meminfo or MEMINFO).read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    match = re.search(r"^MemTotal:\s+(\d+)\s*kB", text, re.MULTILINE)
+    if not match:
+        return None
+    total = int(match.group(1)) // 1024
+    return total, max(0, total - max(2048, total // 4))
+
+
+def with_budget(inv: Inventory, rules: Config, topology: Topology, meminfo: Path | None = None) -> Topology:
+    """``topology`` with a warning, and the rules that fit, when its VMs need more memory than devbox.yml's
+    ``budget`` or, without one, than this machine has to spare (not checked for a remote hypervisor)."""
+    if rules.budget_memory is not None:
+        limit, what = rules.budget_memory, "the budget in devbox.yml"
+    elif rules.libvirt_uri:
+        return topology
+    else:
+        memory = workstation_memory(meminfo or MEMINFO)
+        if memory is None:
+            return topology
+        limit, what = memory[1], f"this machine ({memory[0]} MiB of memory, less room for the host)"
+    extra = fit_budget(inv, rules, topology, limit, what)
+    return replace(topology, warnings=topology.warnings + tuple(extra)) if extra else topology
+
+
+def proposed_rules(inv: Inventory, project_dir: Path) -> Config:
+    """The rules ``devbox init`` writes into a new devbox.yml for ``inv``, parsed as it will read them back."""
+    return parse_config(yaml.safe_load(config_file_text(inv, project_dir, Config())), None)
 
 
 def init_project(project: Project, inventory: str | Path | None, force: bool, allow_scripts: bool) -> InitResult:
@@ -122,7 +173,7 @@ def init_project(project: Project, inventory: str | Path | None, force: bool, al
         rules = parse_config(yaml.safe_load(config_text), config_path)
     else:
         rules = existing
-    topology = derive_topology(inv, rules, host_variables(inv, rules, project_dir))
+    topology = with_budget(inv, rules, derive_topology(inv, rules, host_variables(inv, rules, project_dir)))
     extra = {config_path: config_text} if config_text is not None else {}
     extra[project_dir / PROJECT_SCHEMA] = schema_text()   # what devbox.yml's yaml-language-server line points to
     pending = prepare_render(project, topology, rules, vars_dir=inv.vars_dir, extra_files=extra)
@@ -140,9 +191,12 @@ def config_file_text(inv: Inventory, project_dir: Path, base: Config) -> str:
     env = make_environment(CONFIG_TEMPLATE.parent)
     env.filters["yaml"] = yaml_scalar
     template = env.get_template(CONFIG_TEMPLATE.name)
+    network = free_network(inv, base.network)
+    note = (f"not {base.network}: production hosts have addresses in it, and a development VM must never "
+            "share an address with one" if network != base.network else None)
     return template.render(inventory=inventory_rel, playbook=base.playbook, provider=base.provider, box=base.box,
-                           network=base.network, memory=base.memory, cpus=base.cpus, ignore=ignore, rules=rules,
-                           first_octet=FIRST_HOST_OCTET)
+                           network=network, network_note=note, memory=base.memory, cpus=base.cpus, ignore=ignore,
+                           rules=rules, first_octet=FIRST_HOST_OCTET)
 
 
 _BARE = re.compile(r"[A-Za-z0-9_/.][A-Za-z0-9_/.+@-]*\Z")
@@ -179,6 +233,7 @@ class PendingRender:
     skipped: tuple[str, ...]
     config_files: frozenset       # outputs the team edits (devbox.yml): written, but not part of the generation
     plan_topology: Topology       # what plan.json holds: the topology with production secrets replaced
+    unresolved: tuple[str, ...] = ()   # variables the playbooks read that nothing readable defines, no value given
 
 
 def prepare_render(project: Project, topology: Topology, rules: Config, *, vars_dir: Path | None = None,
@@ -191,12 +246,20 @@ def prepare_render(project: Project, topology: Topology, rules: Config, *, vars_
     written = topology.redacted()   # no production address in anything written
     vagrantfile = render_vagrantfile(written, rules, template_for(project_dir))
     dev = build_dev_inventory(written, rules.vars, vars_dir, load_secrets(project_dir / SECRETS_FILE),
-                              not_secret=rules.not_secret, production_names=topology.private_names)
+                              not_secret=rules.not_secret, production_names=topology.private_names,
+                              playbook_vars=playbook_variables(rules, project_dir))
     outputs: dict[Path, tuple[str, int]] = {Path(p): (t, 0o644) for p, t in (extra_files or {}).items()}
     outputs.update({project_dir / p: (f.content, f.mode) for p, f in dev.files.items()})
     outputs[project_dir / SECRETS_FILE] = (secrets_file_content(dev.secrets), 0o600)
     return PendingRender(topology, vagrantfile, outputs, vars_dir, dev.secret_names, dev.skipped,
-                         frozenset(Path(p) for p in (extra_files or {})), dev.plan or written)
+                         frozenset(Path(p) for p in (extra_files or {})), dev.plan or written, dev.unresolved)
+
+
+def playbook_variables(rules: Config, project_dir: Path) -> VariableUse:
+    """The variables the playbook's folder (its plays, roles and vars files) and the project's ``roles/`` read
+    and define."""
+    playbook = playbook_path(rules, project_dir)
+    return scan_variables([playbook.parent, Path(project_dir) / "roles"])
 
 
 def write_render(project: Project, pending: PendingRender) -> RenderResult:
@@ -226,7 +289,8 @@ def write_render(project: Project, pending: PendingRender) -> RenderResult:
     (written if write_if_changed(project.paths.plan, json.dumps(state, indent=2) + "\n", mode=0o600)
      else unchanged).append(plan_rel)
     return RenderResult(topology=pending.topology, written=tuple(written), unchanged=tuple(unchanged),
-                        validated=validator is not None, secret_names=pending.secret_names, skipped=pending.skipped)
+                        validated=validator is not None, secret_names=pending.secret_names, skipped=pending.skipped,
+                        unresolved=pending.unresolved)
 
 
 def render_project(project: Project, topology: Topology, rules: Config, *, vars_dir: Path | None = None,

@@ -9,11 +9,13 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
+import shlex
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from provisioner.config.schema import Config
+from provisioner.config.schema import Config, GroupRule
 from provisioner.errors import ConfigError, DevboxError
 from provisioner.plan.hostvars import HOST_INLINE, HostVariables, Resolved, differing
 from provisioner.plan.inventory import Host, Inventory, VaultValue
@@ -140,9 +142,7 @@ def derive_topology(inventory: Inventory, config: Config, variables: HostVariabl
         opaque.update(resolved.opaque)
         reason = _exclusion_reason(host, config, resolved)
         if reason:
-            excluded.append(Excluded(host.name, reason))
-            if reason.startswith("ansible_connection"):
-                warnings.append(f"{host.name} is excluded: {reason}")
+            excluded.append(Excluded(host.name, reason))   # shown once, with its reason, among the exclusions
             continue
         if not host.groups:
             ungrouped.append(host.name)
@@ -182,8 +182,20 @@ def derive_topology(inventory: Inventory, config: Config, variables: HostVariabl
                 else:
                     planned.append((f"{name}-{index}", chunk, memory, cpus))
 
-    names = _unique([_truncate(n) for n, *_ in planned])
+    wanted = [_truncate(n) for n, *_ in planned]
+    names = _unique(wanted)
+    for want, name, (_, hosts, *_rest) in zip(wanted, names, planned):
+        if name != want:
+            groups = ", ".join(sorted({g for h in hosts for g in h.groups}) or ["no group"])
+            warnings.append(f"VM {name} (for {groups}) is not named {want}: another VM of the plan has that name "
+                            "(group names differing only in `_`/`-`/case or a numeric suffix give the same VM name)")
     addresses = _addresses(config, len(planned))
+    overlap = production_addresses_in(inventory, config.network)
+    if overlap:
+        # the addresses themselves are not named: warnings reach plan.json, and production addresses never do
+        warnings.append(f"the development network {config.network} holds the addresses of "
+                        f"{_count(len(overlap), 'production host')}: set another `network` in devbox.yml "
+                        "(`devbox init` proposes a free one)")
     machines = []
     # host-level values reach a VM only when devbox.yml asks: `host_vars: keep:`, and the keep_distinct variables
     # that tell its VMs apart (db-primary gets pg_role=primary)
@@ -277,7 +289,8 @@ def _exclusion_reason(host: Host, config: Config, resolved: Resolved) -> str | N
         return reason
     for group in sorted(host.all_groups):
         if config.rule(group).exclude:
-            return f"group {group} is excluded in devbox.yml"
+            where = "in devbox.yml" if config.path is not None else "by the rules `devbox init` proposes"
+            return f"group {group} is excluded {where}"
     return None
 
 
@@ -353,15 +366,28 @@ def _differing_vars(hosts: list[Host], variables: HostVariables) -> list[str]:
 
 
 def slug(text: str) -> str:
-    """Lower case letters, digits and hyphens: valid as a Vagrant machine name and as a host name."""
-    name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    """Lower case letters, digits and hyphens: valid as a Vagrant machine name and as a host name. Accented
+    letters lose their accent (``données`` → ``donnees``), other characters become hyphens."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    name = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
     if not name:
         return "vm"
     return name if name[0].isalpha() else f"vm-{name}"
 
 
 def _truncate(name: str) -> str:
-    return name if len(name) <= HOSTNAME_MAX - 4 else name[:HOSTNAME_MAX - 4].rstrip("-")
+    """At most ``HOSTNAME_MAX - 4`` characters (room for a ``-N`` from ``_unique``), keeping a trailing index
+    (``-3``) and cutting the rest at a hyphen where that keeps most of it, not in the middle of a word."""
+    limit = HOSTNAME_MAX - 4
+    if len(name) <= limit:
+        return name
+    match = re.search(r"-\d+$", name)
+    suffix = match.group(0) if match else ""
+    base = name[:len(name) - len(suffix)][:limit - len(suffix)]
+    cut = base.rfind("-")
+    if cut >= len(base) // 2 and name[len(base)] != "-":   # the cut fell inside a word: end at the word before
+        base = base[:cut]
+    return base.rstrip("-") + suffix
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -383,11 +409,51 @@ def _addresses(config: Config, count: int) -> list[str]:
     last = int(network.broadcast_address) - 1
     if first + count - 1 > last:
         room = max(0, last - first + 1)
-        raise ConfigError(str(config.path or "devbox.yml"),
-                          [f"network {network} has room for {room} VMs from .{FIRST_HOST_OCTET} up, "
-                           f"the plan needs {count}"],
+        problem = f"network {network} has room for {room} VMs from .{FIRST_HOST_OCTET} up, the plan needs {count}"
+        if config.path is None:   # no devbox.yml to blame: the default network is too small for this plan
+            raise DevboxError(f"there is no devbox.yml, and the development {problem}",
+                              "run `devbox init`, then set a larger `network` (e.g. a /22) in devbox.yml, or collapse "
+                              "more hosts with `ignore_groups`/`groups` rules")
+        raise ConfigError(str(config.path),
+                          [problem],
                           hint="use a larger `network`, or collapse more hosts with `ignore_groups`/`groups` rules")
     return [str(ipaddress.IPv4Address(first + i)) for i in range(count)]
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def production_addresses(inventory: Inventory) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses production hosts are reached at (``ansible_host``, or the host name when it is one)."""
+    found = []
+    for host in inventory.hosts.values():
+        for value in (host.vars.get("ansible_host"), host.name):
+            try:
+                found.append(ipaddress.IPv4Address(str(value)))
+                break
+            except ValueError:
+                continue
+    return found
+
+
+def production_addresses_in(inventory: Inventory, network: str) -> list[str]:
+    net = ipaddress.IPv4Network(network, strict=False)
+    return [str(a) for a in production_addresses(inventory) if a in net]
+
+
+# Ranges `devbox init` tries for the development network, in order: the Vagrant convention first.
+NETWORK_CHOICES = tuple(f"192.168.{n}.0/24" for n in range(56, 256)) + tuple(f"10.{n}.0.0/24" for n in range(200, 256))
+
+
+def free_network(inventory: Inventory, preferred: str) -> str:
+    """``preferred`` unless production addresses lie in it; then the first of ``NETWORK_CHOICES`` none lies in."""
+    addresses = production_addresses(inventory)
+    for candidate in (preferred, *NETWORK_CHOICES):
+        net = ipaddress.IPv4Network(candidate, strict=False)
+        if not any(a in net for a in addresses):
+            return str(net)
+    return preferred
 
 
 def _group_tree(inventory: Inventory, dropped: set[str] = frozenset()) -> dict[str, dict[str, Any]]:
@@ -433,10 +499,13 @@ def _from_jsonable(value: Any) -> Any:
 _MARKER_NAME = re.compile(
     r"^(prod|production|staging|stage|stg|preprod|pre_prod|dev|development|test|testing|qa|uat|live|"
     r"(dc|az|zone|region|site|rack|datacenter|location)[-_]?[a-z0-9_-]*|[a-z]{2}-[a-z]+-\d+)$", re.IGNORECASE)
+# Groups named for an environment as a prefix or suffix (`web_stg`, `db-staging`, `uat_api`): the hosts of
+# another environment, or a marker, not a role.
+_ENVIRONMENT_WORDS = r"(prod|production|staging|stage|stg|preprod|pre_prod|uat|qa|test|testing|dev|development|live)"
+_ENVIRONMENT_AFFIX = re.compile(rf"(?:^|[_-]){_ENVIRONMENT_WORDS}(?=[_-]|$)", re.IGNORECASE)
 _JUMP_NAME = re.compile(r"^(bastion|bastions|jump|jumphost|jumphosts|jump_hosts|jump-hosts|gateway_hosts)$",
                         re.IGNORECASE)
 _QUORUM_NAME = re.compile(r"(etcd|zookeeper|consul|quorum|galera|raft)", re.IGNORECASE)
-_PROXY_JUMP = re.compile(r"(?:ProxyJump[= ]|-J\s*|ProxyCommand[= ].*?\bssh\b.*?\s)([\w.@:\[\]-]+)")
 _ROLE_VAR = re.compile(r"^(role|[a-z0-9_]+_role)$")
 
 
@@ -449,14 +518,19 @@ class Suggestion:
 
 def suggest_rules(inventory: Inventory) -> tuple[tuple[Suggestion, ...], tuple[Suggestion, ...]]:
     """(ignore_groups, groups rules) worth proposing, each with the reason shown as a comment."""
-    ignore = tuple(Suggestion(name, {}, "looks like an environment or location marker, not a role")
-                   for name in inventory.groups if name not in MARKER_GROUPS and _MARKER_NAME.match(name))
-    rules: dict[str, Suggestion] = {}
-    jump_hosts = _jump_targets(inventory)
     members: dict[str, list[Host]] = {}
     for host in inventory.hosts.values():
         for group in host.all_groups:
             members.setdefault(group, []).append(host)
+    ignore = tuple(Suggestion(name, {}, "looks like an environment or location marker, not a role")
+                   if _MARKER_NAME.match(name) else
+                   Suggestion(name, {}, "named for an environment: its hosts join the VMs of their role groups")
+                   for name in inventory.groups if name not in MARKER_GROUPS and (
+                       _MARKER_NAME.match(name) or (_ENVIRONMENT_AFFIX.search(name)
+                                                    and _environment_copy_of(name, inventory) is None
+                                                    and _all_have_a_role(members.get(name, [])))))
+    rules: dict[str, Suggestion] = {}
+    jump_hosts = _jump_targets(inventory)
     for name, group in inventory.groups.items():
         if name in MARKER_GROUPS or any(s.group == name for s in ignore):
             continue
@@ -466,6 +540,11 @@ def suggest_rules(inventory: Inventory) -> tuple[tuple[Suggestion, ...], tuple[S
         if group.hosts and set(group.hosts) <= jump_hosts:
             rules[name] = Suggestion(name, {"exclude": True},
                                      "production reaches other hosts through these (ProxyJump); VMs need no jump host")
+            continue
+        role = _environment_copy_of(name, inventory)
+        if role is not None:
+            rules[name] = Suggestion(name, {"exclude": True},
+                                     f"another environment's copy of {role}: the VMs of {role} stand for it")
             continue
         hosts = members.get(name, [])
         for var in sorted({k for h in hosts for k in h.vars if _ROLE_VAR.match(k)}):
@@ -480,6 +559,85 @@ def suggest_rules(inventory: Inventory) -> tuple[tuple[Suggestion, ...], tuple[S
     return ignore, tuple(rules.values())
 
 
+def _environment_copy_of(name: str, inventory: Inventory) -> str | None:
+    """For a group named for a non-production environment (``web_stg``, ``staging-db``), the group of the same
+    role it copies (``web``, ``web_prod``, ``db``), when the inventory has one."""
+    words = [m.group(1).lower() for m in _ENVIRONMENT_AFFIX.finditer(name)]
+    if not words or _MARKER_NAME.match(name) or any(w in ("prod", "production", "live") for w in words):
+        return None
+    stem = _ENVIRONMENT_AFFIX.sub("", name).strip("_-")   # buildvm_stg_iad2 -> buildvm_iad2
+    if not stem:
+        return None
+    wanted = {slug(stem)} | {slug(f"{stem}-{p}") for p in ("prod", "production", "live")}
+    for other in inventory.groups:
+        if other != name and slug(other) in wanted:
+            return other
+    return None
+
+
+def _all_have_a_role(hosts: list[Host]) -> bool:
+    """Every host is also in a group not named for an environment: ignoring environment groups leaves it a role
+    (``web_stg`` under ``web``), rather than collapsing it with hosts of other roles into one VM."""
+    return all(any(not (_MARKER_NAME.match(g) or _ENVIRONMENT_AFFIX.search(g)) for g in h.all_groups)
+               for h in hosts)
+
+
+def plan_memory(topology: Topology) -> int:
+    return sum(m.memory for m in topology.machines)
+
+
+def fit_budget(inventory: Inventory, config: Config, topology: Topology, limit: int, what: str) -> list[str]:
+    """Warnings when the VMs of ``topology`` need more than ``limit`` MiB of memory together (``what`` says whose
+    limit), each followed by the rules that bring the plan under it, tried one after the other on top of each
+    other: ignore environment groups, smaller VMs, then excluding the groups that make the most VMs."""
+    needed = plan_memory(topology)
+    if needed <= limit:
+        return []
+    warnings = [f"too big for {what}: the plan needs {_count(len(topology.machines), 'VM')} and {needed} MiB of memory, "
+                f"more than {limit} MiB; rules in devbox.yml that bring it under follow"]
+    steps: list[tuple[str, Config]] = []
+    proposed_ignore, proposed_rules = suggest_rules(inventory)
+    environment = tuple(s.group for s in proposed_ignore if s.group not in config.ignore_groups)
+    copies = [s.group for s in proposed_rules if s.group not in config.groups and _environment_copy_of(s.group, inventory)]
+    current = config
+    if environment:
+        current = replace(current, ignore_groups=tuple(current.ignore_groups) + environment)
+        steps.append((f"`ignore_groups: [{', '.join(environment)}]` (environment groups)", current))
+    if copies:
+        current = replace(current, groups={**current.groups, **{g: GroupRule(exclude=True) for g in copies}})
+        steps.append((f"`exclude: true` for {', '.join(copies)} (another environment's copies of role groups)",
+                      current))
+    for memory in (384, 256):
+        if current.memory > memory:
+            current = replace(current, memory=memory)
+            steps.append((f"`defaults: {{memory: {memory}}}`", current))
+            break
+    result = topology
+    for text, rules in steps:
+        result = derive_topology(inventory, rules)
+        warnings.append(f"to fit: {text} gives {_count(len(result.machines), 'VM')}, {plan_memory(result)} MiB")
+        if plan_memory(result) <= limit:
+            return warnings
+    excluded: list[str] = []
+    roles = {name: host.all_groups - set(current.ignore_groups) for name, host in inventory.hosts.items()}
+    while plan_memory(result) > limit:
+        share = Counter(g for m in result.machines for g in set().union(*(roles[h] for h in m.represents)))
+        biggest = [g for g, _ in share.most_common() if g not in excluded and g not in MARKER_GROUPS]
+        if not biggest:
+            break
+        excluded.append(biggest[0])
+        current = replace(current, groups={**current.groups, biggest[0]: GroupRule(exclude=True)})
+        result = derive_topology(inventory, current)
+    if excluded and result.machines and plan_memory(result) <= limit:
+        warnings.append(f"to fit: `exclude: true` for the groups that make the most VMs ({', '.join(excluded)}) gives "
+                        f"{_count(len(result.machines), 'VM')}, {plan_memory(result)} MiB (their plays then have "
+                        "nothing to run on: choose what you need)")
+    else:
+        warnings.append("to fit: no rule alone is enough; a remote hypervisor (`libvirt: {uri: ...}` in devbox.yml) "
+                        "has room for more")
+    return warnings
+
+
 def _jump_targets(inventory: Inventory) -> set[str]:
     """Production hosts that others are reached through (ProxyJump/-J/ProxyCommand in their ssh args)."""
     by_address = {str(h.vars.get("ansible_host", h.name)): h.name for h in inventory.hosts.values()}
@@ -488,9 +646,66 @@ def _jump_targets(inventory: Inventory) -> set[str]:
     args += [v for g in inventory.groups.values() for k, v in g.vars.items() if k.startswith("ansible_ssh_")]
     targets = set()
     for value in args:
-        for match in _PROXY_JUMP.findall(str(value)):
+        for match in jump_hosts_in(str(value)):
             host = match.rsplit("@", 1)[-1]
             host = host.strip("[]") if host.startswith("[") else host.split(":")[0]
             if host in by_address:
                 targets.add(by_address[host])
     return targets
+
+
+# ssh's options that take an argument (``man ssh``): their argument is never the destination
+_SSH_ARG_OPTIONS = frozenset("BbcDEeFIiJLlmOoPpQRSWw")
+
+
+def jump_hosts_in(args: str) -> list[str]:
+    """The jump hosts (``[user@]host[:port]``) an ssh argument string names: ``-J``, ``-o ProxyJump=``, and the
+    destination of an ``ssh`` run by ``-o ProxyCommand=`` (``ssh -W %h:%p gw``, ``ssh gw nc %h %p``)."""
+    tokens = _split(args)
+    found: list[str] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        option = None
+        if token in ("-o", "-J") and i + 1 < len(tokens):
+            i += 1
+            option = tokens[i] if token == "-o" else f"ProxyJump={tokens[i]}"
+        elif token.startswith(("-o", "-J")) and len(token) > 2:
+            option = token[2:] if token.startswith("-o") else f"ProxyJump={token[2:]}"
+        i += 1
+        if option is None:
+            continue
+        key, value = (re.split(r"\s*=\s*|\s+", option.strip(), maxsplit=1) + [""])[:2]
+        if key.lower() == "proxyjump" and value.lower() != "none":
+            found += [hop for hop in value.split(",") if hop]
+        elif key.lower() == "proxycommand":
+            found += _proxy_command_destination(value)
+    return found
+
+
+def _proxy_command_destination(command: str) -> list[str]:
+    words = _split(command)
+    for start, word in enumerate(words):
+        if word.rsplit("/", 1)[-1] != "ssh":
+            continue
+        hops: list[str] = []
+        i = start + 1
+        while i < len(words):
+            word = words[i]
+            if word.startswith("-") and len(word) > 1:
+                if word[1] == "J":
+                    hops += (word[2:] or (words[i + 1] if i + 1 < len(words) else "")).split(",")
+                if word[-1] in _SSH_ARG_OPTIONS and len(word) == 2:
+                    i += 1   # the option's argument
+                i += 1
+                continue
+            return [h for h in hops if h] + [word]
+        return [h for h in hops if h]
+    return []
+
+
+def _split(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError:   # unbalanced quotes: words as they are
+        return text.split()

@@ -45,7 +45,8 @@ def test_plan_json_contract(tmp_path):
     result = run("-C", tmp_path, "plan", "--inventory", INVENTORIES / "openstack" / "multinode", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"schema", "machines", "excluded", "warnings"} and data["schema"] == 1
+    assert set(data) == {"schema", "rules", "machines", "excluded", "warnings"} and data["schema"] == 1
+    assert data["rules"] == "proposed"   # no devbox.yml: the rules `devbox init` would write
     for machine in data["machines"]:
         assert set(machine) == {"name", "hostname", "groups", "represents", "memory", "cpus", "address"}
         assert isinstance(machine["memory"], int) and isinstance(machine["cpus"], int)
@@ -55,6 +56,74 @@ def test_plan_json_contract(tmp_path):
                                  "reason": "ansible_connection=local: it runs on the control node, so it needs no VM; "
                                            "list it under `include_hosts:` in devbox.yml to give it a VM anyway"}]
     assert list(tmp_path.iterdir()) == []   # plan writes nothing
+
+
+def test_plan_without_devbox_yml_shows_what_init_writes(tmp_path, no_vagrant):
+    """Without a devbox.yml, `plan` applies the rules `init` proposes (here: one VM per `role` value and three
+    for the etcd quorum), not bare defaults: the same VMs, names and addresses, and it says so."""
+    inventory = INVENTORIES / "kubernetes" / "hosts.ini"
+    planned = run("-C", tmp_path, "plan", "-i", inventory, "--json")
+    assert planned.exit_code == 0, planned.output
+    data = json.loads(planned.stdout)
+    assert data["rules"] == "proposed" and list(tmp_path.iterdir()) == []
+    shown = run("-C", tmp_path, "plan", "-i", inventory)
+    assert "the ones `devbox init` would write" in shown.stdout
+    assert run("-C", tmp_path, "init", "-i", inventory).exit_code == 0
+    written = json.loads((tmp_path / ".devbox" / "plan.json").read_text())
+    assert [(m["name"], m["address"], m["represents"]) for m in written["machines"]] == \
+        [(m["name"], m["address"], m["represents"]) for m in data["machines"]]
+    assert len(data["machines"]) == 4   # bare defaults give 2
+    after = json.loads(run("-C", tmp_path, "plan", "--json").stdout)   # now from the devbox.yml init wrote
+    assert after["rules"] == str(tmp_path / "devbox.yml") and after["machines"] == data["machines"]
+
+
+def test_init_proposes_a_network_free_of_production_addresses(tmp_path, no_vagrant):
+    inventory = tmp_path / "prod" / "hosts.ini"
+    inventory.parent.mkdir()
+    inventory.write_text("[web]\nweb1 ansible_host=192.168.56.11\nweb2 ansible_host=192.168.56.12\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    planned = json.loads(run("-C", project, "plan", "-i", inventory, "--json").stdout)
+    assert planned["machines"][0]["address"] == "192.168.57.11"
+    assert not any("production host" in w for w in planned["warnings"])
+    assert run("-C", project, "init", "-i", inventory).exit_code == 0
+    text = (project / "devbox.yml").read_text()
+    assert "network: 192.168.57.0/24" in text and "not 192.168.56.0/24: production hosts have addresses in it" in text
+    assert "192.168.56.11" not in (project / "Vagrantfile").read_text()
+
+
+def test_plan_with_plugin_configs_and_the_opt_in(tmp_path):
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "01-hosts.ini").write_text("[web]\nweb1 tier=front\nweb2 tier=back\n")
+    (inventory / "zz.config").write_text("plugin: ansible.builtin.constructed\nkeyed_groups:\n  - key: tier\n")
+    refused = run("-C", tmp_path, "plan", "-i", inventory)
+    assert_handled(refused, 1)
+    assert "devbox refuses to run it" in refused.output
+    planned = run("-C", tmp_path, "plan", "-i", inventory, "--allow-inventory-scripts", "--json")
+    assert_handled(planned, 0)
+    assert sorted(g for m in json.loads(planned.stdout)["machines"] for g in m["groups"]) == \
+        ["_back", "_front", "web", "web"]
+    (inventory / "aws_ec2.yml").write_text((BAD / "aws_ec2.yml").read_text())
+    missing = run("-C", tmp_path, "plan", "-i", inventory, "--allow-inventory-scripts")
+    assert_handled(missing, 1)
+    assert "ansible-galaxy collection install amazon.aws" in missing.output
+
+
+def test_plan_over_the_budget_in_devbox_yml_says_so_and_proposes_rules(tmp_path):
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("".join(f"[{r}_prod]\n{r}1\n{r}2\n[{r}-staging]\n{r}3\n[{r}:children]\n{r}_prod\n{r}-staging\n"
+                                 for r in ("web", "db", "cache")))
+    (tmp_path / "devbox.yml").write_text("inventory: hosts.ini\nbudget: {memory_mb: 2048}\n")
+    result = run("-C", tmp_path, "plan", "--json")
+    assert_handled(result, 0)
+    warnings = [w for w in json.loads(result.stdout)["warnings"] if not w.startswith("Ansible: ")]
+    assert warnings[0].startswith("too big for the budget in devbox.yml: the plan needs 6 VMs and 3072 MiB")
+    assert warnings[1] == "to fit: `ignore_groups: [web_prod, db_prod, cache_prod]` (environment groups) gives 6 VMs, 3072 MiB"
+    assert warnings[2] == ("to fit: `exclude: true` for web-staging, db-staging, cache-staging (another environment's "
+                           "copies of role groups) gives 3 VMs, 1536 MiB")
+    (tmp_path / "devbox.yml").write_text("inventory: hosts.ini\nbudget: {memory_mb: 4096}\n")
+    assert not any("too big" in w for w in json.loads(run("-C", tmp_path, "plan", "--json").stdout)["warnings"])
 
 
 def test_plan_table(tmp_path):

@@ -39,6 +39,7 @@ box: devbox/debian12
 libvirt: {uri: "qemu+ssh://ops@hv1/system"}
 network: 10.10.0.0/16
 defaults: {memory: 1024, cpus: 2}
+budget: {memory_mb: 16384}
 ignore_groups: [production, dc1]
 groups:
   db: {keep_distinct: pg_role, memory: 2048, cpus: 2}
@@ -78,6 +79,7 @@ GOOD = {
     "snapshots empty": "snapshots: {}\n",
     "snapshots null": "snapshots:\n",
     "converged snapshot on": "snapshots: {converged: true}\n",
+    "empty budget": "budget: {}\n",
 }
 BAD = {
     "top level list": "- inventory: x\n",
@@ -99,6 +101,10 @@ BAD = {
     "memory a string": "defaults: {memory: 1G}\n",
     "memory a bool": "defaults: {memory: true}\n",
     "cpus zero": "defaults: {cpus: 0}\n",
+    "budget a number": "budget: 16384\n",
+    "budget unknown key": "budget: {memory: 16384}\n",
+    "budget too small": "budget: {memory_mb: 64}\n",
+    "budget a string": "budget: {memory_mb: 16G}\n",
     "ignore_groups a string": "ignore_groups: production\n",
     "ignore_groups of numbers": "ignore_groups: [1, 2]\n",
     "groups a list": "groups: [web]\n",

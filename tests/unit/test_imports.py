@@ -60,7 +60,7 @@ ALLOWED = {
     "provisioner.lab": {"adapters", "config", "environments"},
     "provisioner.environments": {"adapters", "config", "plan", "project", "playbook"},
     "provisioner.incremental": {"adapters", "config", "project", "playbook"},
-    "provisioner.plan": {"adapters", "config", "project"},
+    "provisioner.plan": {"adapters", "config", "project", "playbook"},
     "provisioner.project": {"adapters", "config"},
     "provisioner.config": set(),
     "provisioner.playbook": set(),

@@ -164,6 +164,63 @@ def test_scripts_run_only_after_opting_in(tmp_path, monkeypatch):
     assert inv.hosts["web1"].groups == ("web",)
 
 
+CONSTRUCTED = """plugin: {name}
+strict: true
+keyed_groups:
+  - key: tier
+    prefix: tier
+groups:
+  big: mem_gb > 8
+"""
+
+
+def constructed_inventory(tmp_path, config_name: str, plugin: str) -> Path:
+    inv_dir = tmp_path / "inventory"
+    inv_dir.mkdir()
+    (inv_dir / "01-static.ini").write_text("[web]\nweb1 tier=front mem_gb=4\nweb2 tier=back mem_gb=16\n")
+    (inv_dir / config_name).write_text(CONSTRUCTED.format(name=plugin))
+    return inv_dir
+
+
+@pytest.mark.parametrize("config_name, plugin", [("zz.config", "constructed"),
+                                                  ("zz.config", "ansible.builtin.constructed"),
+                                                  ("zz-constructed.yml", "ansible.builtin.constructed"),
+                                                  ("zz-constructed.yml", "constructed")])
+def test_constructed_plugin_configs_with_the_opt_in(tmp_path, config_name, plugin):
+    """Ansible's real `constructed` plugin, by its short and its fully qualified name, in a `.config` file (its own
+    extension, once misread as INI) and a `.yml` one: refused without the opt-in, run with it."""
+    inv_dir = constructed_inventory(tmp_path, config_name, plugin)
+    assert classify_source(inv_dir / config_name) == "plugin"
+    with pytest.raises(InventoryError, match="inventory plugin config; devbox refuses to run it"):
+        load_inventory(inv_dir)
+    inv = load_inventory(inv_dir, allow_scripts=True)
+    assert set(inv.hosts["web1"].groups) == {"web", "tier_front"}
+    assert set(inv.hosts["web2"].groups) == {"web", "tier_back", "big"}
+    assert inv.warnings == ()
+
+
+def test_plugin_of_a_collection_not_installed_names_the_collection(tmp_path):
+    inv = tmp_path / "aws_ec2.yml"
+    inv.write_text((BAD / "aws_ec2.yml").read_text())
+    with pytest.raises(InventoryError) as info:
+        load_inventory(inv, allow_scripts=True)
+    assert "amazon.aws.aws_ec2 of the collection amazon.aws, which is not installed" in info.value.problem
+    assert "ansible-galaxy collection install amazon.aws" in info.value.hint
+
+
+def test_plugin_config_errors_name_the_plugin(tmp_path):
+    inv_dir = constructed_inventory(tmp_path, "zz.config", "constructed")
+    (inv_dir / "zz.config").write_text(CONSTRUCTED.format(name="constructed").replace("mem_gb > 8", "mem_gb >"))
+    with pytest.raises(InventoryError, match="the inventory plugin constructed failed"):
+        load_inventory(inv_dir, allow_scripts=True)
+    (inv_dir / "zz.config").write_text("plugin: no_such_plugin\n")
+    with pytest.raises(InventoryError, match="Ansible does not know"):
+        load_inventory(inv_dir, allow_scripts=True)
+    (inv_dir / "zz.config").write_text("plugin: [\n")
+    with pytest.raises(InventoryError, match="not valid YAML"):
+        load_inventory(inv_dir, allow_scripts=True)
+
+
 def test_executable_bit_alone_does_not_make_a_script(tmp_path):
     # Static files checked out with +x (common on shared drives) are still plain INI: nothing to run.
     path = tmp_path / "hosts"

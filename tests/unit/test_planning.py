@@ -188,3 +188,34 @@ def test_concurrent_fresh_inits_do_not_crash_and_leave_one_set(project):
     assert any(rc == 0 for rc, _ in results)
     assert generated_set_problem(project) is None and consistent(project)
     assert not list(project.rglob(".*.tmp"))
+
+
+def test_workstation_memory_from_meminfo(tmp_path):
+    from provisioner.plan.planning import workstation_memory
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24683652 kB\nMemFree:         1183028 kB\n")
+    assert workstation_memory(meminfo) == (24105, 24105 - 24105 // 4)   # a quarter kept for the host
+    meminfo.write_text("MemTotal:        4027144 kB\n")
+    assert workstation_memory(meminfo) == (3932, 3932 - 2048)           # at least 2 GiB kept for the host
+    meminfo.write_text("nothing here\n")
+    assert workstation_memory(meminfo) is None
+    assert workstation_memory(tmp_path / "missing") is None
+    assert workstation_memory()[0] > 0   # this machine's own
+
+
+def test_too_big_for_this_machine_warned_unless_a_remote_hypervisor(tmp_path):
+    from provisioner.config.schema import parse_config
+    from provisioner.plan.inventory import load_inventory
+    from provisioner.plan.planning import with_budget
+    from provisioner.plan.topology import derive_topology
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("".join(f"[g{i}]\nh{i}\n" for i in range(12)))
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:        8388608 kB\n")   # 8 GiB: 6 GiB for VMs
+    inv = load_inventory(inventory)
+    rules = parse_config({"defaults": {"memory": 1024}}, None)
+    topology = with_budget(inv, rules, derive_topology(inv, rules), meminfo)
+    assert topology.warnings[0].startswith("too big for this machine (8192 MiB of memory, less room for the host): "
+                                           "the plan needs 12 VMs and 12288 MiB of memory, more than 6144 MiB")
+    remote = parse_config({"defaults": {"memory": 1024}, "libvirt": {"uri": "qemu+ssh://hv/system"}}, None)
+    assert not with_budget(inv, remote, derive_topology(inv, remote), meminfo).warnings

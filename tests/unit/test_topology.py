@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from provisioner.config.schema import load_config, parse_config
-from provisioner.errors import ConfigError
+from provisioner.errors import ConfigError, DevboxError
 from provisioner.plan.inventory import load_inventory
-from provisioner.plan.topology import Topology, derive_topology, is_connection_var, slug, suggest_rules
+from provisioner.plan.topology import (Topology, derive_topology, fit_budget, free_network, is_connection_var,
+                                       jump_hosts_in, plan_memory, slug, suggest_rules)
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORIES = REPO / "tests" / "data" / "inventories"
@@ -87,10 +88,14 @@ def test_keep_distinct_and_sizes():
     assert topology.machine("web-1").host_vars == {}      # gunicorn_workers: not kept
 
 
-def test_exclude_rule_with_reason():
+def test_exclude_rule_with_reason(tmp_path):
     topology = plan(INVENTORIES / "webapp" / "hosts.ini", {"groups": {"bastion": {"exclude": True}}})
-    assert [(e.host, e.reason) for e in topology.excluded] == [("bastion1", "group bastion is excluded in devbox.yml")]
+    assert [(e.host, e.reason) for e in topology.excluded] == [
+        ("bastion1", "group bastion is excluded by the rules `devbox init` proposes")]   # no devbox.yml
     assert "bastion-1" not in names(topology)
+    (tmp_path / "devbox.yml").write_text("groups: {bastion: {exclude: true}}\n")
+    topology = derive_topology(load_inventory(INVENTORIES / "webapp" / "hosts.ini"), load_config(tmp_path / "devbox.yml"))
+    assert [(e.host, e.reason) for e in topology.excluded] == [("bastion1", "group bastion is excluded in devbox.yml")]
 
 
 def test_environment_and_location_groups_ignored_by_rule():
@@ -113,14 +118,14 @@ def test_environment_and_location_groups_ignored_by_rule():
     assert "staging" in kept.group_tree and "production" not in kept.group_tree
 
 
-def test_local_and_windows_hosts_excluded_with_reason_and_warning():
+def test_local_and_windows_hosts_excluded_with_reason_once():
     topology = plan(INVENTORIES / "openstack" / "multinode")
     assert [e.host for e in topology.excluded] == ["localhost"]
     assert "ansible_connection=local" in topology.excluded[0].reason
     topology = plan(INVENTORIES / "odd-names" / "hosts.ini")
     assert [e.host for e in topology.excluded] == ["printer_A"]
     assert "Windows" in topology.excluded[0].reason
-    assert any("printer_A" in w for w in topology.warnings)
+    assert not any("printer_A" in w for w in topology.warnings)   # the exclusion says it, once
 
 
 def test_hosts_in_no_group_warned():
@@ -167,8 +172,41 @@ def test_addresses_from_the_network_and_capacity(tmp_path):
     topology = plan(INVENTORIES / "webapp" / "hosts.ini", {"network": "10.9.0.0/24"})
     assert [m.address for m in topology.machines] == [f"10.9.0.{i}" for i in range(11, 16)]
     hosts = "\n".join(f"[g{i}]\nh{i}" for i in range(10))
-    with pytest.raises(ConfigError, match="room for 4 VMs"):
+    with pytest.raises(DevboxError, match="room for 4 VMs"):
         plan(hosts, {"network": "10.9.0.0/28"}, tmp_path=tmp_path)
+    (tmp_path / "devbox.yml").write_text("network: 10.9.0.0/28\n")
+    with pytest.raises(ConfigError, match="room for 4 VMs"):   # with a devbox.yml, the error names it
+        derive_topology(load_inventory(tmp_path / "hosts.ini"), load_config(tmp_path / "devbox.yml"))
+
+
+def test_full_default_network_without_devbox_yml_does_not_blame_devbox_yml(tmp_path):
+    hosts = "\n".join(f"[g{i}]\nh{i}" for i in range(250))
+    with pytest.raises(DevboxError) as caught:
+        plan(hosts, tmp_path=tmp_path)
+    assert not isinstance(caught.value, ConfigError)
+    assert "no devbox.yml" in caught.value.message and "room for 244 VMs" in caught.value.message
+    assert "devbox init" in caught.value.hint
+
+
+def test_development_network_checked_against_production_addresses(tmp_path):
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("[web]\nweb1 ansible_host=192.168.56.20\n[db]\n192.168.57.4\n")
+    inv = load_inventory(inventory)
+    assert free_network(inv, "192.168.56.0/24") == "192.168.58.0/24"   # .56 and .57 hold production hosts
+    assert free_network(inv, "10.9.0.0/24") == "10.9.0.0/24"
+    topology = plan(inventory, {"network": "192.168.56.0/24"})
+    assert ("the development network 192.168.56.0/24 holds the addresses of 1 production host: set another `network` "
+            "in devbox.yml (`devbox init` proposes a free one)") in topology.warnings
+    assert not any("192.168.56.20" in w for w in topology.warnings)   # warnings reach plan.json: no address
+    assert not any("production host" in w for w in plan(inventory, {"network": "10.9.0.0/24"}).warnings)
+
+
+def test_name_collisions_between_groups_are_said(tmp_path):
+    topology = plan("[web_app]\na\n[web-app]\nb\n[web-app-1]\nc\n", tmp_path=tmp_path)
+    assert names(topology) == ["web-app-1", "web-app-1-2", "web-app-1-1"]
+    assert [w for w in topology.warnings if "is not named" in w] == [
+        "VM web-app-1-2 (for web-app) is not named web-app-1: another VM of the plan has that name (group names "
+        "differing only in `_`/`-`/case or a numeric suffix give the same VM name)"]
 
 
 def test_name_collisions_resolved_readably(tmp_path):
@@ -187,6 +225,22 @@ def test_long_names_truncated_to_a_valid_hostname(tmp_path):
     group = "a" * 80
     topology = plan(f"[{group}]\nh1\n", tmp_path=tmp_path)
     assert all(VALID_NAME.match(n) and len(n) <= 63 for n in names(topology))
+
+
+def test_long_names_keep_their_index_and_whole_words(tmp_path):
+    group = "payments_settlement_reconciliation_worker_pool_eu_central_primary"
+    topology = plan(f"[{group}]\nh1\nh2\nh3\n", {"groups": {group: {"count": 3}}}, tmp_path=tmp_path)
+    assert names(topology) == [f"payments-settlement-reconciliation-worker-pool-eu-central-{i}" for i in (1, 2, 3)]
+    group = "payments_settlement_reconciliation_worker_pool_europe_centralised"   # the cut falls inside a word
+    topology = plan(f"[{group}]\nh1\nh2\n", {"groups": {group: {"count": 2}}}, tmp_path=tmp_path)
+    assert names(topology) == [f"payments-settlement-reconciliation-worker-pool-europe-{i}" for i in (1, 2)]
+    assert all(len(n) <= 59 and VALID_NAME.match(n) for n in names(topology))
+
+
+def test_non_ascii_group_names_transliterated(tmp_path):
+    topology = plan("[données]\nh1\n[Grüße]\nh2\n", tmp_path=tmp_path)
+    assert names(topology) == ["donnees-1", "grue-1"]
+    assert slug("Ärger_Ölpreis") == "arger-olpreis"
 
 
 def test_slug():
@@ -223,6 +277,23 @@ def test_jump_host_found_through_proxyjump(tmp_path):
                     "ansible_ssh_common_args='-o ProxyJump=ops@198.51.100.1:22'\n")
     _, rules = suggest_rules(load_inventory(path))
     assert {s.group: dict(s.rule) for s in rules} == {"gw": {"exclude": True}}
+
+
+def test_jump_host_found_through_proxycommand(tmp_path):
+    path = tmp_path / "hosts.ini"
+    path.write_text("[gw]\ngw\n[app]\napp1\n[app:vars]\n"
+                    "ansible_ssh_common_args='-o ProxyCommand=\"ssh -W %h:%p gw\"'\n")
+    _, rules = suggest_rules(load_inventory(path))
+    assert {s.group: dict(s.rule) for s in rules} == {"gw": {"exclude": True}}
+
+
+def test_jump_hosts_in_ssh_arguments():
+    assert jump_hosts_in('-o ProxyCommand="ssh -W %h:%p gw"') == ["gw"]
+    assert jump_hosts_in("-o 'ProxyCommand ssh -q -i key -p 2222 -W %h:%p ops@gw.example'") == ["ops@gw.example"]
+    assert jump_hosts_in('-o ProxyCommand="ssh gw nc %h %p"') == ["gw"]
+    assert jump_hosts_in("-J a@b:22,c -o ProxyJump=d") == ["a@b:22", "c", "d"]
+    assert jump_hosts_in('-o ProxyCommand="nc -X 5 -x proxy:1080 %h %p" -o ProxyJump=none') == []
+    assert jump_hosts_in("-o StrictHostKeyChecking=no -o 'unbalanced") == []
 
 
 def test_reference_service_plan():
@@ -274,3 +345,69 @@ def test_hosts_named_by_address_are_redacted_in_what_is_written(tmp_path):
     assert [e.host for e in written.excluded] == ["address-named-host-1", "win2"]
     assert "host_vars/address-named-host-1.yml (beside the inventory)" in written.excluded[0].reason
     assert written.redacted() == written and Topology.from_state(written.to_state()) == written
+
+
+STAGED = "".join(f"[{role}_prod]\n{role}1.prod\n{role}2.prod\n[{role}_stg]\n{role}1.stg\n"
+                 f"[{role}:children]\n{role}_prod\n{role}_stg\n" for role in ("web", "api", "db", "cache"))
+
+
+def test_environment_groups_proposed_for_ignore_groups_only_where_hosts_keep_a_role(tmp_path):
+    path = tmp_path / "hosts.ini"
+    path.write_text(STAGED + "[solo_stg]\nsolo1\n[uat-db]\ndb1.prod\n[monitoring_prod]\nmon1\n")
+    ignore, rules = suggest_rules(load_inventory(path))
+    # not solo_stg nor monitoring_prod: their hosts have no other group to be a VM of
+    assert [s.group for s in ignore] == ["web_prod", "api_prod", "db_prod", "cache_prod"]
+    assert "environment" in ignore[1].reason
+    # staging copies of a role group are excluded instead: the role's VMs stand for them
+    assert {s.group: s.reason for s in rules} == {
+        **{f"{r}_stg": f"another environment's copy of {r}_prod: the VMs of {r}_prod stand for it"
+           for r in ("web", "api", "db", "cache")},
+        "uat-db": "another environment's copy of db_prod: the VMs of db_prod stand for it"}
+
+
+def test_too_big_for_the_budget_warned_with_rules_that_fit(tmp_path):
+    path = tmp_path / "hosts.ini"
+    path.write_text(STAGED)
+    inv = load_inventory(path)
+    rules = parse_config({}, None)
+    topology = derive_topology(inv, rules)
+    assert (len(topology.machines), plan_memory(topology)) == (8, 4096)   # staging hosts got their own VMs
+    assert fit_budget(inv, rules, topology, 4096, "the budget") == []
+    warnings = fit_budget(inv, rules, topology, 1800, "the budget in devbox.yml")
+    assert warnings[0] == ("too big for the budget in devbox.yml: the plan needs 8 VMs and 4096 MiB of memory, "
+                           "more than 1800 MiB; rules in devbox.yml that bring it under follow")
+    assert warnings[1:] == [
+        "to fit: `ignore_groups: [web_prod, api_prod, db_prod, cache_prod]` (environment groups) gives 8 VMs, 4096 MiB",
+        "to fit: `exclude: true` for web_stg, api_stg, db_stg, cache_stg (another environment's copies of role "
+        "groups) gives 4 VMs, 2048 MiB",
+        "to fit: `defaults: {memory: 384}` gives 4 VMs, 1536 MiB"]   # under the budget there: no more rules
+    tight = fit_budget(inv, rules, topology, 800, "this machine")
+    assert tight[-1].startswith("to fit: `exclude: true` for the groups that make the most VMs (web, api) gives "
+                                "2 VMs, 768 MiB")
+    assert fit_budget(inv, rules, topology, 100, "this machine")[-1].startswith("to fit: no rule alone is enough")
+
+
+def test_staging_copies_of_a_role_group_proposed_for_exclusion(tmp_path):
+    path = tmp_path / "hosts.ini"
+    path.write_text("[web]\nw1\n[web_stg]\nws1\n[db_prod]\nd1\n[db-staging]\nds1\n[cache_stg]\ncs1\n[prod-api]\na1\n")
+    inv = load_inventory(path)
+    ignore, rules = suggest_rules(inv)
+    assert ignore == ()   # none of these hosts has another group to be a VM of
+    assert {s.group: (dict(s.rule), s.reason) for s in rules} == {
+        "web_stg": ({"exclude": True}, "another environment's copy of web: the VMs of web stand for it"),
+        "db-staging": ({"exclude": True}, "another environment's copy of db_prod: the VMs of db_prod stand for it")}
+    proposed = derive_topology(inv, parse_config({"groups": {s.group: dict(s.rule) for s in rules}}, None))
+    assert names(proposed) == ["web-1", "db-prod-1", "cache-stg-1", "prod-api-1"]   # no VM for a staging copy
+
+
+def test_budget_proposes_excluding_staging_copies(tmp_path):
+    path = tmp_path / "hosts.ini"
+    path.write_text("".join(f"[{r}]\n{r}1\n[{r}-staging]\n{r}s1\n" for r in ("web", "db", "cache", "queue")))
+    inv = load_inventory(path)
+    rules = parse_config({}, None)
+    topology = derive_topology(inv, rules)
+    assert len(topology.machines) == 8   # each staging host got its own VM
+    warnings = fit_budget(inv, rules, topology, 2048, "this machine")
+    assert warnings[1] == ("to fit: `exclude: true` for web-staging, db-staging, cache-staging, queue-staging "
+                           "(another environment's copies of role groups) gives 4 VMs, 2048 MiB")
+    assert len(warnings) == 2
