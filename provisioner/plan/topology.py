@@ -614,7 +614,9 @@ def fit_budget(inventory: Inventory, config: Config, topology: Topology, limit: 
             break
     result = topology
     for text, rules in steps:
-        result = derive_topology(inventory, rules)
+        before, result = plan_memory(result), derive_topology(inventory, rules)
+        if plan_memory(result) >= before:
+            continue   # changes nothing here (VMs already join no environment group): not worth proposing
         warnings.append(f"to fit: {text} gives {_count(len(result.machines), 'VM')}, {plan_memory(result)} MiB")
         if plan_memory(result) <= limit:
             return warnings

@@ -114,15 +114,15 @@ def test_plan_over_the_budget_in_devbox_yml_says_so_and_proposes_rules(tmp_path)
     inventory = tmp_path / "hosts.ini"
     inventory.write_text("".join(f"[{r}_prod]\n{r}1\n{r}2\n[{r}-staging]\n{r}3\n[{r}:children]\n{r}_prod\n{r}-staging\n"
                                  for r in ("web", "db", "cache")))
-    (tmp_path / "devbox.yml").write_text("inventory: hosts.ini\nbudget: {memory_mb: 2048}\n")
+    (tmp_path / "devbox.yml").write_text("inventory: hosts.ini\nbudget: {memory_mb: 1200}\n")
     result = run("-C", tmp_path, "plan", "--json")
     assert_handled(result, 0)
     warnings = [w for w in json.loads(result.stdout)["warnings"] if not w.startswith("Ansible: ")]
-    assert warnings[0].startswith("too big for the budget in devbox.yml: the plan needs 6 VMs and 3072 MiB")
-    assert warnings[1] == "to fit: `ignore_groups: [web_prod, db_prod, cache_prod]` (environment groups) gives 6 VMs, 3072 MiB"
-    assert warnings[2] == ("to fit: `exclude: true` for web-staging, db-staging, cache-staging (another environment's "
-                           "copies of role groups) gives 3 VMs, 1536 MiB")
-    (tmp_path / "devbox.yml").write_text("inventory: hosts.ini\nbudget: {memory_mb: 4096}\n")
+    # the VMs join no environment group (said first): one VM per role, its production and staging hosts together
+    assert warnings[0].startswith("the VMs join no environment group (cache-staging, cache_prod, db-staging,")
+    assert warnings[1].startswith("too big for the budget in devbox.yml: the plan needs 3 VMs and 1536 MiB")
+    assert warnings[2:] == ["to fit: `defaults: {memory: 384}` gives 3 VMs, 1152 MiB"]
+    (tmp_path / "devbox.yml").write_text("inventory: hosts.ini\nbudget: {memory_mb: 2048}\n")
     assert not any("too big" in w for w in json.loads(run("-C", tmp_path, "plan", "--json").stdout)["warnings"])
 
 

@@ -371,16 +371,14 @@ def test_too_big_for_the_budget_warned_with_rules_that_fit(tmp_path):
     inv = load_inventory(path)
     rules = parse_config({}, None)
     topology = derive_topology(inv, rules)
-    assert (len(topology.machines), plan_memory(topology)) == (8, 4096)   # staging hosts got their own VMs
-    assert fit_budget(inv, rules, topology, 4096, "the budget") == []
+    # the VMs join no environment group: each role's production and staging hosts share its VM
+    assert (len(topology.machines), plan_memory(topology)) == (4, 2048)
+    assert fit_budget(inv, rules, topology, 2048, "the budget") == []
     warnings = fit_budget(inv, rules, topology, 1800, "the budget in devbox.yml")
-    assert warnings[0] == ("too big for the budget in devbox.yml: the plan needs 8 VMs and 4096 MiB of memory, "
+    assert warnings[0] == ("too big for the budget in devbox.yml: the plan needs 4 VMs and 2048 MiB of memory, "
                            "more than 1800 MiB; rules in devbox.yml that bring it under follow")
-    assert warnings[1:] == [
-        "to fit: `ignore_groups: [web_prod, api_prod, db_prod, cache_prod]` (environment groups) gives 8 VMs, 4096 MiB",
-        "to fit: `exclude: true` for web_stg, api_stg, db_stg, cache_stg (another environment's copies of role "
-        "groups) gives 4 VMs, 2048 MiB",
-        "to fit: `defaults: {memory: 384}` gives 4 VMs, 1536 MiB"]   # under the budget there: no more rules
+    # ignoring the environment groups or excluding the staging copies would change nothing here: not proposed
+    assert warnings[1:] == ["to fit: `defaults: {memory: 384}` gives 4 VMs, 1536 MiB"]   # under the budget there
     tight = fit_budget(inv, rules, topology, 800, "this machine")
     assert tight[-1].startswith("to fit: `exclude: true` for the groups that make the most VMs (web, api) gives "
                                 "2 VMs, 768 MiB")
@@ -397,7 +395,11 @@ def test_staging_copies_of_a_role_group_proposed_for_exclusion(tmp_path):
         "web_stg": ({"exclude": True}, "another environment's copy of web: the VMs of web stand for it"),
         "db-staging": ({"exclude": True}, "another environment's copy of db_prod: the VMs of db_prod stand for it")}
     proposed = derive_topology(inv, parse_config({"groups": {s.group: dict(s.rule) for s in rules}}, None))
-    assert names(proposed) == ["web-1", "db-prod-1", "cache-stg-1", "prod-api-1"]   # no VM for a staging copy
+    # no VM for a staging copy; db_prod and cache_stg are environment groups, which VMs never join (said): their
+    # hosts, in no other group, are represented by the VM of hosts in no group
+    assert [(m.name, m.represents) for m in proposed.machines] == [
+        ("web-1", ("w1",)), ("ungrouped-1", ("d1", "cs1")), ("prod-api-1", ("a1",))]
+    assert any(w.startswith("the VMs join no environment group (cache_stg, db_prod)") for w in proposed.warnings)
 
 
 def test_budget_proposes_excluding_staging_copies(tmp_path):
@@ -406,7 +408,7 @@ def test_budget_proposes_excluding_staging_copies(tmp_path):
     inv = load_inventory(path)
     rules = parse_config({}, None)
     topology = derive_topology(inv, rules)
-    assert len(topology.machines) == 8   # each staging host got its own VM
+    assert len(topology.machines) == 5   # the staging hosts, in no role group, share the VM of hosts in no group
     warnings = fit_budget(inv, rules, topology, 2048, "this machine")
     assert warnings[1] == ("to fit: `exclude: true` for web-staging, db-staging, cache-staging, queue-staging "
                            "(another environment's copies of role groups) gives 4 VMs, 2048 MiB")
