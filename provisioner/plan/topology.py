@@ -201,6 +201,7 @@ def derive_topology(inventory: Inventory, config: Config, variables: HostVariabl
     # that tell its VMs apart (db-primary gets pg_role=primary)
     keep = set(config.keep_host_vars) | {r.keep_distinct for r in config.groups.values() if r.keep_distinct}
     in_dropped: set[str] = set()
+    left_out: set[str] = set()   # host-level names no VM gets: said, so a role needing one is no surprise
     for name, (_, hosts, memory, cpus), address in zip(names, planned, addresses):
         first = hosts[0]
         differing = _differing_vars(hosts, variables)
@@ -214,9 +215,15 @@ def derive_topology(inventory: Inventory, config: Config, variables: HostVariabl
         groups = sorted({g for h in hosts for g in h.groups} - dropped)
         own = variables.resolve(first).host_level
         host_vars = strip_connection_vars({k: v for k, v in own.items() if k in keep})
+        left_out.update(k for h in hosts for k in variables.resolve(h).host_level
+                        if k not in keep and k not in config.vars and not is_connection_var(k))
         machines.append(MachineSpec(name=name, hostname=name, groups=tuple(groups),
                                     represents=tuple(h.name for h in hosts), memory=memory, cpus=cpus,
                                     address=address, host_vars=host_vars))
+    if left_out:
+        warnings.append(f"host-level variables not copied to the VMs (production values stay in production): "
+                        f"{_summary(sorted(left_out), 12)}; if a role needs one, keep it with `host_vars: {{keep: "
+                        "[NAME]}` or give it a development value under `vars:` in devbox.yml")
     if in_dropped:
         warnings.append(f"the VMs join no environment group ({', '.join(sorted(in_dropped))}): production or staging "
                         "values in their group_vars do not apply to development, and plays that target these groups "

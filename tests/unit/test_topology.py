@@ -413,3 +413,17 @@ def test_budget_proposes_excluding_staging_copies(tmp_path):
     assert warnings[1] == ("to fit: `exclude: true` for web-staging, db-staging, cache-staging, queue-staging "
                            "(another environment's copies of role groups) gives 4 VMs, 2048 MiB")
     assert len(warnings) == 2
+
+
+def test_host_level_variables_left_out_are_named_and_keep_brings_one_back(tmp_path):
+    inventory = "[db]\ndb1 db_port=5432 ansible_host=203.0.113.9\n[web]\nweb1\n"
+    topology = plan(inventory, tmp_path=tmp_path)
+    assert topology.machine("db-1").host_vars == {}
+    left = [w for w in topology.warnings if w.startswith("host-level variables not copied to the VMs")]
+    assert len(left) == 1 and "db_port" in left[0] and "host_vars: {keep:" in left[0]
+    assert "ansible_host" not in left[0] and "5432" not in left[0]   # connection settings and values never named
+    kept = plan(inventory, {"host_vars": {"keep": ["db_port"]}}, tmp_path=tmp_path)
+    assert kept.machine("db-1").host_vars == {"db_port": 5432}
+    assert not any(w.startswith("host-level variables") for w in kept.warnings)
+    given = plan(inventory, {"vars": {"db_port": 15432}}, tmp_path=tmp_path)   # a development value instead
+    assert not any(w.startswith("host-level variables") for w in given.warnings)
