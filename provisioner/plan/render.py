@@ -16,7 +16,7 @@ import jinja2
 from provisioner.config.schema import Config
 from provisioner.errors import RenderError
 from provisioner.fsutil import atomic_write
-from provisioner.plan.topology import Topology
+from provisioner.plan.topology import Topology, summarize_names
 
 TEMPLATE_NAME = "Vagrantfile.j2"
 
@@ -68,15 +68,9 @@ def vagrantfile_context(topology: Topology, config: Config) -> dict:
         "libvirt_uri": config.libvirt_uri,
         "machines": [{"name": m.name, "hostname": m.hostname, "memory": m.memory, "cpus": m.cpus,
                       "address": m.address, "represents": list(m.represents), "groups": list(m.groups),
-                      "summary": _summary(m.represents)}
+                      "summary": summarize_names(m.represents)}
                      for m in topology.machines],
     }
-
-
-def _summary(names, shown: int = 5) -> str:
-    """A readable "stands for" line even when one VM stands for thousands of hosts."""
-    head = ", ".join(names[:shown])
-    return head if len(names) <= shown else f"{head} and {len(names) - shown} more"
 
 
 def render_vagrantfile(topology: Topology, config: Config, template: Path) -> str:

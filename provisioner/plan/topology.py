@@ -152,7 +152,7 @@ def derive_topology(inventory: Inventory, config: Config, variables: HostVariabl
     if opaque:
         shown = sorted(opaque)
         warnings.append(f"{len(shown)} vars file(s) are vault-encrypted as a whole, so devbox cannot know the variables "
-                        f"they set (connection type, differences between hosts): {_summary(shown)}")
+                        f"they set (connection type, differences between hosts): {summarize_names(shown)}")
 
     unknown_rules = sorted(set(config.groups) - set(inventory.groups))
     if unknown_rules:
@@ -209,7 +209,7 @@ def derive_topology(inventory: Inventory, config: Config, variables: HostVariabl
             kept = [v for v in differing if v in keep]
             taken = (f"; it takes {', '.join(kept)} from {first.name} (host_vars.keep)" if kept else
                      "; the VM gets the values its groups give")
-            warnings.append(f"{name} stands for {len(hosts)} hosts ({_summary([h.name for h in hosts])}) whose "
+            warnings.append(f"{name} stands for {len(hosts)} hosts ({summarize_names([h.name for h in hosts])}) whose "
                             f"variables differ: {', '.join(differing)} (values not shown){taken}")
         in_dropped.update(g for h in hosts for g in h.all_groups & dropped)
         groups = sorted({g for h in hosts for g in h.groups} - dropped)
@@ -222,7 +222,7 @@ def derive_topology(inventory: Inventory, config: Config, variables: HostVariabl
                                     address=address, host_vars=host_vars))
     if left_out:
         warnings.append(f"host-level variables not copied to the VMs (production values stay in production): "
-                        f"{_summary(sorted(left_out), 12)}; if a role needs one, keep it with `host_vars: {{keep: "
+                        f"{summarize_names(sorted(left_out), 12)}; if a role needs one, keep it with `host_vars: {{keep: "
                         "[NAME]}` or give it a development value under `vars:` in devbox.yml")
     if in_dropped:
         warnings.append(f"the VMs join no environment group ({', '.join(sorted(in_dropped))}): production or staging "
@@ -248,7 +248,8 @@ def environment_groups(inventory: Inventory, config: Config) -> set[str]:
             if g not in MARKER_GROUPS and (_ENVIRONMENT_NAME.match(g) or g in named)}
 
 
-def _summary(names: list[str], shown: int = 5) -> str:
+def summarize_names(names, shown: int = 5) -> str:
+    """A readable list of names even when there are thousands: the first ``shown``, then how many more."""
     head = ", ".join(names[:shown])
     return head if len(names) <= shown else f"{head} and {len(names) - shown} more"
 
