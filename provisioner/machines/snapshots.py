@@ -208,7 +208,18 @@ def _restore_locked(project: Project, snapshot: str, names: Sequence[str]) -> Sn
             notes.append(f"{n} runs as when the snapshot was taken: {'; '.join(differs)}")
         if entry.state != RUNNING:
             notes.append(f"{n} is halted, as it was when the snapshot was taken: `devbox up {n}` boots it")
-    lifecycle.write_connection_inventory(paths, topology, load_state(paths.state))
+    state = load_state(paths.state)
+    lifecycle.write_connection_inventory(paths, topology, state)
+    # a VM restored running answers only once its network is back: wait for SSH as `up` does, so the next
+    # command (status, provision) finds it reachable
+    running = [n for n in selected if entries[n].state == RUNNING]
+    if running:
+        results = project.ssh_probe.wait_ready(targets=lifecycle._targets(paths, state, running),
+                                               timeout=lifecycle.SSH_TIMEOUT,
+                                               on_ready=lambda n: project.progress(n, "SSH ready"))
+        errors = [r.error for r in results.values() if not r.ready]
+        if errors:
+            raise lifecycle.SshNotReady(errors)
     return SnapshotRun(snapshot, tuple(selected), seconds, tuple(notes))
 
 
