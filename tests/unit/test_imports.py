@@ -44,6 +44,8 @@ CORE = {
     "provisioner.report.model": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED + ("ansible",),
     "provisioner.report.svg": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED + ("ansible",),
     "provisioner.report.render": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED + ("ansible",),
+    # converged images: what an image is for, the catalogs, the choice per VM
+    "provisioner.images.catalog": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED + ("ansible",),
 }
 
 # Which packages of devbox each part may import (statically, anywhere in the file): the layers, top to bottom.
@@ -58,6 +60,9 @@ ALLOWED = {
     "provisioner.parity": {"adapters", "config", "plan", "project", "incremental", "environments", "machines",
                            "playbook"},
     "provisioner.lab": {"adapters", "config", "environments"},
+    # converged images: the pure catalog, box files through qemu-img and vagrant (process), the reset script;
+    # the VM flow that uses them (machines, app) sits above
+    "provisioner.images": {"adapters"},
     "provisioner.environments": {"adapters", "config", "plan", "project", "playbook"},
     "provisioner.incremental": {"adapters", "config", "project", "playbook"},
     "provisioner.plan": {"adapters", "config", "project", "playbook"},
