@@ -144,6 +144,16 @@ def vagrant_box_dir(vagrant_home: Path, name: str, version: str = "0", provider:
     return Path(vagrant_home) / "boxes" / name.replace("/", "-VAGRANTSLASH-") / version / provider
 
 
+def base_box_record(box_files: Path, name: str) -> dict:
+    """Which box the VM was created from, for the image's record: the name, and the digest ``devbox box build``
+    wrote into its box (``devbox-box.json``) when it is devbox's own."""
+    try:
+        marker = json.loads((Path(box_files) / "devbox-box.json").read_text())
+    except (OSError, ValueError):
+        return {"name": name}
+    return {"name": name, "digest": marker.get("digest")}
+
+
 # ---------------------------------------------------------------------------------------------- verification
 
 def verify_box(path: Path, record: ImageRecord) -> None:

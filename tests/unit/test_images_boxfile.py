@@ -14,7 +14,7 @@ import pytest
 
 from provisioner import DATA_DIR
 from provisioner.errors import DevboxError
-from provisioner.images.boxfile import (ImageError, VagrantBoxes, add_image, disk_info, export_box,
+from provisioner.images.boxfile import (ImageError, VagrantBoxes, add_image, base_box_record, disk_info, export_box,
                                         parse_box_list, publish_image, read_index, sha256_of, vagrant_box_dir)
 from provisioner.images.catalog import INDEX_NAME, definition_digest
 
@@ -221,6 +221,14 @@ def test_a_box_vagrant_cannot_unpack_is_refused_and_nothing_stays(published, box
         add_image(folder, record, boxes)
     assert "nothing of it was kept" in err.value.hint
     vagrant_home_is_clean(boxes)
+
+
+def test_the_base_box_is_named_with_the_digest_devbox_box_build_gave_it(tmp_path):
+    folder = make_box_files(tmp_path / "box")
+    assert base_box_record(folder, "generic/debian12") == {"name": "generic/debian12"}
+    (folder / "devbox-box.json").write_text(json.dumps({"name": "devbox/debian12", "digest": "447b4f8c181579e8",
+                                                        "release": "bookworm"}))
+    assert base_box_record(folder, "devbox/debian12") == BASE_BOX
 
 
 def test_parse_box_list_reads_vagrants_machine_readable_list():
