@@ -19,7 +19,7 @@ chmod 755 "$OUT" "$OUT/project" "$OUT/src"    # qemu (9p passthrough) runs as li
 LOG=$OUT/log.txt; RESULTS=$OUT/results.txt
 cd "$OUT/project"
 now() { date +%s.%N; }
-since() { echo "$(now) - $1" | bc; }
+since() { awk -v a="$(now)" -v b="$1" 'BEGIN { printf "%.2f", a - b }'; }
 result() { echo "$*" | tee -a "$RESULTS"; }
 step() { echo "=== $*" >>"$LOG"; }
 
@@ -103,7 +103,7 @@ EOF
     t=$(now)
     sed -i "s/version [0-9]*/version $v/" "$OUT/src/app.py"
     seen=""
-    while [ "$(since "$t" | cut -d. -f1)" -lt 60 ]; do
+    while [ "$(since "$t" | cut -d. -f1)" -lt 60 ]; do   # whole seconds
       if curl -s -m 2 http://192.168.56.201:8000/ | grep -q "version $v"; then seen=$(since "$t"); break; fi
       sleep 0.05
     done
@@ -114,7 +114,7 @@ fi
 step "snapshot save running"; t=$(now)
 out=$(vagrant snapshot save share-1 running 2>&1); rc=$?
 echo "$out" >>"$LOG"
-result "snapshot save (running, memory) rc=$rc seconds=$(since "$t") : $(echo "$out" | grep -iv '^==> share-1: Snapshotting' | tail -3 | tr '\n' ' ')"
+result "snapshot save (running, memory) rc=$rc seconds=$(since "$t") : $(echo "$out" | grep -m1 -E 'Call to|rror' || echo "$out" | tail -2 | tr '\n' ' ')"
 if [ $rc -eq 0 ]; then
   echo "after-snap" >"$OUT/src/version.txt"
   t=$(now)

@@ -22,6 +22,7 @@ from provisioner.machines import lifecycle
 from provisioner.machines.snapshot_book import (APPLIED_AT_BOOT, CONVERGED, NAME, SnapshotEntry, definition_of,
                                                 load_book, mismatches, save_book)
 from provisioner.plan.planning import generated_set_problem, load_plan
+from provisioner.plan.shares import machines_sharing
 from provisioner.project.context import Project
 from provisioner.project.state import MachineRecord, State, load_state, now_iso, save_state
 
@@ -113,6 +114,18 @@ def _save_locked(project: Project, snapshot: str, selected: Sequence[str], *, re
         raise SnapshotRefused("only running or halted VMs are snapshotted: "
                               + ", ".join(f"{n} is {s}" for n, s in odd.items()) + "; no snapshot was taken",
                               "`devbox up` starts them, `devbox halt` stops them")
+    running_virtiofs = [n for n in machines_sharing(config, [topology.machine(n) for n in selected], "virtiofs")
+                        if states[n] == RUNNING]
+    if running_virtiofs:
+        # measured: libvirt answers "cannot migrate domain: non-migratable device: .../vhost-user-fs" (Debian 12's
+        # virtiofsd 7.2 cannot migrate, and a snapshot with memory is a migration to a file)
+        names = " ".join(running_virtiofs)
+        raise SnapshotRefused(f"{', '.join(running_virtiofs)} {'runs' if len(running_virtiofs) == 1 else 'run'} "
+                              f"with a virtiofs shared folder, and libvirt cannot save the memory of a VM with "
+                              f"virtiofs attached; no snapshot was taken",
+                              f"`devbox halt {names}`, save the snapshot again (of a halted VM: its disk only), "
+                              f"then `devbox up {names}`; or share the folder with `type: 9p` (or `auto`) in "
+                              f"devbox.yml's shared_folders, which snapshots with memory")
     state = load_state(paths.state)
     reasons = {n: r for n in selected
                if (r := mismatches(state.machine(n).definition, definition_of(config, topology.machine(n))))}

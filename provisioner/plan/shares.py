@@ -42,6 +42,12 @@ def mechanisms_in_use(config: Config) -> set[str]:
     return {mechanism(f, config.provider) for f in config.shared_folders}
 
 
+def machines_sharing(config: Config, machines: Iterable, kind: str) -> list[str]:
+    """The VMs that get at least one folder by mechanism ``kind`` (no filesystem check: for refusals)."""
+    folders = [f for f in config.shared_folders if mechanism(f, config.provider) == kind]
+    return [m.name for m in machines if any(m.name in f.to or set(m.groups) & set(f.to) for f in folders)]
+
+
 def resolve_shares(config: Config, project_dir: Path, machines: Iterable) -> dict[str, tuple[Share, ...]]:
     """``{vm name: shares}`` for every machine (``name`` and ``groups`` attributes); every problem is reported at
     once as a ConfigError naming devbox.yml and the entry."""

@@ -402,3 +402,41 @@ def test_up_of_a_vm_destroyed_outside_devbox_forgets_its_snapshots(project):
     outside.snapshots["db-1"] = {}
     app_for(project, outside, FakePlaybookRunner(playbook_ok("db-1"))).up(["db-1"])
     assert set(load_book(ProjectPaths(project)).entries(CONVERGED)) == {"web-1"}
+
+
+# ------------------------------------------------------------------------------------ shared folders
+
+def share_virtiofs(project, to="web-1"):
+    (project / "src").mkdir(exist_ok=True)
+    append(project / "devbox.yml", f"shared_folders:\n  - {{host: src, guest: /srv/app, to: [{to}], type: virtiofs}}\n")
+
+
+def test_save_refuses_a_running_vm_with_a_virtiofs_share_and_says_to_halt_it(project):
+    """Measured in the lab: libvirt refuses a snapshot with memory of a VM with virtiofs attached ("cannot migrate
+    domain: non-migratable device: .../vhost-user-fs"), and Vagrant shows it as a Ruby traceback."""
+    vagrant, _ = booted(project, converged=False)
+    share_virtiofs(project)
+    again = running(vagrant)
+    with pytest.raises(SnapshotRefused) as err:
+        app_for(project, again).snapshot_save("s1")
+    assert "web-1 runs with a virtiofs shared folder" in str(err.value) and "db-1" not in str(err.value)
+    assert "no snapshot was taken" in str(err.value)
+    assert "`devbox halt web-1`" in err.value.hint and "type: 9p" in err.value.hint
+    assert again.calls == [("status", ())]
+
+
+def test_a_halted_vm_with_a_virtiofs_share_is_snapshotted(project):
+    vagrant, _ = booted(project, converged=False)
+    share_virtiofs(project)
+    again = running(vagrant)
+    again.machines["web-1"] = "poweroff"
+    run = app_for(project, again).snapshot_save("s1")
+    assert run.names == VMS
+    assert load_book(ProjectPaths(project)).entries("s1")["web-1"].state == "poweroff"
+
+
+def test_a_9p_share_does_not_stop_a_snapshot_with_memory(project):
+    vagrant, _ = booted(project, converged=False)
+    (project / "src").mkdir()
+    append(project / "devbox.yml", "shared_folders:\n  - {host: src, guest: /srv/app, to: [web], type: 9p}\n")
+    assert app_for(project, running(vagrant)).snapshot_save("s1").names == VMS
