@@ -19,6 +19,10 @@ from provisioner.errors import ConfigError
 # VMs only (see the README).
 AUTO = {"libvirt": "9p", "virtualbox": "virtualbox"}
 LIBVIRT_ONLY = ("virtiofs", "9p")
+# Mechanisms with which libvirt cannot snapshot the memory of a running VM (a snapshot with memory is a migration to
+# a file). Measured on Debian 12 (libvirt 9.0, qemu 7.2): virtiofs, "cannot migrate domain: non-migratable device:
+# .../vhost-user-fs"; 9p, qemu's own blocker while the guest has the folder mounted.
+NO_MEMORY_SNAPSHOT = ("virtiofs", "9p")
 
 
 @dataclass(frozen=True)
@@ -42,9 +46,11 @@ def mechanisms_in_use(config: Config) -> set[str]:
     return {mechanism(f, config.provider) for f in config.shared_folders}
 
 
-def machines_sharing(config: Config, machines: Iterable, kind: str) -> list[str]:
-    """The VMs that get at least one folder by mechanism ``kind`` (no filesystem check: for refusals)."""
-    folders = [f for f in config.shared_folders if mechanism(f, config.provider) == kind]
+def machines_sharing(config: Config, machines: Iterable, kinds: Iterable[str]) -> list[str]:
+    """The VMs that get at least one folder by one of the mechanisms ``kinds`` (no filesystem check: for
+    refusals)."""
+    kinds = set(kinds)
+    folders = [f for f in config.shared_folders if mechanism(f, config.provider) in kinds]
     return [m.name for m in machines if any(m.name in f.to or set(m.groups) & set(f.to) for f in folders)]
 
 
