@@ -34,6 +34,7 @@ fi
 cat >Vagrantfile <<EOF
 Vagrant.configure("2") do |config|
   config.vm.box = "devbox/debian12"
+  config.vm.boot_timeout = 1800   # a starved machine under emulation
   config.vm.synced_folder ".", "/vagrant", disabled: true
   config.vm.synced_folder "../src", "/srv/src", type: "$TYPE", $READ_ONLY
   config.vm.define "share-1" do |m|

@@ -298,7 +298,7 @@ def keep_converged(project: Project, outcome: "lifecycle.ProvisionResult") -> st
     succeeded = {h.host for h in outcome.playbook.hosts if h.succeeded}
     in_plan = {v.vm for v in outcome.plan.vms}
     whole = [n for n in outcome.names if n in in_plan and n in succeeded and outcome.plan.vm(n).everything]
-    # VMs with a shared folder cannot be snapshotted running (see shared_folder_refusal): the others are
+    # VMs with a shared folder cannot be snapshotted running (see shared_folder_refusal): the others still are
     skipped = _with_shared_folders(project, whole)
     skipped_note = (f"; not of {', '.join(skipped)}: libvirt cannot save the memory of a running VM with a shared "
                     f"folder mounted, so `devbox reset` leaves {'it' if len(skipped) == 1 else 'them'} out"
