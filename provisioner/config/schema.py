@@ -31,8 +31,8 @@ MIN_MEMORY = 128
 # Keys other features own; validated by them, carried here untouched so this module does not reject them.
 EXTENSION_KEYS = ("environments", "smoke", "parity")
 GROUP_RULE_KEYS = ("count", "keep_distinct", "memory", "cpus", "exclude")
-# Folders shared from the host into VMs: `auto` is 9p on libvirt (virtiofs blocks libvirt's snapshots with memory,
-# which `devbox snapshot` and `converged` take; see the README) and VirtualBox's own shared folders there.
+# Folders shared from the host into VMs: `auto` is virtiofs on libvirt (9p the fallback) and VirtualBox's own shared
+# folders there (see provisioner.plan.shares).
 SHARE_TYPES = ("auto", "virtiofs", "9p")
 SHARE_KEYS = ("host", "guest", "to", "read_only", "type")
 

@@ -212,8 +212,9 @@ def machine_block(text: str, name: str) -> str:
 def test_a_group_share_goes_to_every_vm_of_the_group_and_a_vm_share_to_that_vm(tmp_path):
     (tmp_path / "src").mkdir()
     (tmp_path / "conf").mkdir()
-    topology, config = shared(tmp_path, [{"host": "src", "guest": "/srv/app", "to": ["db"], "read_only": True},
-                                         {"host": "conf", "guest": "/etc/app", "to": ["web-1"]}])
+    topology, config = shared(tmp_path, [{"host": "src", "guest": "/srv/app", "to": ["db"], "read_only": True,
+                                          "type": "9p"},
+                                         {"host": "conf", "guest": "/etc/app", "to": ["web-1"], "type": "9p"}])
     text = render_vagrantfile(topology, config, DEFAULT_TEMPLATE, tmp_path)
     ninep_ro = "node.vm.synced_folder 'src', '/srv/app', type: \"9p\", accessmode: \"passthrough\", readonly: true"
     assert ninep_ro in machine_block(text, "db-primary") and ninep_ro in machine_block(text, "db-replica")
@@ -224,11 +225,10 @@ def test_a_group_share_goes_to_every_vm_of_the_group_and_a_vm_share_to_that_vm(t
     assert "memorybacking" not in text   # 9p needs no shared memory
 
 
-def test_virtiofs_gets_shared_memory_and_a_read_only_mount_in_the_guest(tmp_path):
+def test_virtiofs_by_default_gets_shared_memory_and_a_read_only_mount_in_the_guest(tmp_path):
     (tmp_path / "src").mkdir()
-    topology, config = shared(tmp_path, [{"host": "src", "guest": "/srv/app", "to": ["web"], "read_only": True,
-                                          "type": "virtiofs"}])
-    text = render_vagrantfile(topology, config, DEFAULT_TEMPLATE, tmp_path)
+    topology, config = shared(tmp_path, [{"host": "src", "guest": "/srv/app", "to": ["web"], "read_only": True}])
+    text = render_vagrantfile(topology, config, DEFAULT_TEMPLATE, tmp_path)   # auto: virtiofs on libvirt
     web = machine_block(text, "web-1")
     assert "node.vm.synced_folder 'src', '/srv/app', type: \"virtiofs\", mount_opts: \"ro\"" in web
     assert 'libvirt.memorybacking :source, :type => "memfd"' in web
