@@ -253,6 +253,7 @@ def parse_ssh_config(text: str) -> dict[str, SshConfig]:
 
 VALIDATE_TIMEOUT = 120
 PROVIDER_UNUSABLE = "isn't usable on this system"
+LIBVIRT_UNREACHABLE = "Error while connecting to Libvirt"
 
 
 def run_validate(project_dir: Path, env: Mapping[str, str] | None = None,
@@ -264,6 +265,12 @@ def run_validate(project_dir: Path, env: Mapping[str, str] | None = None,
         full_env = {**(env or {}), "VAGRANT_DOTFILE_PATH": dotfile}
         result = process.run(["vagrant", "validate"], cwd=project_dir, timeout=VALIDATE_TIMEOUT, env=full_env,
                              log_path=log_path)
+        if not result.ok and LIBVIRT_UNREACHABLE in result.stdout + result.stderr:
+            # A libvirt shared folder (9p, virtiofs) makes Vagrant ask libvirt's version while validating: without
+            # a running libvirtd (`devbox init` on a laptop before set-up, the unit tier) the file is checked
+            # against libvirt's built-in test hypervisor, which needs no daemon. `devbox doctor` checks the real one.
+            result = process.run(["vagrant", "validate"], cwd=project_dir, timeout=VALIDATE_TIMEOUT,
+                                 env={**full_env, "LIBVIRT_DEFAULT_URI": "test:///default"}, log_path=log_path)
         if not result.ok and PROVIDER_UNUSABLE in result.stdout + result.stderr:
             result = process.run(["vagrant", "validate", "--ignore-provider"], cwd=project_dir,
                                  timeout=VALIDATE_TIMEOUT, env=full_env, log_path=log_path)

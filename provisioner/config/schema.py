@@ -31,6 +31,10 @@ MIN_MEMORY = 128
 # Keys other features own; validated by them, carried here untouched so this module does not reject them.
 EXTENSION_KEYS = ("environments", "smoke", "parity")
 GROUP_RULE_KEYS = ("count", "keep_distinct", "memory", "cpus", "exclude")
+# Folders shared from the host into VMs: `auto` is virtiofs on libvirt (9p the fallback) and VirtualBox's own shared
+# folders there (see provisioner.plan.shares).
+SHARE_TYPES = ("auto", "virtiofs", "9p")
+SHARE_KEYS = ("host", "guest", "to", "read_only", "type")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,22 @@ class GroupRule:
     memory: int | None = None
     cpus: int | None = None
     exclude: bool = False
+
+
+@dataclass(frozen=True)
+class SharedFolder:
+    """One `shared_folders` entry: ``host`` as written (relative to devbox.yml unless absolute), ``to`` the
+    groups or VM names it goes to."""
+    host: str
+    guest: str
+    to: tuple[str, ...]
+    read_only: bool = False
+    type: str = "auto"
+    index: int = 0                            # its place in the list, for messages (`shared_folders[0].host`)
+
+    @property
+    def where(self) -> str:
+        return f"shared_folders[{self.index}]"
 
 
 @dataclass(frozen=True)
@@ -63,6 +83,7 @@ class Config:
     keep_environment_groups: tuple[str, ...] = ()   # `environment_groups: keep:`: environment groups VMs join
     converged_snapshot: bool = True           # `snapshots: {converged: ...}`: keep a snapshot after full runs
     budget_memory: int | None = None          # MiB the VMs may take together; None: this machine's memory decides
+    shared_folders: tuple[SharedFolder, ...] = ()
     extensions: Mapping[str, Any] = field(default_factory=dict)
 
     def inventory_path(self) -> Path | None:
@@ -113,7 +134,7 @@ def parse_config(data: Any, path: Path | None) -> Config:
 
     known = {"inventory", "playbook", "provider", "box", "libvirt", "network", "defaults", "ignore_groups",
              "groups", "vars", "allow_inventory_scripts", "not_secret", "include_hosts", "host_vars",
-             "environment_groups", "snapshots", "budget", *EXTENSION_KEYS}
+             "environment_groups", "snapshots", "budget", "shared_folders", *EXTENSION_KEYS}
     for key in data:
         if key not in known:
             problems.append(f"unknown key `{key}` (known: {', '.join(sorted(known))})")
@@ -243,6 +264,10 @@ def parse_config(data: Any, path: Path | None) -> Config:
                     problems.append(problem)
                 else:
                     values["budget_memory"] = budget["memory_mb"]
+    if "shared_folders" in data:
+        folders, folder_problems = _parse_shared_folders(data["shared_folders"])
+        problems.extend(folder_problems)
+        values["shared_folders"] = folders
     values["extensions"] = {k: data[k] for k in EXTENSION_KEYS if k in data}
     if "environments" in data:
         problems.extend(validate_environments(data["environments"]))
@@ -298,6 +323,54 @@ def _parse_group_rules(groups: Any) -> tuple[dict[str, GroupRule], list[str]]:
                     values[key] = value
         rules[str(name)] = GroupRule(**values)
     return rules, problems
+
+
+def _parse_shared_folders(entries: Any) -> tuple[tuple[SharedFolder, ...], list[str]]:
+    """The structure of `shared_folders`; whether each host folder exists is checked when the Vagrantfile is
+    rendered (see provisioner.plan.shares), where the project folder is known."""
+    if entries is None:
+        return (), []
+    example = "e.g. `- {host: src, guest: /srv/app, to: [web]}`"
+    if not isinstance(entries, list):
+        return (), [f"`shared_folders` must be a list of folders to share ({example})"]
+    folders: list[SharedFolder] = []
+    problems: list[str] = []
+    for index, entry in enumerate(entries):
+        where = f"shared_folders[{index}]"
+        if not isinstance(entry, dict):
+            problems.append(f"`{where}` must be a mapping with host, guest and to ({example})")
+            continue
+        found = len(problems)
+        for key in entry:
+            if key not in SHARE_KEYS:
+                problems.append(f"unknown key `{where}.{key}` (known: {', '.join(SHARE_KEYS)})")
+        for key in ("host", "guest", "to"):
+            if key not in entry:
+                problems.append(f"`{where}.{key}` is missing ({example})")
+        host, guest, to = entry.get("host"), entry.get("guest"), entry.get("to")
+        if "host" in entry:
+            if not _is_text(host):
+                problems.append(f"`{where}.host` must be a folder on this machine, relative to devbox.yml")
+            elif not os.path.isabs(host) and os.path.normpath(host).split(os.sep)[0] == os.pardir:
+                problems.append(f"`{where}.host` {host!r} leads out of the project folder: write a path inside it, "
+                                f"or an absolute path to share a folder from elsewhere on purpose")
+        if "guest" in entry:
+            if not (_is_text(guest) and guest.startswith("/") and guest.strip("/")):
+                problems.append(f"`{where}.guest` must be an absolute path in the VM other than / (got {guest!r})")
+            elif "'" in guest or "\n" in guest:
+                problems.append(f"`{where}.guest` must not contain quotes or line breaks (got {guest!r})")
+        if "to" in entry and not (isinstance(to, list) and to and all(_is_text(n) for n in to)):
+            problems.append(f"`{where}.to` must be a list of group names or VM names (e.g. [web] or [web-1])")
+        read_only = entry.get("read_only", False)
+        if not isinstance(read_only, bool):
+            problems.append(f"`{where}.read_only` must be true or false")
+        kind = entry.get("type", "auto")
+        if kind not in SHARE_TYPES:
+            problems.append(f"`{where}.type` must be one of {', '.join(SHARE_TYPES)} (got {kind!r})")
+        if len(problems) == found:
+            folders.append(SharedFolder(host=host, guest=guest.rstrip("/"), to=tuple(to), read_only=read_only,
+                                        type=kind, index=index))
+    return tuple(folders), problems
 
 
 def _resource_problem(where: str, kind: str, value: Any) -> str | None:

@@ -4,19 +4,23 @@ The checks that start a program run in parallel: each `vagrant` call costs about
 """
 from __future__ import annotations
 
+import json
 import os
 import re
+import stat
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlparse
 
 from provisioner.adapters import process
 from provisioner.config.schema import DEFAULT_BOX
 from provisioner.errors import DevboxError
 from provisioner.adapters.vagrant_driver import parse_machine_readable
 from provisioner.plan.planning import load_plan
+from provisioner.plan.shares import mechanism
 from provisioner.project.context import Project
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -24,6 +28,10 @@ MIN_ANSIBLE = (2, 15)
 # qemu's own memory on top of the guest's (software emulation with a 128 MiB translation cache, measured)
 VM_OVERHEAD_MIB = 256
 DEFAULT_LIBVIRT_URI = "qemu:///system"
+# Where libvirt looks for the vhost-user descriptor that names virtiofsd (qemu's interop spec; lowest priority
+# first). Debian 12 ships /usr/share/qemu/vhost-user/50-qemu-virtiofsd.json -> /usr/lib/qemu/virtiofsd.
+VHOST_USER_DIRS = (Path("/usr/share/qemu/vhost-user"), Path("/etc/qemu/vhost-user"))
+QEMU_BINARY = "qemu-system-x86_64"
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,107 @@ def box_hint(box: str, provider: str) -> str:
     return f"add it: `vagrant box add {box} --provider {provider}`"
 
 
+def virtiofsd_binary(dirs: tuple[Path, ...] = VHOST_USER_DIRS) -> tuple[Path | None, list[Path]]:
+    """The virtiofsd libvirt would start, from the vhost-user descriptors of type ``fs`` (a later folder and a
+    later file name win, as in libvirt), and the descriptors read."""
+    chosen: dict[str, Path] = {}
+    for folder in dirs:
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
+            chosen[path.name] = path
+    seen: list[Path] = []
+    binary = None
+    for name in sorted(chosen):
+        try:
+            data = json.loads(chosen[name].read_text())
+        except (OSError, ValueError):
+            continue
+        seen.append(chosen[name])
+        if isinstance(data, dict) and data.get("type") == "fs" and isinstance(data.get("binary"), str):
+            binary = binary or Path(data["binary"])   # the first by priority is the one libvirt uses
+    return binary, seen
+
+
+def check_virtiofs(remote: bool, dirs: tuple[Path, ...] = VHOST_USER_DIRS) -> Check:
+    if remote:
+        return Check("shared folders (virtiofs)", WARN, "libvirt runs on another machine: virtiofsd not checked",
+                     "on the hypervisor: apt-get install qemu-system-common (Debian 12) or virtiofsd (Debian 13)")
+    binary, seen = virtiofsd_binary(dirs)
+    hint = ("apt-get install qemu-system-common (Debian 12 ships /usr/lib/qemu/virtiofsd) or the virtiofsd package "
+            "(Debian 13, Ubuntu 24.04), or use `type: 9p` in devbox.yml's shared_folders")
+    if binary is None:
+        where = ", ".join(str(d) for d in dirs)
+        return Check("shared folders (virtiofs)", FAIL, f"no virtiofsd for libvirt: no vhost-user descriptor of "
+                     f"type fs in {where}", hint)
+    if not os.access(binary, os.X_OK):
+        return Check("shared folders (virtiofs)", FAIL, f"{binary} (named by {seen[-1]}) is missing", hint)
+    return Check("shared folders (virtiofs)", OK, f"virtiofsd {binary}")
+
+
+def check_9p(project: Project, remote: bool) -> Check:
+    if remote:
+        return Check("shared folders (9p)", WARN, "libvirt runs on another machine: qemu's 9p support not checked")
+    r = _run([QEMU_BINARY, "-device", "help"], project, timeout=30)
+    if r is None or not r.ok:
+        return Check("shared folders (9p)", FAIL, f"`{QEMU_BINARY} -device help` did not answer",
+                     "apt-get install qemu-system-x86")
+    if "virtio-9p" not in r.stdout + r.stderr:
+        return Check("shared folders (9p)", FAIL, f"{QEMU_BINARY} has no virtio-9p device",
+                     "install a qemu built with virtfs (Debian's qemu-system-x86), or use `type: virtiofs`")
+    return Check("shared folders (9p)", OK, "qemu has virtio-9p")
+
+
+def unreadable_by_others(folder: Path) -> Path | None:
+    """The first folder on the way to ``folder`` (itself included) that a user other than its owner and group
+    cannot enter or list: qemu runs as its own user (libvirt-qemu) and serves 9p folders with its rights."""
+    folder = folder.resolve()
+    for step in [*reversed(folder.parents), folder]:
+        try:
+            mode = step.stat().st_mode
+        except OSError:
+            return step
+        needed = stat.S_IXOTH | (stat.S_IROTH if step == folder else 0)
+        if mode & needed != needed:
+            return step
+    return None
+
+
+def check_9p_folders(project: Project, config) -> Check | None:
+    """9p folders must be readable by qemu's user (pitfall: a project under /root)."""
+    blocked = []
+    for folder in config.shared_folders:
+        if mechanism(folder, config.provider) != "9p":
+            continue
+        host = Path(folder.host).expanduser()
+        full = host if host.is_absolute() else project.paths.root / host
+        if not full.is_dir():
+            continue   # devbox init names it
+        step = unreadable_by_others(full)
+        if step is not None:
+            blocked.append(f"{folder.host} (at {step})")
+    if not blocked:
+        return None
+    return Check("shared folders (9p)", WARN, f"qemu runs as its own user and may not read: {', '.join(blocked)}",
+                 "give others read and enter rights (chmod o+rx) on the folder and its parents, keep the project "
+                 "outside /root, or use `type: virtiofs` (virtiofsd runs as root)")
+
+
+def share_jobs(project: Project, config, uri: str) -> list[Callable[[], Check]]:
+    """The checks for the mechanisms devbox.yml's shared folders use (none without shared folders)."""
+    if config.provider != "libvirt":
+        return []
+    kinds = {mechanism(f, config.provider) for f in config.shared_folders}
+    remote = bool(urlparse(uri).netloc)   # qemu+ssh://hv/system names a host; qemu:///system does not
+    jobs: list[Callable[[], Check]] = []
+    if "virtiofs" in kinds:
+        jobs.append(lambda: check_virtiofs(remote))
+    if "9p" in kinds:
+        jobs.append(lambda: check_9p(project, remote))
+        readable = None if remote else check_9p_folders(project, config)
+        if readable is not None:
+            jobs.append(lambda: readable)
+    return jobs
+
+
 def run_checks(project: Project) -> DoctorResult:
     config = project.config()
     # the same precedence as virsh and vagrant-libvirt: devbox.yml, then LIBVIRT_DEFAULT_URI, then the local system
@@ -166,5 +275,6 @@ def run_checks(project: Project) -> DoctorResult:
     ]
     if config.provider == "libvirt":
         jobs.insert(2, lambda: check_libvirtd(project, uri))
+    jobs.extend(share_jobs(project, config, uri))
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         return DoctorResult(tuple(pool.map(lambda job: job(), jobs)))

@@ -22,6 +22,7 @@ from provisioner.machines import lifecycle
 from provisioner.machines.snapshot_book import (APPLIED_AT_BOOT, CONVERGED, NAME, SnapshotEntry, definition_of,
                                                 load_book, mismatches, save_book)
 from provisioner.plan.planning import generated_set_problem, load_plan
+from provisioner.plan.shares import NO_MEMORY_SNAPSHOT, machines_sharing
 from provisioner.project.context import Project
 from provisioner.project.state import MachineRecord, State, load_state, now_iso, save_state
 
@@ -37,6 +38,18 @@ def _mismatch_hint(names_reasons: Mapping[str, list[str]]) -> str:
         hints.append(f"`devbox destroy {' '.join(recreate)}` then `devbox up {' '.join(recreate)}` builds "
                      f"{'it' if len(recreate) == 1 else 'them'} again from the Vagrantfile")
     return "; ".join(hints) + "; then take the snapshot again"
+
+
+def shared_folder_refusal(names: Sequence[str]) -> str:
+    return (f"{', '.join(names)} {'runs' if len(names) == 1 else 'run'} with a folder shared from this machine "
+            f"(devbox.yml shared_folders), and libvirt cannot save the memory of a running VM while a 9p or "
+            f"virtiofs folder is attached and mounted; no snapshot was taken")
+
+
+def shared_folder_hint(names: Sequence[str]) -> str:
+    vms = " ".join(names)
+    return (f"`devbox halt {vms}`, take the snapshot (of a halted VM: its disk only), then `devbox up {vms}` (it "
+            f"mounts the folders again); or save the snapshot of the other VMs only, naming them")
 
 
 # ------------------------------------------------------------------------------------------------ results
@@ -113,6 +126,10 @@ def _save_locked(project: Project, snapshot: str, selected: Sequence[str], *, re
         raise SnapshotRefused("only running or halted VMs are snapshotted: "
                               + ", ".join(f"{n} is {s}" for n, s in odd.items()) + "; no snapshot was taken",
                               "`devbox up` starts them, `devbox halt` stops them")
+    shared = [n for n in machines_sharing(config, [topology.machine(n) for n in selected], NO_MEMORY_SNAPSHOT)
+              if states[n] == RUNNING]
+    if shared:
+        raise SnapshotRefused(shared_folder_refusal(shared), shared_folder_hint(shared))
     state = load_state(paths.state)
     reasons = {n: r for n in selected
                if (r := mismatches(state.machine(n).definition, definition_of(config, topology.machine(n))))}
@@ -281,8 +298,14 @@ def keep_converged(project: Project, outcome: "lifecycle.ProvisionResult") -> st
     succeeded = {h.host for h in outcome.playbook.hosts if h.succeeded}
     in_plan = {v.vm for v in outcome.plan.vms}
     whole = [n for n in outcome.names if n in in_plan and n in succeeded and outcome.plan.vm(n).everything]
+    # VMs with a shared folder cannot be snapshotted running (see shared_folder_refusal): the others still are
+    skipped = _with_shared_folders(project, whole)
+    skipped_note = (f"; not of {', '.join(skipped)}: libvirt cannot save the memory of a running VM with a shared "
+                    f"folder mounted, so `devbox reset` leaves {'it' if len(skipped) == 1 else 'them'} out"
+                    if skipped else "")
+    whole = [n for n in whole if n not in skipped]
     if not whole:
-        return None
+        return f"note: the `{CONVERGED}` snapshot was not taken{skipped_note}" if skipped else None
     try:
         # the run just reached them over SSH: running, no `vagrant status` needed
         run = _save_locked(project, CONVERGED, whole, replace=True, states={n: RUNNING for n in whole})
@@ -290,7 +313,16 @@ def keep_converged(project: Project, outcome: "lifecycle.ProvisionResult") -> st
         why = " ".join(line.strip() for line in str(exc).splitlines())
         return f"note: the `{CONVERGED}` snapshot was not taken: {why}" + (f" ({exc.hint})" if exc.hint else "")
     return (f"`{CONVERGED}` snapshot taken of {', '.join(run.names)} in {sum(run.seconds.values()):.0f}s "
-            f"(`devbox reset` goes back to it; `snapshots: {{converged: false}}` in devbox.yml turns it off)")
+            f"(`devbox reset` goes back to it; `snapshots: {{converged: false}}` in devbox.yml turns it off)"
+            + skipped_note)
+
+
+def _with_shared_folders(project: Project, names: Sequence[str]) -> list[str]:
+    config = project.config()
+    if not config.shared_folders:
+        return []
+    topology = load_plan(project.paths.root)
+    return machines_sharing(config, [topology.machine(n) for n in names], NO_MEMORY_SNAPSHOT)
 
 
 def reset(project: Project, names: Sequence[str] = (), *, verbosity: int = 0) -> ResetResult:

@@ -244,7 +244,7 @@ def prepare_render(project: Project, topology: Topology, rules: Config, *, vars_
         source = rules.inventory_path()
         vars_dir = (source if source.is_dir() else source.parent) if source is not None and source.exists() else None
     written = topology.redacted()   # no production address in anything written
-    vagrantfile = render_vagrantfile(written, rules, template_for(project_dir))
+    vagrantfile = render_vagrantfile(written, rules, template_for(project_dir), project_dir)
     dev = build_dev_inventory(written, rules.vars, vars_dir, load_secrets(project_dir / SECRETS_FILE),
                               not_secret=rules.not_secret, production_names=topology.private_names,
                               playbook_vars=playbook_variables(rules, project_dir))

@@ -16,6 +16,7 @@ import jinja2
 from provisioner.config.schema import Config
 from provisioner.errors import RenderError
 from provisioner.fsutil import atomic_write
+from provisioner.plan.shares import resolve_shares
 from provisioner.plan.topology import Topology, summarize_names
 
 TEMPLATE_NAME = "Vagrantfile.j2"
@@ -61,20 +62,27 @@ def make_environment(template_dir: Path) -> jinja2.Environment:
     return env
 
 
-def vagrantfile_context(topology: Topology, config: Config) -> dict:
+def vagrantfile_context(topology: Topology, config: Config, project_dir: Path | None = None) -> dict:
+    """What the template sees. ``project_dir`` (the Vagrantfile's folder; default: devbox.yml's) is where the
+    shared folders' relative host paths start."""
+    if project_dir is None:
+        project_dir = config.path.parent if config.path else Path.cwd()
+    shares = resolve_shares(config, project_dir, topology.machines)
     return {
         "box": config.box,
         "provider": config.provider,
         "libvirt_uri": config.libvirt_uri,
         "machines": [{"name": m.name, "hostname": m.hostname, "memory": m.memory, "cpus": m.cpus,
                       "address": m.address, "represents": list(m.represents), "groups": list(m.groups),
-                      "summary": summarize_names(m.represents)}
+                      "summary": summarize_names(m.represents),
+                      "shares": [s.to_json() for s in shares[m.name]],
+                      "shared_memory": any(s.mechanism == "virtiofs" for s in shares[m.name])}
                      for m in topology.machines],
     }
 
 
-def render_vagrantfile(topology: Topology, config: Config, template: Path) -> str:
-    return render_template(template, vagrantfile_context(topology, config))
+def render_vagrantfile(topology: Topology, config: Config, template: Path, project_dir: Path | None = None) -> str:
+    return render_template(template, vagrantfile_context(topology, config, project_dir))
 
 
 def render_template(template: Path, context: dict) -> str:

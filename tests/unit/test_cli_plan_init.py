@@ -296,6 +296,7 @@ def test_reference_service_init_keeps_production_out_of_the_project(tmp_path, no
     production = REPO / "playbooks" / "inventories" / "production"
     (tmp_path / "devbox.yml").write_text(
         "\n".join(f"inventory: {production}" if line.startswith("inventory:") else line for line in rules.splitlines()))
+    (tmp_path / "playbooks" / "roles" / "webapp" / "files").mkdir(parents=True)   # the folder devbox.yml shares
     result = run("-C", tmp_path, "init")
     assert result.exit_code == 0, result.output
     assert "vault_db_password" in result.output and "group_vars/all/vault.yml" in result.output

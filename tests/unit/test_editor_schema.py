@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from provisioner.cli.main import main
 from provisioner.config.editor_schema import PROJECT_SCHEMA, schema_text
-from provisioner.config.schema import Config, parse_config
+from provisioner.config.schema import SHARE_TYPES, Config, SharedFolder, parse_config
 from provisioner.errors import ConfigError
 from provisioner.plan.inventory import load_inventory
 from provisioner.plan.planning import config_file_text
@@ -52,6 +52,9 @@ include_hosts: [control, "win*"]
 host_vars: {keep: [node_role]}
 environment_groups: {keep: [staging]}
 snapshots: {converged: false}
+shared_folders:
+  - {host: src, guest: /srv/app, to: [web, db-1], read_only: true, type: 9p}
+  - {host: /opt/shared, guest: /srv/shared/, to: [lb-1]}
 environments:
   staging: {inventory: inventories/staging, vault_id: staging, vault_password_file: ~/.vault, check_first: true,
             known_hosts: environments/staging.known_hosts, allow_production: false}
@@ -80,8 +83,28 @@ GOOD = {
     "snapshots null": "snapshots:\n",
     "converged snapshot on": "snapshots: {converged: true}\n",
     "empty budget": "budget: {}\n",
+    "shared_folders null": "shared_folders:\n",
+    "shared_folders empty": "shared_folders: []\n",
+    "share virtiofs": "shared_folders: [{host: ./src, guest: /srv/app, to: [web], type: virtiofs}]\n",
+    "share auto": "shared_folders: [{host: src/app, guest: /srv/app, to: [web-1], type: auto, read_only: false}]\n",
+    "share a dotted name": "shared_folders: [{host: ..src, guest: /srv/app, to: [web]}]\n",
 }
 BAD = {
+    "shared_folders not a list": "shared_folders: {host: src}\n",
+    "share not a mapping": "shared_folders: [src]\n",
+    "share without guest": "shared_folders: [{host: src, to: [web]}]\n",
+    "share without to": "shared_folders: [{host: src, guest: /srv/app}]\n",
+    "share empty to": "shared_folders: [{host: src, guest: /srv/app, to: []}]\n",
+    "share to a string": "shared_folders: [{host: src, guest: /srv/app, to: web}]\n",
+    "share relative guest": "shared_folders: [{host: src, guest: srv/app, to: [web]}]\n",
+    "share guest root": "shared_folders: [{host: src, guest: /, to: [web]}]\n",
+    "share guest quote": "shared_folders: [{host: src, guest: \"/srv/it's\", to: [web]}]\n",
+    "share host out of the project": "shared_folders: [{host: ../elsewhere, guest: /srv/app, to: [web]}]\n",
+    "share host parent": "shared_folders: [{host: .., guest: /srv/app, to: [web]}]\n",
+    "share blank host": "shared_folders: [{host: ' ', guest: /srv/app, to: [web]}]\n",
+    "share unknown type": "shared_folders: [{host: src, guest: /srv/app, to: [web], type: nfs}]\n",
+    "share read_only text": "shared_folders: [{host: src, guest: /srv/app, to: [web], read_only: yes please}]\n",
+    "share unknown key": "shared_folders: [{host: src, guest: /srv/app, to: [web], owner: www-data}]\n",
     "top level list": "- inventory: x\n",
     "top level string": "just text\n",
     "unknown key": "inventroy: prod\n",
@@ -161,6 +184,7 @@ BAD = {
 }
 # What JSON Schema cannot say, checked by the validator alone (the editor shows no error for these).
 VALIDATOR_ONLY = {
+    "share host out of the project after normalising": "shared_folders: [{host: src/../.., guest: /g, to: [web]}]\n",
     "smoke names used twice": "smoke: [{name: a, from: web-1, http: 'http://x/'}, {name: a, from: db-1, http: 'http://y/'}]\n",
 }
 
@@ -247,8 +271,10 @@ def _props(*path: str) -> set[str]:
     ({"parity": {"expected": [{"fact": "f", "reason": "r", "zz_unknown": 1}]}},
      ("properties", "parity", "properties", "expected", "items")),
     ({"snapshots": {"zz_unknown": 1}}, ("properties", "snapshots")),
+    ({"shared_folders": [{"host": "s", "guest": "/g", "to": ["w"], "zz_unknown": 1}]},
+     ("properties", "shared_folders", "items")),
 ], ids=["top", "libvirt", "defaults", "host_vars", "environment_groups", "groups", "environments", "smoke", "parity.expected",
-        "snapshots"])
+        "snapshots", "shared_folders"])
 def test_each_section_knows_the_same_keys(data, schema_path):
     assert _props(*schema_path) == _known_keys(data, "/".join(schema_path))
 
@@ -267,6 +293,10 @@ def test_defaults_agree():
     assert props["network"]["default"] == config.network
     assert props["provider"]["default"] == config.provider
     assert props["snapshots"]["properties"]["converged"]["default"] is config.converged_snapshot is True
+    share = props["shared_folders"]["items"]["properties"]
+    assert share["read_only"]["default"] is SharedFolder.read_only is False
+    assert share["type"]["default"] == SharedFolder.type == "auto"
+    assert share["type"]["enum"] == list(SHARE_TYPES)
 
 
 def test_config_schema_command_prints_the_shipped_schema(tmp_path):

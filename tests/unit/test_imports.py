@@ -29,6 +29,7 @@ CORE = {
     "provisioner.plan.topology": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
     "provisioner.plan.hostvars": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
     "provisioner.plan.render": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
+    "provisioner.plan.shares": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
     "provisioner.plan.devinventory": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
     "provisioner.config.schema": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
     # incremental provisioning's planner

@@ -615,3 +615,82 @@ def test_completion_offers_environment_names(project):
     assert completions(app, ["parity", "--env"], "") == ["dev", "staging"]
     (project / "devbox.yml").write_text("environments: [\n")
     assert completions(app, ["status", "--env"], "") == []
+
+
+# ------------------------------------------------------------------------------ doctor: shared folders
+
+def _descriptor(folder: Path, name: str, binary: str, kind: str = "fs") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(json.dumps({"description": "virtiofsd", "type": kind, "binary": binary}))
+
+
+def test_virtiofsd_is_found_as_libvirt_finds_it(tmp_path):
+    usr, etc = tmp_path / "usr", tmp_path / "etc"
+    virtiofsd = tmp_path / "virtiofsd"
+    virtiofsd.write_text("#!/bin/sh\n")
+    virtiofsd.chmod(0o755)
+    _descriptor(usr, "50-qemu-virtiofsd.json", "/nonexistent/virtiofsd")
+    _descriptor(usr, "40-gpu.json", "/usr/lib/qemu/vhost-user-gpu", kind="gpu")
+    assert doctor.virtiofsd_binary((usr, etc))[0] == Path("/nonexistent/virtiofsd")
+    missing = doctor.check_virtiofs(False, (usr, etc))
+    assert missing.status == "fail" and "/nonexistent/virtiofsd" in missing.detail
+    assert "qemu-system-common" in missing.hint and "type: 9p" in missing.hint
+    _descriptor(etc, "50-qemu-virtiofsd.json", str(virtiofsd))   # /etc overrides the same name in /usr/share
+    assert doctor.check_virtiofs(False, (usr, etc)) == doctor.Check("shared folders (virtiofs)", "ok",
+                                                                     f"virtiofsd {virtiofsd}")
+    none = doctor.check_virtiofs(False, (tmp_path / "empty",))
+    assert none.status == "fail" and "no vhost-user descriptor of type fs" in none.detail
+    assert doctor.check_virtiofs(True, (usr, etc)).status == "warn"   # a remote hypervisor is not looked into
+
+
+def test_this_machines_qemu_has_virtiofsd_and_9p(project):
+    """The real descriptors and qemu of this machine (Debian 12: qemu-system-common ships virtiofsd)."""
+    app = make_app(project, FakeVagrant({})).project()
+    assert doctor.check_virtiofs(False).status == "ok"
+    assert doctor.check_9p(app, False) == doctor.Check("shared folders (9p)", "ok", "qemu has virtio-9p")
+
+
+@pytest.fixture
+def open_tmp():
+    """A folder every user may enter (pytest's own temporary folders are private to root)."""
+    import shutil
+    import tempfile
+    folder = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="devbox-test-"))
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_a_9p_folder_qemu_cannot_read_is_named(open_tmp):
+    tmp_path = open_tmp
+    closed = tmp_path / "closed"
+    (closed / "src").mkdir(parents=True)
+    tmp_path.chmod(0o755)
+    closed.chmod(0o700)
+    assert doctor.unreadable_by_others(closed / "src") == closed
+    closed.chmod(0o755)
+    (closed / "src").chmod(0o751)   # others may enter but not list
+    assert doctor.unreadable_by_others(closed / "src") == closed / "src"
+    (closed / "src").chmod(0o755)
+    assert doctor.unreadable_by_others(closed / "src") is None
+
+
+def test_doctor_checks_only_the_mechanisms_the_shares_use(project):
+    (project / "src").mkdir()
+    app = make_app(project, FakeVagrant({})).project()
+    from provisioner.config.schema import parse_config
+
+    def names(folders, provider="libvirt", uri="qemu:///system"):
+        config = parse_config({"provider": provider, "shared_folders": folders}, project / "devbox.yml")
+        return [job().name for job in doctor.share_jobs(app, config, uri)]
+
+    share = {"host": "src", "guest": "/srv/app", "to": ["web"]}
+    assert names([]) == []
+    assert names([share]) == ["shared folders (virtiofs)"]   # auto is virtiofs on libvirt
+    # pytest's folders are private to root, so qemu's user could not read this one over 9p
+    assert names([{**share, "type": "9p"}]) == ["shared folders (9p)", "shared folders (9p)"]
+    assert "chmod o+rx" in doctor.check_9p_folders(app, parse_config(
+        {"shared_folders": [{**share, "type": "9p"}]}, project / "devbox.yml")).hint
+    assert names([share], provider="virtualbox") == []
+    remote = doctor.share_jobs(app, parse_config({"shared_folders": [{**share, "type": "9p"}]}, project / "devbox.yml"),
+                               "qemu+ssh://ops@hv1/system")
+    assert [job().status for job in remote] == ["warn"]

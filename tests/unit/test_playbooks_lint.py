@@ -200,6 +200,9 @@ def test_staging_templates_render_peers_from_the_inventory(tmp_path: Path) -> No
     assert f'WEBAPP_DB_PASSWORD="{secrets["vault_db_password"]}"\n' in env
     assert f'WEBAPP_CACHE_PASSWORD="{secrets["vault_cache_password"]}"\n' in env
     assert "--bind 127.0.0.1:8000 --bind 10.30.2.12:8000" in read("stg-web-02", "webapp.service")
+    # production-like: the copy the role installs, no reload
+    assert "WorkingDirectory=/opt/webapp\n" in read("stg-web-02", "webapp.service")
+    assert "--reload" not in read("stg-web-02", "webapp.service")
 
     # firewall: each tier opens its port to its peers only; SSH always open
     web_fw = read("stg-web-01", "nftables.conf")
@@ -244,7 +247,8 @@ def test_development_overrides_move_every_peer_to_the_private_network(tmp_path: 
     (inventory / "group_vars" / "all" / "zz-secrets.yml").write_text(yaml.safe_dump(
         {"vault_db_password": "dev-db", "vault_db_replication_password": "dev-repl", "vault_cache_password": "dev-cache"}))
     overrides = {"service_address": "{{ devbox_address }}", "env_name": "development",
-                 "apt_proxy": "http://192.168.56.1:3142"}
+                 "apt_proxy": "http://192.168.56.1:3142",
+                 "webapp_source_dir": yaml.safe_load((ROOT / "devbox.yml").read_text())["vars"]["webapp_source_dir"]}
     machines = {"lb": {"lb-1": 11}, "web": {"web-1": 12}, "db": {"db-primary": 13, "db-replica": 14},
                 "cache": {"cache-1": 15}}
     tree = {group: {"hosts": {name: {"devbox_address": f"192.168.56.{octet}", "ansible_host": f"10.0.0.{octet}",
@@ -264,3 +268,6 @@ def test_development_overrides_move_every_peer_to_the_private_network(tmp_path: 
     assert "192.168.56.13:5432:replication:replicator:dev-repl" in out["db-replica"]["pgpass"]
     assert "DEVELOPMENT - web-1" in out["web-1"]["motd"]
     assert 'Acquire::http::Proxy "http://192.168.56.1:3142";' in out["web-1"]["apt-proxy.conf"]
+    # the application runs from the source devbox.yml shares, and reloads on change
+    service = out["web-1"]["webapp.service"]
+    assert "WorkingDirectory=/srv/webapp\n" in service and " --reload webapp:app" in service

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.config.schema import parse_config
-from provisioner.errors import RenderError
+from provisioner.errors import ConfigError, RenderError
 from provisioner.plan.inventory import load_inventory
 from provisioner.adapters.vagrant_driver import validate_vagrantfile
 from provisioner.plan.render import (DEFAULT_TEMPLATE, install_vagrantfile, render_template, render_vagrantfile,
@@ -193,3 +193,117 @@ def test_vagrant_validate_rejects_a_bad_template_and_the_old_file_stays(tmp_path
         install_vagrantfile(tmp_path, bad, validate_vagrantfile)
     assert "no_such_setting" in str(info.value)   # Vagrant's own message reaches the user
     assert (tmp_path / "Vagrantfile").read_text() == good
+
+
+# --- shared folders -----------------------------------------------------------------------------------
+
+
+def shared(tmp_path, folders, rules=None):
+    """The webapp topology with ``folders`` as devbox.yml's shared_folders, in a project at ``tmp_path``."""
+    config = parse_config({**RULES, **(rules or {}), "shared_folders": folders}, tmp_path / "devbox.yml")
+    return derive_topology(load_inventory(INVENTORIES / "webapp" / "hosts.ini"), config), config
+
+
+def machine_block(text: str, name: str) -> str:
+    start = text.index(f"config.vm.define '{name}'")
+    return text[start:text.index("\n  end\n", start)]
+
+
+def test_a_group_share_goes_to_every_vm_of_the_group_and_a_vm_share_to_that_vm(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "conf").mkdir()
+    topology, config = shared(tmp_path, [{"host": "src", "guest": "/srv/app", "to": ["db"], "read_only": True,
+                                          "type": "9p"},
+                                         {"host": "conf", "guest": "/etc/app", "to": ["web-1"], "type": "9p"}])
+    text = render_vagrantfile(topology, config, DEFAULT_TEMPLATE, tmp_path)
+    ninep_ro = "node.vm.synced_folder 'src', '/srv/app', type: \"9p\", accessmode: \"passthrough\", readonly: true"
+    assert ninep_ro in machine_block(text, "db-primary") and ninep_ro in machine_block(text, "db-replica")
+    web = machine_block(text, "web-1")
+    assert "node.vm.synced_folder 'conf', '/etc/app', type: \"9p\", accessmode: \"passthrough\"" in \
+        [line.strip() for line in web.splitlines()]   # read-write: no readonly
+    assert "/srv/app" not in web and "synced_folder" not in machine_block(text, "lb-1")
+    assert "memorybacking" not in text   # 9p needs no shared memory
+
+
+def test_virtiofs_by_default_gets_shared_memory_and_a_read_only_mount_in_the_guest(tmp_path):
+    (tmp_path / "src").mkdir()
+    topology, config = shared(tmp_path, [{"host": "src", "guest": "/srv/app", "to": ["web"], "read_only": True}])
+    text = render_vagrantfile(topology, config, DEFAULT_TEMPLATE, tmp_path)   # auto: virtiofs on libvirt
+    web = machine_block(text, "web-1")
+    assert "node.vm.synced_folder 'src', '/srv/app', type: \"virtiofs\", mount_opts: \"ro\"" in web
+    assert 'libvirt.memorybacking :source, :type => "memfd"' in web
+    assert 'libvirt.memorybacking :access, :mode => "shared"' in web
+    assert "readonly" not in web   # libvirt 9.0: "virtiofs does not yet support read-only mode"
+    assert "memorybacking" not in machine_block(text, "lb-1")
+
+
+def test_virtualbox_uses_its_own_shared_folders(tmp_path):
+    (tmp_path / "src").mkdir()
+    topology, config = shared(tmp_path, [{"host": "src", "guest": "/srv/app", "to": ["web"], "read_only": True}],
+                              {"provider": "virtualbox"})
+    text = render_vagrantfile(topology, config, DEFAULT_TEMPLATE, tmp_path)
+    assert "node.vm.synced_folder 'src', '/srv/app', type: \"virtualbox\", mount_options: [\"ro\"]" in text
+
+
+def test_an_absolute_host_folder_is_rendered_absolute(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "project").mkdir()
+    topology, config = shared(tmp_path / "project", [{"host": str(elsewhere), "guest": "/srv/x", "to": ["web-1"]}])
+    text = render_vagrantfile(topology, config, DEFAULT_TEMPLATE, tmp_path / "project")
+    assert f"node.vm.synced_folder '{elsewhere}', '/srv/x'" in text
+
+
+@pytest.mark.parametrize("folders, rules, message", [
+    ([{"host": "missing", "guest": "/srv/a", "to": ["web"]}], {},
+     r"shared_folders\[0\]\.host` 'missing' does not exist"),
+    ([{"host": "afile", "guest": "/srv/a", "to": ["web"]}], {}, r"shared_folders\[0\]\.host` 'afile' is not a folder"),
+    ([{"host": "src", "guest": "/srv/a", "to": ["webs", "web-9"]}], {},
+     r"shared_folders\[0\]\.to` names webs, web-9: neither a group of a VM nor a VM"),
+    ([{"host": "src", "guest": "/srv/a", "to": ["web"], "type": "9p"}], {"provider": "virtualbox"},
+     r"shared_folders\[0\]\.type` 9p is for libvirt"),
+    ([{"host": "src", "guest": "/srv/a", "to": ["web"]}, {"host": "other", "guest": "/srv/a", "to": ["web-1"]}], {},
+     r"shared_folders\[1\]\.guest` /srv/a is already shared into web-1 from src"),
+    ([{"host": "src", "guest": "/srv/a", "to": ["web"]}, {"host": "src", "guest": "/srv/b", "to": ["web-1"]}], {},
+     r"shared_folders\[1\]\.host` src is already shared into web-1"),
+    ([{"host": "out", "guest": "/srv/a", "to": ["web"]}], {}, r"leads out of the project folder through a symlink"),
+], ids=["missing", "a-file", "unknown-names", "9p-on-virtualbox", "guest-twice", "host-twice", "symlink-out"])
+def test_shares_that_cannot_work_are_refused_naming_the_file_and_the_entry(tmp_path, folders, rules, message):
+    project = tmp_path / "project"
+    for name in ("src", "other"):
+        (project / name).mkdir(parents=True)
+    (project / "afile").write_text("x")
+    (tmp_path / "outside").mkdir()
+    (project / "out").symlink_to(tmp_path / "outside")
+    topology, config = shared(project, folders, rules)
+    with pytest.raises(ConfigError, match=message) as info:
+        render_vagrantfile(topology, config, DEFAULT_TEMPLATE, project)
+    assert str(project / "devbox.yml") in str(info.value)
+
+
+@pytest.mark.vagrant
+@pytest.mark.parametrize("kind, rules", [("9p", {}), ("virtiofs", {}), ("auto", {"provider": "virtualbox"})],
+                         ids=["9p", "virtiofs", "virtualbox"])
+def test_vagrant_validate_accepts_shared_folders(tmp_path, kind, rules):
+    if shutil.which("vagrant") is None:
+        pytest.fail("vagrant is required for the vagrant tier (scripts/setup installs it)")
+    (tmp_path / "src").mkdir()
+    topology, config = shared(tmp_path, [{"host": "src", "guest": "/srv/app", "to": ["web"], "read_only": True,
+                                          "type": kind}], rules)
+    install_vagrantfile(tmp_path, render_vagrantfile(topology, config, DEFAULT_TEMPLATE, tmp_path),
+                        validate_vagrantfile)
+    assert "synced_folder 'src', '/srv/app'" in (tmp_path / "Vagrantfile").read_text()
+
+
+@pytest.mark.vagrant
+def test_vagrant_validate_rejects_a_share_whose_folder_went_missing(tmp_path):
+    """What devbox checks before rendering, Vagrant checks too: the Vagrantfile is never left pointing nowhere."""
+    if shutil.which("vagrant") is None:
+        pytest.fail("vagrant is required for the vagrant tier (scripts/setup installs it)")
+    (tmp_path / "src").mkdir()
+    topology, config = shared(tmp_path, [{"host": "src", "guest": "/srv/app", "to": ["web"]}])
+    text = render_vagrantfile(topology, config, DEFAULT_TEMPLATE, tmp_path)
+    (tmp_path / "src").rmdir()
+    with pytest.raises(RenderError):
+        install_vagrantfile(tmp_path, text, validate_vagrantfile)
+    assert not (tmp_path / "Vagrantfile").exists()

@@ -402,3 +402,50 @@ def test_up_of_a_vm_destroyed_outside_devbox_forgets_its_snapshots(project):
     outside.snapshots["db-1"] = {}
     app_for(project, outside, FakePlaybookRunner(playbook_ok("db-1"))).up(["db-1"])
     assert set(load_book(ProjectPaths(project)).entries(CONVERGED)) == {"web-1"}
+
+
+# ------------------------------------------------------------------------------------ shared folders
+
+def share(project, kind, to="web-1"):
+    (project / "src").mkdir(exist_ok=True)
+    append(project / "devbox.yml", f"shared_folders:\n  - {{host: src, guest: /srv/app, to: [{to}], type: {kind}}}\n")
+
+
+@pytest.mark.parametrize("kind", ["virtiofs", "9p", "auto"])
+def test_save_refuses_a_running_vm_with_a_shared_folder_and_says_to_halt_it(project, kind):
+    """Measured in the lab: libvirt refuses a snapshot with memory of a VM with virtiofs attached ("cannot migrate
+    domain: non-migratable device: .../vhost-user-fs"), qemu one with a mounted 9p folder; Vagrant shows either as
+    a Ruby traceback. devbox refuses first, naming the VMs."""
+    vagrant, _ = booted(project, converged=False)
+    share(project, kind)
+    again = running(vagrant)
+    with pytest.raises(SnapshotRefused) as err:
+        app_for(project, again).snapshot_save("s1")
+    assert "web-1 runs with a folder shared from this machine" in str(err.value) and "db-1" not in str(err.value)
+    assert "no snapshot was taken" in str(err.value)
+    assert "`devbox halt web-1`" in err.value.hint and "`devbox up web-1`" in err.value.hint
+    assert again.calls == [("status", ())]
+    app_for(project, again).snapshot_save("s1", ["db-1"])   # the other VMs, named, are snapshotted
+    assert set(load_book(ProjectPaths(project)).entries("s1")) == {"db-1"}
+
+
+def test_a_halted_vm_with_a_shared_folder_is_snapshotted(project):
+    vagrant, _ = booted(project, converged=False)
+    share(project, "virtiofs")
+    again = running(vagrant)
+    again.machines["web-1"] = "poweroff"
+    run = app_for(project, again).snapshot_save("s1")
+    assert run.names == VMS
+    assert load_book(ProjectPaths(project)).entries("s1")["web-1"].state == "poweroff"
+
+
+def test_converged_is_taken_of_the_vms_without_shared_folders_and_says_which_are_left_out(project):
+    (project / "src").mkdir()
+    append(project / "devbox.yml", "shared_folders:\n  - {host: src, guest: /srv/app, to: [web]}\n")
+    vagrant, result = booted(project)
+    assert [c for c in vagrant.calls if c[0] == "snapshot_save"] == [("snapshot_save", ("db-1",))]
+    assert set(load_book(ProjectPaths(project)).entries(CONVERGED)) == {"db-1"}
+    note = result.provision.snapshot_note
+    assert "`converged` snapshot taken of db-1" in note
+    assert "not of web-1: libvirt cannot save the memory of a running VM with a shared folder mounted" \
+        in note and "`devbox reset` leaves it out" in note
