@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-import urllib.error
-import urllib.request
 import xml.etree.ElementTree as ET
 
 import pytest
 import yaml
 
 from helpers import copy_reference_project
-from provisioner.plan.planning import load_plan
 
 pytestmark = pytest.mark.lab
 
@@ -71,54 +67,3 @@ def test_reference_service_converges_and_answers_through_the_load_balancer(devbo
     domains = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture_output=True,
                              text=True, timeout=60)
     assert domains.returncode == 0 and "devbox-integration-" not in domains.stdout, domains.stdout
-
-
-EDIT_TARGET_SECONDS = 2     # issue 18: an edit is served through the load balancer within 2 s (printed, not asserted:
-EDIT_WAIT_SECONDS = 60      # a wall-clock limit fails under load); the edit must be served within this wait
-
-
-def _health(url: str) -> dict | None:
-    """GET the load balancer's /health from the test process (inside the lab's namespace), no proxy."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=5) as answer:
-            return json.loads(answer.read())
-    except (urllib.error.URLError, OSError, ValueError):   # a worker reloading, nginx's 502: try again
-        return None
-
-
-def test_an_edit_of_the_application_source_is_served_through_the_load_balancer(devbox_project, timings):
-    """devbox.yml shares the application's source (playbooks/roles/webapp/files) into the web VMs; the webapp role
-    runs gunicorn from there with --reload (webapp_source_dir). Edit the file on the host: the next answers
-    through the load balancer carry the change, with no devbox command run."""
-    p = devbox_project
-    copy_reference_project(p.path)
-    with timings.measure("devbox up --mitogen (reference service, 5 VMs)"):
-        p.devbox("up", "--mitogen", timeout=2400)
-    url = f"http://{load_plan(p.path).machine('lb-1').address}/health"
-    deadline = time.monotonic() + 180
-    while (body := _health(url)) is None or body.get("status") != "ok":
-        assert time.monotonic() < deadline, f"{url} never answered ok: {body}"
-        time.sleep(1)
-    assert "edit" not in body
-
-    source = p.path / "playbooks" / "roles" / "webapp" / "files" / "webapp.py"
-    marker = f"edited-{time.time_ns()}"
-    before = source.read_text()
-    line = '"env": os.environ.get("WEBAPP_ENV", "unknown"),'
-    assert line in before
-    edited = before.replace(line, f'{line} "edit": "{marker}",')
-    start = time.monotonic()
-    source.write_text(edited)
-    seconds = None
-    while time.monotonic() - start < EDIT_WAIT_SECONDS:
-        body = _health(url)
-        if body is not None and body.get("edit") == marker:
-            seconds = time.monotonic() - start
-            break
-        time.sleep(0.05)
-    print(f"[timing] an edit of webapp.py on the host served through the load balancer: "
-          f"{'not within %d s' % EDIT_WAIT_SECONDS if seconds is None else '%.2f s' % seconds} "
-          f"(target {EDIT_TARGET_SECONDS} s)", flush=True)
-    assert seconds is not None, f"the edit was not served within {EDIT_WAIT_SECONDS} s: last answer {body}"
-    assert body["status"] == "ok" and body["db"] is True   # the reloaded application still works
