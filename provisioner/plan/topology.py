@@ -594,10 +594,13 @@ def plan_memory(topology: Topology) -> int:
     return sum(m.memory for m in topology.machines)
 
 
-def fit_budget(inventory: Inventory, config: Config, topology: Topology, limit: int, what: str) -> list[str]:
+def fit_budget(inventory: Inventory, config: Config, topology: Topology, limit: int, what: str,
+               variables: HostVariables | None = None) -> list[str]:
     """Warnings when the VMs of ``topology`` need more than ``limit`` MiB of memory together (``what`` says whose
     limit), each followed by the rules that bring the plan under it, tried one after the other on top of each
-    other: ignore environment groups, smaller VMs, then excluding the groups that make the most VMs."""
+    other: ignore environment groups, smaller VMs, then excluding the groups that make the most VMs.
+    ``variables``: the hosts' variables ``topology`` was derived with (each vars file is then read once)."""
+    variables = variables or HostVariables(inventory)
     needed = plan_memory(topology)
     if needed <= limit:
         return []
@@ -622,7 +625,7 @@ def fit_budget(inventory: Inventory, config: Config, topology: Topology, limit: 
             break
     result = topology
     for text, rules in steps:
-        before, result = plan_memory(result), derive_topology(inventory, rules)
+        before, result = plan_memory(result), derive_topology(inventory, rules, variables)
         if plan_memory(result) >= before:
             continue   # changes nothing here (VMs already join no environment group): not worth proposing
         warnings.append(f"to fit: {text} gives {_count(len(result.machines), 'VM')}, {plan_memory(result)} MiB")
@@ -637,7 +640,7 @@ def fit_budget(inventory: Inventory, config: Config, topology: Topology, limit: 
             break
         excluded.append(biggest[0])
         current = replace(current, groups={**current.groups, biggest[0]: GroupRule(exclude=True)})
-        result = derive_topology(inventory, current)
+        result = derive_topology(inventory, current, variables)
     if excluded and result.machines and plan_memory(result) <= limit:
         warnings.append(f"to fit: `exclude: true` for the groups that make the most VMs ({', '.join(excluded)}) gives "
                         f"{_count(len(result.machines), 'VM')}, {plan_memory(result)} MiB (their plays then have "

@@ -73,7 +73,10 @@ _Loader.add_constructor("!unsafe", lambda loader, node: None)
 _Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
-_ENV = Environment(extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
+@lru_cache(maxsize=None)
+def _environment() -> Environment:
+    """The parser (made on first use: only `init` scans the playbooks, and `plan` is timed against Ansible's)."""
+    return Environment(extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
 
 
 class _Names:
@@ -88,7 +91,7 @@ def template_names(text: str) -> tuple[frozenset[str], frozenset[str], frozenset
     """(read, defined by the template itself, read as a structure) for one Jinja2 template; empty when it
     does not parse (Ansible would fail on it too, and says so better)."""
     try:
-        tree = _ENV.parse(text)
+        tree = _environment().parse(text)
     except (TemplateSyntaxError, RecursionError, ValueError):
         return frozenset(), frozenset(), frozenset()
     names = _Names()
