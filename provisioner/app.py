@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from provisioner.adapters.mitogen import choose as choose_strategy
 from provisioner.adapters.playbook_runner import AnsibleRunnerPlaybookRunner, PlaybookRunner
 from provisioner.adapters.ssh_probe import ParamikoSshProbe, SshProbe
 from provisioner.adapters.vagrant_driver import PythonVagrantDriver, VagrantDriver
@@ -112,8 +113,6 @@ class Devbox:
     def _use_mitogen(self, requested: bool):
         """Opt in to Mitogen for the development VMs' Ansible runs; the strategy chosen (or why not)."""
         if requested:
-            from provisioner.adapters.mitogen import choose as choose_strategy
-
             self.playbooks.strategy = choose_strategy(requested)
 
     def provision(self, names: Sequence[str] = (), *, tags: str | None = None, limit: str | None = None,
