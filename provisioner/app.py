@@ -14,10 +14,6 @@ from provisioner.adapters.mitogen import choose as choose_strategy
 from provisioner.adapters.playbook_runner import AnsibleRunnerPlaybookRunner, PlaybookRunner
 from provisioner.adapters.ssh_probe import ParamikoSshProbe, SshProbe
 from provisioner.adapters.vagrant_driver import PythonVagrantDriver, VagrantDriver
-from provisioner.config.editor_schema import schema_text
-from provisioner.environments.model import environments_of
-from provisioner.environments.stamp import EnvRevisions
-from provisioner.machines import doctor, lifecycle, snapshots
 from provisioner.plan.planning import (InitResult, PlanResult, RenderResult, init_project, load_plan, plan_project,
                                        render_locked)
 from provisioner.plan.topology import Topology
@@ -26,10 +22,21 @@ from provisioner.project.paths import ProjectPaths
 
 if TYPE_CHECKING:
     from provisioner.environments.runs import EnvironmentRuns
+    from provisioner.environments.stamp import EnvRevisions
     from provisioner.lab.namespace import Lab
 
-# The environments, parity and lab workflows are imported by the methods that use them: every command starts
-# through this module, and they bring SSH (paramiko) and lab code that plan, up and provision never need.
+# Every workflow but plan/init/render is imported by the methods that use it: every command starts through this
+# module, and `devbox plan` (timed against Ansible's own parser in bench/) never needs the VM lifecycle,
+# snapshots, environments, parity or the lab, nor SSH (paramiko) and lab code.
+
+
+def _keep_converged(project: Project, outcome):
+    """The automatic `converged` snapshot after a provisioning run (machines/snapshots.py)."""
+    from provisioner.machines import snapshots
+
+    from provisioner.machines import snapshots
+
+    return snapshots.keep_converged(project, outcome)
 
 
 def real_adapters(project_dir: Path) -> dict:
@@ -59,7 +66,7 @@ class Devbox:
     def project(self) -> Project:
         """What the workflows receive: this project's paths, progress and adapters (as they are now)."""
         return Project(root=Path(self.project_dir), vagrant=self.vagrant, playbooks=self.playbooks,
-                       ssh_probe=self.ssh_probe, progress=self.progress, after_provision=snapshots.keep_converged)
+                       ssh_probe=self.ssh_probe, progress=self.progress, after_provision=_keep_converged)
 
     # --- plan / init / render -------------------------------------------------------------------------------
     def plan(self, inventory: str | Path | None = None, config: str | Path | None = None, *,
@@ -86,6 +93,8 @@ class Devbox:
 
     def config_schema(self) -> str:
         """devbox.yml's JSON Schema (for editors), as shipped with this devbox."""
+        from provisioner.config.editor_schema import schema_text
+
         return schema_text()
 
     def show_progress(self, callback: Progress) -> None:
@@ -97,6 +106,8 @@ class Devbox:
     def up(self, names: Sequence[str] = (), *, provision: bool = True, mitogen: bool = False, verbosity: int = 0):
         """Render if the plan changed, boot what is not running, wait for SSH, provision all in one run."""
         self._use_mitogen(mitogen)
+        from provisioner.machines import lifecycle
+
         return lifecycle.up(self.project(), names, provision_after=provision, verbosity=verbosity)
 
     def _use_mitogen(self, requested: bool):
@@ -111,49 +122,73 @@ class Devbox:
         """Runs only what changed since the last successful run (``full``: everything; ``dry_run``: only plan).
         ``tags``, ``skip_tags``, ``limit``, ``check``, ``extra_vars``: a partial run that records nothing."""
         self._use_mitogen(mitogen)
+        from provisioner.machines import lifecycle
+
         return lifecycle.provision(self.project(), names, tags=tags, limit=limit, check=check, full=full,
                                    dry_run=dry_run, skip_tags=skip_tags, diff=diff, extra_vars=extra_vars,
                                    verbosity=verbosity)
 
     def idempotence(self, names: Sequence[str] = (), *, verbosity: int = 0):
         """Molecule's idempotence check: full runs until converged, then one that must change nothing."""
+        from provisioner.machines import lifecycle
+
         return lifecycle.idempotence(self.project(), names, verbosity=verbosity)
 
     def status(self, *, refresh: bool = False):
         """States, SSH, last run per VM, and the changes `devbox provision` would run (``pending``)."""
+        from provisioner.machines import lifecycle
+
         return lifecycle.status(self.project(), refresh=refresh)
 
     def ssh(self, name: str, command: Sequence[str] = (), *, ssh_args: Sequence[str] = ()):
+        from provisioner.machines import lifecycle
+
         return lifecycle.ssh_command(self.project(), name, command, ssh_args=ssh_args)
 
     def halt(self, names: Sequence[str] = ()):
+        from provisioner.machines import lifecycle
+
         return lifecycle.halt(self.project(), names)
 
     def destroy(self, names: Sequence[str] = (), *, confirm=None):
         """``confirm(planned names)`` (the CLI's question, unless --yes) runs after the names are checked."""
+        from provisioner.machines import lifecycle
+
         return lifecycle.destroy(self.project(), names, confirm=confirm)
 
     def doctor(self):
+        from provisioner.machines import doctor
+
         return doctor.run_checks(self.project())
 
     # --- snapshots and reset: machines/snapshots.py ---------------------------------------------------------
     def snapshot_save(self, name: str, names: Sequence[str] = (), *, replace: bool = False):
         """The provider's snapshot of each VM, with devbox's ledger and the VM's definition beside it."""
+        from provisioner.machines import snapshots
+
         return snapshots.save(self.project(), name, names, replace=replace)
 
     def snapshot_restore(self, name: str, names: Sequence[str] = ()):
         """VMs, their ledger and connection details back to snapshot ``name``."""
+        from provisioner.machines import snapshots
+
         return snapshots.restore(self.project(), name, names)
 
     def snapshot_delete(self, name: str, names: Sequence[str] = ()):
+        from provisioner.machines import snapshots
+
         return snapshots.delete(self.project(), name, names)
 
     def snapshot_list(self):
+        from provisioner.machines import snapshots
+
         return snapshots.listing(self.project())
 
     def reset(self, names: Sequence[str] = (), *, mitogen: bool = False, verbosity: int = 0):
         """Back to the `converged` snapshot, then only what changed since (an incremental provision)."""
         self._use_mitogen(mitogen)
+        from provisioner.machines import snapshots
+
         return snapshots.reset(self.project(), names, verbosity=verbosity)
 
     # --- base box and the test lab: lab/ --------------------------------------------------------------------
@@ -224,10 +259,14 @@ class Devbox:
 
     def env_status(self, env: str | None, *, ask_password=None) -> EnvRevisions:
         """`status --env`: the revisions per host, with the environment's name (``to_json()`` for --json)."""
+        from provisioner.environments.stamp import EnvRevisions
+
         return EnvRevisions(env or "dev", tuple(self.env_revisions(env, ask_password=ask_password)))
 
     def environment_names(self) -> list[str]:
         """The environments devbox.yml names (and ``dev``), for shell completion; reads devbox.yml only."""
+        from provisioner.environments.model import environments_of
+
         return sorted(environments_of(self.config()))
 
     def trust_scan(self, env: str | None):

@@ -1,9 +1,12 @@
 """Terminal rendering of an incremental plan: per VM, what runs and why (rich). Only the CLI uses this."""
 from __future__ import annotations
 
-from rich.table import Table
+from typing import TYPE_CHECKING
 
-from provisioner.incremental.subset import IncrementalPlan, VmPlan
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from provisioner.incremental.subset import IncrementalPlan, VmPlan
 
 MAX_LINES = 6  # per VM; the rest is summarised, `devbox provision --dry-run` shows the same table
 
@@ -32,6 +35,8 @@ def _runs(vm: VmPlan) -> str:
 
 
 def plan_table(plan: IncrementalPlan, title: str) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for column in ("VM", "runs", "why"):
         table.add_column(column)

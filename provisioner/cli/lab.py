@@ -8,7 +8,6 @@ import click
 
 from provisioner.cli.context import pass_app
 from provisioner.cli.options import force_option, lab_name_option, mitogen_option
-from provisioner.lab.integration import summary_lines
 
 
 def _echo_progress(app) -> None:
@@ -110,6 +109,8 @@ def integration(app, report_dir, lab_name, keep_workdir, mitogen):
     of devbox.yml, write JUnit XML + JSON reports, tear everything down. Exit code 0 only if all passed."""
     _echo_progress(app)
     outcome = app.integration(report_dir, lab_name=lab_name, keep_workdir=keep_workdir, mitogen=mitogen)
+    from provisioner.lab.integration import summary_lines
+
     for line in summary_lines(outcome.report):
         click.echo(line)
     click.echo(f"reports: {outcome.junit} {outcome.json}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,7 +18,12 @@ from provisioner.cli.incremental_view import plan_table, plan_title
 from provisioner.cli.options import (ansible_verbosity_option, env_option, json_option, mitogen_option,
                                      names_argument, vm_name_argument, yes_option)
 from provisioner.cli.views import LiveProgress, doctor_table, host_summary_table, status_table
-from provisioner.machines.lifecycle import NotIdempotent, ProvisionFailed
+
+if TYPE_CHECKING:
+    from provisioner.machines.lifecycle import ProvisionFailed
+
+# The VM lifecycle's own module (and what it brings) is imported by the commands that run it, not by every
+# command: `devbox plan` is timed against Ansible's own parser.
 
 
 def with_progress(app, title: str) -> LiveProgress:
@@ -58,6 +64,8 @@ def show_provision_failed(exc: ProvisionFailed) -> None:
 @pass_app
 def up(app, names, no_provision, mitogen, ansible_verbosity):
     """Boot the VMs (all, or NAMES) and provision them in one Ansible run."""
+    from provisioner.machines.lifecycle import ProvisionFailed
+
     try:
         with with_progress(app, "devbox up"):
             result = app.up(names, provision=not no_provision, mitogen=mitogen, verbosity=ansible_verbosity)
@@ -103,6 +111,8 @@ def provision(ctx, app, names, tags, skip_tags, limit, extra_vars, check, diff, 
                                    "unless --no-check-first")
         return provision_env(app, ctx, env, yes=yes, no_check_first=no_check_first, tags=tags, limit=limit,
                              skip_tags=skip_tags, extra_vars=extra_vars, diff=diff, verbosity=ansible_verbosity)
+    from provisioner.machines.lifecycle import ProvisionFailed
+
     try:
         with with_progress(app, "devbox provision"):
             result = app.provision(names, tags=tags, limit=limit, check=check, full=full, dry_run=dry_run,
@@ -122,6 +132,8 @@ def idempotence(app, names, ansible_verbosity):
     """Molecule's idempotence check on the development VMs (all, or NAMES): the whole playbook until converged
     (one run when devbox already recorded a full run with nothing changed since), then once more; exit 1 naming
     every task that reported changed on that last run."""
+    from provisioner.machines.lifecycle import NotIdempotent
+
     try:
         with with_progress(app, "devbox idempotence"):
             result = app.idempotence(names, verbosity=ansible_verbosity)

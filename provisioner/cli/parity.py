@@ -5,18 +5,21 @@ Exit codes: 0 parity, 1 drift or hosts that could not be measured, 2 usage.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
 from provisioner.cli.context import console as make_console, pass_app
 from provisioner.cli.options import complete_env_names, json_option, yes_option
 from provisioner.errors import UsageError
-from provisioner.parity.compare import ParityReport
-from provisioner.parity.report import report_json
+
+if TYPE_CHECKING:
+    from provisioner.parity.compare import ParityReport
 
 
 def print_report(report: ParityReport, console=None) -> None:
+    from rich.table import Table
+
     console = console or make_console()
     pairs = Table(title=f"development against {report.against}", title_justify="left")
     for col in ("machine", "reference hosts", "paired by", "drift", "expected"):
@@ -83,6 +86,8 @@ def parity(ctx: click.Context, app, against, export, env, as_json, html_path, ye
     if html_path:
         app.write_parity_html(report, html_path)
     if as_json:
+        from provisioner.parity.report import report_json
+
         click.echo(report_json(report), nl=False)
     else:
         print_report(report)

@@ -10,7 +10,6 @@ from provisioner.cli.context import pass_app
 from provisioner.cli.machines import print_provision, show_provision_failed, with_progress
 from provisioner.cli.options import (ansible_verbosity_option, force_option, json_option, mitogen_option,
                                      names_argument)
-from provisioner.machines.lifecycle import ProvisionFailed
 
 snapshot_name_argument = click.argument("snapshot", metavar="SNAPSHOT")
 
@@ -89,6 +88,8 @@ def snapshot_list(app, as_json):
 @pass_app
 def reset(app, names, mitogen, ansible_verbosity):
     """Back to the `converged` snapshot (all VMs, or NAMES), then apply only what changed since."""
+    from provisioner.machines.lifecycle import ProvisionFailed
+
     try:
         with with_progress(app, "devbox reset"):
             result = app.reset(names, mitogen=mitogen, verbosity=ansible_verbosity)

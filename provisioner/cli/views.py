@@ -7,11 +7,11 @@ the progress is one live-updating line per VM; elsewhere (CI logs, pipes) each u
 from __future__ import annotations
 
 import time
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.live import Live
+    from rich.table import Table
 
 from provisioner.cli.context import console
 
@@ -34,6 +34,7 @@ class LiveProgress:
             self.console.print(f"{subject}: {message}", markup=False)
 
     def _table(self) -> Table:
+        from rich.table import Table
         table = Table(title=f"{self.title} ({time.monotonic() - self.started:.0f}s)", title_justify="left",
                       show_header=False, box=None)
         table.add_column("subject", style="bold")
@@ -44,6 +45,8 @@ class LiveProgress:
 
     def __enter__(self) -> "LiveProgress":
         if self.console.is_terminal:
+            from rich.live import Live
+
             self._live = Live(self._table(), console=self.console, refresh_per_second=4, transient=False)
             self._live.__enter__()
         return self
@@ -56,6 +59,8 @@ class LiveProgress:
 
 
 def host_summary_table(hosts: Iterable, title: str) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for column in ("host", "ok", "changed", "failed", "unreachable", "skipped", "duration"):
         table.add_column(column, justify="left" if column == "host" else "right")
@@ -67,6 +72,8 @@ def host_summary_table(hosts: Iterable, title: str) -> Table:
 
 
 def status_table(machines: Iterable, refreshed: bool) -> Table:
+    from rich.table import Table
+
     source = "states from vagrant" if refreshed else "states as last seen (--refresh asks vagrant)"
     table = Table(title=source, title_justify="left")
     for column in ("VM", "state", "ssh", "address", "last provisioned", "revision"):
@@ -79,6 +86,9 @@ def status_table(machines: Iterable, refreshed: bool) -> Table:
 
 
 def doctor_table(checks: Iterable) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title="devbox doctor", title_justify="left")
     for column in ("check", "result", "detail", "fix"):
         table.add_column(column, overflow="fold")
@@ -90,6 +100,8 @@ def doctor_table(checks: Iterable) -> Table:
 
 def topology_table(topology, source: str) -> Table:
     """The VMs of a plan (`devbox plan`, `devbox init`)."""
+    from rich.table import Table
+
     table = Table(title=f"{len(topology.machines)} development VMs {source}", title_justify="left")
     for column in ("VM", "address", "memory", "cpus", "groups", "stands for"):
         table.add_column(column, overflow="fold")
@@ -101,6 +113,8 @@ def topology_table(topology, source: str) -> Table:
 
 def env_hosts_table(plan) -> Table:
     """The hosts of a named environment a run will apply to (`provision --env`)."""
+    from rich.table import Table
+
     table = Table(title=f"{len(plan.hosts)} hosts of {plan.environment.name} to apply to "
                         f"({plan.environment.inventory})", title_justify="left")
     for col in ("host", "address", "port"):
@@ -112,6 +126,8 @@ def env_hosts_table(plan) -> Table:
 
 def env_revisions_table(env_name: str | None, revisions: Iterable) -> Table:
     """What devbox last applied to each host of an environment (`status --env`)."""
+    from rich.table import Table
+
     table = Table(title=f"what each host of {env_name or 'dev'} runs (recorded by devbox)", title_justify="left")
     for col in ("host", "revision", "applied at (UTC)", "by", "partial"):
         table.add_column(col, overflow="fold")
@@ -125,6 +141,8 @@ def env_revisions_table(env_name: str | None, revisions: Iterable) -> Table:
 
 def host_keys_table(environment, checks: Iterable) -> Table:
     """The SSH host keys offered by an environment's hosts, and whether they are pinned (`devbox trust`)."""
+    from rich.table import Table
+
     table = Table(title=f"host keys of {environment.name} ({environment.known_hosts})", title_justify="left")
     for col in ("host", "known_hosts name", "status", "key", "SHA256 fingerprint"):
         table.add_column(col, overflow="fold")

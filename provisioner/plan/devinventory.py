@@ -183,21 +183,22 @@ def build_dev_inventory(topology: Topology, extra_vars: Mapping[str, Any], vars_
     referenced |= _vault_refs(extra_vars.values())
 
     unresolved: list[str] = []
+    shapes: dict[str, Any] = {}   # secrets the roles read as a mapping or a list: their values take that shape
     if playbook_vars is not None:   # what the roles read that no readable file defines (a whole-file vault's names)
         inventory_defined = (defined | set(extra_vars) | {k for v in hosts_vars.values() for k in v}
                              | {k for v in group_vars.values() for k in v})
         for name in playbook_vars.undefined(inventory_defined):
-            if secret_like(name) and name not in playbook_vars.structured:
+            shape = playbook_vars.shapes.get(name)
+            if secret_like(name) and (name not in playbook_vars.structured or _known(shape)):
                 referenced.add(name)
+                if shape is not None:
+                    shapes[name] = shape
             elif name not in vault_names:
                 unresolved.append(name)
     names = sorted(vault_names | (referenced - defined - set(extra_vars)))
-    for name in names:
-        if not isinstance(store.get(name), str) or not store[name]:
-            store[name] = secrets.token_urlsafe(18)
+    values = {n: _development_value(n, shapes.get(n) if n not in vault_names else None, store) for n in names}
     files[INVENTORY_DIR / "hosts.yml"] = GeneratedFile(HEADER + _dump(_hosts_document(topology, hosts_vars, group_vars)))
-    files[SECRETS_VARS_FILE] = GeneratedFile(SECRETS_HEADER + (_dump({n: store[n] for n in names}) if names else "{}\n"),
-                                             mode=0o600)
+    files[SECRETS_VARS_FILE] = GeneratedFile(SECRETS_HEADER + (_dump(values) if names else "{}\n"), mode=0o600)
     plan = replace(topology,
                    machines=tuple(replace(m, host_vars=redactor.vars(m.host_vars)[0]) for m in topology.machines),
                    group_tree={g: {**node, "vars": redactor.vars({k: v for k, v in node.get("vars", {}).items()
@@ -245,6 +246,25 @@ def _identifies(text: str) -> bool:
         return False
     return not (address.is_loopback or address.is_unspecified or address.is_link_local or address.is_multicast
                 or address.is_reserved)
+
+
+def _known(shape: Any) -> bool:
+    """Whether a shape says enough to build a value: a list, or a mapping with a known key (at its top)."""
+    return isinstance(shape, list) or (isinstance(shape, dict) and bool(shape))
+
+
+def _development_value(name: str, shape: Any, store: dict[str, str]) -> Any:
+    """The development value of secret ``name``: a generated string or, where the roles read it as a mapping or a
+    list, that shape (a mapping with the keys read, recursively; a one-item list where iterated) with a generated
+    string at each leaf. Leaves are kept in ``store`` by their dotted path (``vault_ldap.bind_password``,
+    ``vault_users.0.name``), so a value is stable across runs."""
+    if isinstance(shape, dict) and shape:
+        return {key: _development_value(f"{name}.{key}", sub, store) for key, sub in sorted(shape.items())}
+    if isinstance(shape, list):
+        return [_development_value(f"{name}.0", shape[0], store)]
+    if not isinstance(store.get(name), str) or not store[name]:
+        store[name] = secrets.token_urlsafe(18)
+    return store[name]
 
 
 def secrets_file_content(store: Mapping[str, str]) -> str:

@@ -17,6 +17,7 @@ The merge follows Ansible's default precedence (``DEFAULT_VARIABLE_PRECEDENCE`` 
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -75,10 +76,13 @@ def ignored_name(name: str) -> bool:
     return name.startswith(".") or name.endswith("~") or Path(name).suffix not in VARS_EXTENSIONS
 
 
-def entity_files(folder: Path, name: str) -> list[Path]:
+def entity_files(folder: Path, name: str, listing: frozenset[str] | None = None) -> list[Path]:
     """The files Ansible loads for one group or host in ``folder`` (``group_vars``/``host_vars``): the first of
-    ``NAME`` (a file, or a folder read whole, sorted), ``NAME.yml``, ``NAME.yaml``, ``NAME.json``."""
+    ``NAME`` (a file, or a folder read whole, sorted), ``NAME.yml``, ``NAME.yaml``, ``NAME.json``. ``listing``:
+    the names in ``folder`` when the caller has listed it already (a name not there is not looked up)."""
     for ext in VARS_EXTENSIONS:
+        if listing is not None and name + ext not in listing:
+            continue
         candidate = folder / (name + ext)
         kind = file_kind(candidate)
         if kind == "dir":
@@ -126,6 +130,7 @@ class HostVariables:
                 seen.add(real)
                 self.dirs.append((Path(folder), side))
         self._files: dict[tuple[str, str, int], tuple[VarsFile, ...]] = {}
+        self._listings: dict[tuple[str, int], frozenset[str] | None] = {}   # names in each group_vars/host_vars
         self._resolved: dict[str, Resolved] = {}
         self._order = _group_order(inventory)
         self._ungrouped = frozenset(inventory.groups["ungrouped"].hosts if "ungrouped" in inventory.groups else ())
@@ -140,15 +145,27 @@ class HostVariables:
             return ()
         key = (kind, name, index)
         if key not in self._files:
-            folder, side = self.dirs[index]
-            self._files[key] = tuple(self._read(folder, side, kind, name))
+            self._files[key] = tuple(self._read(index, kind, name))
         return self._files[key]
 
-    def _read(self, folder: Path, side: str, kind: str, name: str) -> Iterable[VarsFile]:
+    def _listing(self, kind: str, index: int) -> frozenset[str] | None:
+        """The names in the side's ``kind`` folder, listed once; None when it cannot be listed (each name is then
+        looked up, and its error named, as before)."""
+        key = (kind, index)
+        if key not in self._listings:
+            try:
+                self._listings[key] = frozenset(os.listdir(self.dirs[index][0] / kind))
+            except OSError:
+                self._listings[key] = None
+        return self._listings[key]
+
+    def _read(self, index: int, kind: str, name: str) -> Iterable[VarsFile]:
+        folder, side = self.dirs[index]
         where = folder / kind
-        if not where.is_dir():
+        listing = self._listing(kind, index)
+        if listing is None and not where.is_dir():
             return
-        for path in entity_files(where, name):
+        for path in entity_files(where, name, listing):
             self.reads += 1
             raw = read_bytes(path)
             label = f"{path.relative_to(folder).as_posix()} (beside the {side})"

@@ -114,8 +114,9 @@ def plan_project(project: Project, inventory: str | Path | None = None, config: 
     proposed = rules.path is None
     if proposed:
         rules = proposed_rules(inv, project.paths.root)
-    topology = derive_topology(inv, rules, host_variables(inv, rules, project.paths.root))
-    return PlanResult(topology=with_budget(inv, rules, topology), inventory=inv.source,
+    variables = host_variables(inv, rules, project.paths.root)
+    topology = derive_topology(inv, rules, variables)
+    return PlanResult(topology=with_budget(inv, rules, topology, variables=variables), inventory=inv.source,
                       config=rules.path, proposed=proposed)
 
 
@@ -136,7 +137,8 @@ def workstation_memory(meminfo: Path | None = None) -> tuple[int, int] | None:
     return total, max(0, total - max(2048, total // 4))
 
 
-def with_budget(inv: Inventory, rules: Config, topology: Topology, meminfo: Path | None = None) -> Topology:
+def with_budget(inv: Inventory, rules: Config, topology: Topology, meminfo: Path | None = None, *,
+                variables: HostVariables | None = None) -> Topology:
     """``topology`` with a warning, and the rules that fit, when its VMs need more memory than devbox.yml's
     ``budget`` or, without one, than this machine has to spare (not checked for a remote hypervisor)."""
     if rules.budget_memory is not None:
@@ -148,7 +150,7 @@ def with_budget(inv: Inventory, rules: Config, topology: Topology, meminfo: Path
         if memory is None:
             return topology
         limit, what = memory[1], f"this machine ({memory[0]} MiB of memory, less room for the host)"
-    extra = fit_budget(inv, rules, topology, limit, what)
+    extra = fit_budget(inv, rules, topology, limit, what, variables)
     return replace(topology, warnings=topology.warnings + tuple(extra)) if extra else topology
 
 
@@ -173,7 +175,8 @@ def init_project(project: Project, inventory: str | Path | None, force: bool, al
         rules = parse_config(yaml.safe_load(config_text), config_path)
     else:
         rules = existing
-    topology = with_budget(inv, rules, derive_topology(inv, rules, host_variables(inv, rules, project_dir)))
+    variables = host_variables(inv, rules, project_dir)
+    topology = with_budget(inv, rules, derive_topology(inv, rules, variables), variables=variables)
     extra = {config_path: config_text} if config_text is not None else {}
     extra[project_dir / PROJECT_SCHEMA] = schema_text()   # what devbox.yml's yaml-language-server line points to
     pending = prepare_render(project, topology, rules, vars_dir=inv.vars_dir, extra_files=extra)

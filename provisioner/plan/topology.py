@@ -30,6 +30,9 @@ CONNECTION_VARS = frozenset({
 CONNECTION_PREFIXES = ("ansible_ssh_", "ansible_winrm_", "ansible_psrp_", "ansible_paramiko_", "ansible_libssh_",
                        "ansible_docker_", "ansible_kubectl_")
 MARKER_GROUPS = ("all", "ungrouped")
+# the class of the hosts that are in groups, but only in environment groups or ignored ones: they have no role
+# group, yet are not hosts in no group either (a name no inventory group can have: it has a space)
+ONLY_IGNORED = frozenset({" only environment or ignored groups"})
 FIRST_HOST_OCTET = 11   # .1 is the gateway on Vagrant/libvirt networks; leave the low addresses to them
 HOSTNAME_MAX = 63
 
@@ -135,6 +138,7 @@ def derive_topology(inventory: Inventory, config: Config, variables: HostVariabl
     excluded: list[Excluded] = []
     classes: dict[frozenset[str], list[Host]] = {}
     ungrouped: list[str] = []
+    only_ignored: list[Host] = []   # hosts whose every group is an environment group or ignored
     opaque: set[str] = set()
 
     for host in inventory.hosts.values():
@@ -146,7 +150,11 @@ def derive_topology(inventory: Inventory, config: Config, variables: HostVariabl
             continue
         if not host.groups:
             ungrouped.append(host.name)
-        classes.setdefault(frozenset(host.all_groups - ignored), []).append(host)
+        signature = frozenset(host.all_groups - ignored)
+        if host.groups and not signature:   # in groups, but only ones no VM joins: not a host in no group
+            signature = ONLY_IGNORED
+            only_ignored.append(host)
+        classes.setdefault(signature, []).append(host)
     if ungrouped:
         warnings.append(f"hosts in no group (only plays for `all` reach them): {', '.join(ungrouped)}")
     if opaque:
@@ -220,6 +228,9 @@ def derive_topology(inventory: Inventory, config: Config, variables: HostVariabl
         machines.append(MachineSpec(name=name, hostname=name, groups=tuple(groups),
                                     represents=tuple(h.name for h in hosts), memory=memory, cpus=cpus,
                                     address=address, host_vars=host_vars))
+    environment_only = [h for h in only_ignored if h.all_groups & dropped]
+    if environment_only:
+        warnings.append(_environment_only_warning(environment_only, machines, dropped))
     if left_out:
         warnings.append(f"host-level variables not copied to the VMs (production values stay in production): "
                         f"{summarize_names(sorted(left_out), 12)}; if a role needs one, keep it with `host_vars: {{keep: "
@@ -289,6 +300,22 @@ def _is_address(text: str) -> bool:
 INCLUDE_HINT = "list it under `include_hosts:` in devbox.yml to give it a VM anyway"
 
 
+def _environment_only_warning(hosts: list[Host], machines: list[MachineSpec], dropped: set[str]) -> str:
+    """Hosts in no role group, only in environment groups (and ignored ones): which VM stands for them, what
+    reaches it, and what to do."""
+    names = {h.name for h in hosts}
+    vms = " and ".join(m.name for m in machines if names & set(m.represents))
+    environment = sorted({g for h in hosts for g in h.all_groups & dropped})
+    one = len(hosts) == 1
+    return (f"{_count(len(hosts), 'host')} {'is' if one else 'are'} in no role group, only in environment groups "
+            f"the VMs do not join ({', '.join(environment)}): {summarize_names(sorted(names))}; {vms} stands for "
+            f"{'it' if one else 'them'}, and plays that name {'this host' if one else 'these hosts'} or target "
+            f"{', '.join(environment)} skip it (only plays for `all` and the groups it joins reach it). For a VM of "
+            f"its own, put each such host in a group named for its role in the inventory; or list "
+            f"{environment[0]} under `environment_groups: keep:` in devbox.yml so that plays for it reach the VMs "
+            "(its group_vars then apply to them)")
+
+
 def _exclusion_reason(host: Host, config: Config, resolved: Resolved) -> str | None:
     reason = None
     if not any(fnmatch.fnmatchcase(host.name, pattern) for pattern in config.include_hosts):
@@ -328,9 +355,12 @@ def _base_names(classes: Mapping[frozenset[str], list[Host]], inventory: Invento
     order = {name: i for i, name in enumerate(inventory.groups)}
     direct: dict[frozenset[str], list[str]] = {}
     for signature, hosts in classes.items():
-        groups = {g for h in hosts for g in h.groups if g not in ignored} or set(signature)
+        groups = {g for h in hosts for g in h.groups if g not in ignored or signature == ONLY_IGNORED} or set(signature)
         direct[signature] = sorted(groups, key=lambda g: (order.get(g, len(order)), g))
     first = {sig: slug(groups[0]) if groups else "ungrouped" for sig, groups in direct.items()}
+    if ONLY_IGNORED in direct:   # `production-only`: the hosts that are only in production (no role group)
+        first[ONLY_IGNORED] = slug("-".join(direct[ONLY_IGNORED])) + "-only"
+        direct[ONLY_IGNORED] = [first[ONLY_IGNORED]]
     taken = Counter(first.values())
     names = {}
     for sig in classes:
@@ -594,10 +624,13 @@ def plan_memory(topology: Topology) -> int:
     return sum(m.memory for m in topology.machines)
 
 
-def fit_budget(inventory: Inventory, config: Config, topology: Topology, limit: int, what: str) -> list[str]:
+def fit_budget(inventory: Inventory, config: Config, topology: Topology, limit: int, what: str,
+               variables: HostVariables | None = None) -> list[str]:
     """Warnings when the VMs of ``topology`` need more than ``limit`` MiB of memory together (``what`` says whose
     limit), each followed by the rules that bring the plan under it, tried one after the other on top of each
-    other: ignore environment groups, smaller VMs, then excluding the groups that make the most VMs."""
+    other: ignore environment groups, smaller VMs, then excluding the groups that make the most VMs.
+    ``variables``: the hosts' variables ``topology`` was derived with (each vars file is then read once)."""
+    variables = variables or HostVariables(inventory)
     needed = plan_memory(topology)
     if needed <= limit:
         return []
@@ -622,7 +655,7 @@ def fit_budget(inventory: Inventory, config: Config, topology: Topology, limit: 
             break
     result = topology
     for text, rules in steps:
-        before, result = plan_memory(result), derive_topology(inventory, rules)
+        before, result = plan_memory(result), derive_topology(inventory, rules, variables)
         if plan_memory(result) >= before:
             continue   # changes nothing here (VMs already join no environment group): not worth proposing
         warnings.append(f"to fit: {text} gives {_count(len(result.machines), 'VM')}, {plan_memory(result)} MiB")
@@ -637,7 +670,7 @@ def fit_budget(inventory: Inventory, config: Config, topology: Topology, limit: 
             break
         excluded.append(biggest[0])
         current = replace(current, groups={**current.groups, biggest[0]: GroupRule(exclude=True)})
-        result = derive_topology(inventory, current)
+        result = derive_topology(inventory, current, variables)
     if excluded and result.machines and plan_memory(result) <= limit:
         warnings.append(f"to fit: `exclude: true` for the groups that make the most VMs ({', '.join(excluded)}) gives "
                         f"{_count(len(result.machines), 'VM')}, {plan_memory(result)} MiB (their plays then have "

@@ -262,3 +262,28 @@ def test_a_group_named_like_a_path_reads_nothing_outside_group_vars(tmp_path):
     assert "../secret" in inventory.groups
     variables = HostVariables(inventory)
     assert "ansible_connection" not in variables.resolve(inventory.hosts["h1"]).vars and variables.reads == 0
+
+
+def test_the_budget_proposals_read_no_vars_file_again(tmp_path):
+    # the rules tried to fit a budget derive the plan again: with the same resolver, from the files already read
+    from provisioner.plan.topology import fit_budget
+
+    (tmp_path / "hosts").write_text("[web]\nw1\nw2\n[db]\nd1\n[db_stg]\nd2\n")
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "group_vars").mkdir()
+    for host in ("w1", "w2", "d1"):
+        (tmp_path / "host_vars" / f"{host}.yml").write_text(f"serial: {host}\n")
+    (tmp_path / "group_vars" / "web.yml").write_text("http_port: 80\n")
+    (tmp_path / "host_vars" / "d2").mkdir()   # a folder read whole
+    (tmp_path / "host_vars" / "d2" / "main.yml").write_text("ansible_connection: local\n")
+    inv = load_inventory(tmp_path / "hosts")
+    rules = parse_config({}, None)
+    variables = HostVariables(inv)
+    topology = derive_topology(inv, rules, variables)
+    reads = variables.reads
+    assert reads == 5   # each file once: four host_vars, one group_vars
+    shared = fit_budget(inv, rules, topology, 600, "this machine", variables)
+    assert shared[0].startswith("too big for this machine") and len(shared) > 1
+    assert variables.reads == reads
+    assert shared == fit_budget(inv, rules, topology, 600, "this machine")   # the same proposals as before
+    assert "d2" not in {h for m in topology.machines for h in m.represents}   # excluded by its host_vars folder

@@ -3,12 +3,14 @@ and what devbox does with the ones no readable file defines (development values 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from helpers import assert_handled
@@ -102,6 +104,8 @@ def test_scan_finds_what_roles_read_and_no_readable_file_defines(tmp_path):
     assert use.undefined() == ["app_log_level", "app_signing_key", "undefined_in_play", "vault_app_api_token",
                                "vault_app_db_password", "vault_app_users", "vault_feature_secret", "vault_ldap"]
     assert {"vault_app_users", "vault_ldap"} <= use.structured   # looped over, read as a mapping
+    assert use.shapes["vault_ldap"] == {"bind_password": None}
+    assert use.shapes["vault_app_users"] == [{"name": None}]   # the task's loop variable `user` reads user.name
     assert use.encrypted == (str(tmp_path / "inventory" / "group_vars" / "all" / "vault.yml"),)
     # never reported: magic variables, registered results, facts set, loop and prompt variables, role params
     for name in ("hostvars", "inventory_hostname", "groups", "item", "ansible_managed", "lookup", "echoed",
@@ -130,10 +134,14 @@ def test_init_gives_development_values_to_the_secrets_roles_read(tmp_path, monke
     import yaml
     generated = yaml.safe_load(secrets_file.read_text())
     assert sorted(generated) == ["app_signing_key", "vault_app_api_token", "vault_app_db_password",
-                                 "vault_feature_secret"]
-    assert all(isinstance(v, str) and len(v) >= 20 for v in generated.values())
+                                 "vault_app_users", "vault_feature_secret", "vault_ldap"]
+    assert all(isinstance(generated[n], str) and len(generated[n]) >= 20
+               for n in generated if n not in ("vault_app_users", "vault_ldap"))
+    # read as a mapping (vault_ldap.bind_password) and looped over (user.name): values of that shape
+    assert list(generated["vault_ldap"]) == ["bind_password"] and len(generated["vault_ldap"]["bind_password"]) >= 20
+    assert [list(u) for u in generated["vault_app_users"]] == [["name"]]
     assert ("no development value given (set them under `vars:` in devbox.yml if the plays need them): "
-            "app_log_level, undefined_in_play, vault_app_users, vault_ldap") in result.output
+            "app_log_level, undefined_in_play") in result.output
     again = CliRunner().invoke(main, ["-C", str(tmp_path), "init"])
     assert_handled(again, 0)
     assert yaml.safe_load(secrets_file.read_text()) == generated   # stable across runs
@@ -158,3 +166,77 @@ def test_hostile_files_are_skipped_not_expanded(tmp_path):
     use = scan_variables([tmp_path])
     assert time.perf_counter() - started < 5
     assert use.undefined() == ["vault_x"]
+
+
+SHAPED_SITE = """
+- hosts: app
+  gather_facts: false
+  roles:
+    - ldap_client
+"""
+SHAPED_TASKS = """
+- name: the client configuration, from the vaulted LDAP settings and users
+  ansible.builtin.template:
+    src: ldap.conf.j2
+    dest: "{{ ldap_conf_dest }}"
+    mode: "0600"
+- name: one line per API key, looped over by the task itself
+  ansible.builtin.lineinfile:
+    path: "{{ ldap_conf_dest }}"
+    line: "key {{ api.id }} {{ api.secret }}"
+  loop: "{{ vault_api_keys }}"
+  loop_control:
+    loop_var: api
+  when: api.id | length > 0
+"""
+SHAPED_TEMPLATE = """uri ldaps://{{ vault_ldap['host'] }}
+binddn {{ vault_ldap.bind.dn }}
+bindpw {{ vault_ldap.bind.password }}
+{% for user in vault_ldap_users %}user {{ user.name }} {{ user.password_hash }}
+{% endfor %}
+"""
+
+
+@pytest.mark.ansible
+def test_secrets_read_as_mappings_and_lists_render_in_a_real_ansible_run(tmp_path, monkeypatch):
+    """The development values of vault_* variables the roles read as a mapping or loop over have that shape:
+    Ansible itself renders the role's template and loop with them (a string there fails the run)."""
+    monkeypatch.setenv("PATH", VENV_BIN)   # no vagrant: validation skipped
+    role = tmp_path / "playbooks" / "roles" / "ldap_client"
+    for folder in ("tasks", "templates", "defaults"):
+        (role / folder).mkdir(parents=True)
+    (role / "defaults" / "main.yml").write_text("ldap_conf_dest: /etc/ldap.conf\n")   # -e puts it under tmp_path
+    (tmp_path / "playbooks" / "site.yml").write_text(SHAPED_SITE)
+    (role / "tasks" / "main.yml").write_text(SHAPED_TASKS)
+    (role / "templates" / "ldap.conf.j2").write_text(SHAPED_TEMPLATE)
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars" / "all").mkdir(parents=True)
+    (inventory / "hosts.ini").write_text("[app]\napp1\n")
+    shutil.copy(VAULTED_FILE, inventory / "group_vars" / "all" / "vault.yml")   # where the team keeps them
+    (tmp_path / "devbox.yml").write_text("inventory: inventory/hosts.ini\nplaybook: playbooks/site.yml\n")
+    result = CliRunner().invoke(main, ["-C", str(tmp_path), "init"])
+    assert_handled(result, 0)
+    assert "no development value given" not in result.output
+    import yaml
+    secrets_file = tmp_path / ".devbox" / "inventory" / "group_vars" / "all" / "zz-devbox-secrets.yml"
+    generated = yaml.safe_load(secrets_file.read_text())
+    assert sorted(generated["vault_ldap"]) == ["bind", "host"] and sorted(generated["vault_ldap"]["bind"]) == [
+        "dn", "password"]
+    assert [sorted(u) for u in generated["vault_ldap_users"]] == [["name", "password_hash"]]
+    assert [sorted(k) for k in generated["vault_api_keys"]] == [["id", "secret"]]
+
+    conf = tmp_path / "ldap.conf"
+    run = subprocess.run(
+        [str(Path(VENV_BIN) / "ansible-playbook"), "-i", str(tmp_path / ".devbox" / "inventory"),
+         str(tmp_path / "playbooks" / "site.yml"), "--limit", "app-1", "-e", "ansible_connection=local",
+         "-e", f"ansible_python_interpreter={sys.executable}", "-e", f"ldap_conf_dest={conf}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        env={**os.environ, "PATH": f"{VENV_BIN}:/usr/bin:/bin"})   # the shell tools Ansible's local connection runs
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    ldap, user, key = generated["vault_ldap"], generated["vault_ldap_users"][0], generated["vault_api_keys"][0]
+    assert conf.read_text() == (f"uri ldaps://{ldap['host']}\nbinddn {ldap['bind']['dn']}\n"
+                                f"bindpw {ldap['bind']['password']}\nuser {user['name']} {user['password_hash']}\n"
+                                f"key {key['id']} {key['secret']}\n")
+    again = CliRunner().invoke(main, ["-C", str(tmp_path), "init"])
+    assert_handled(again, 0)
+    assert yaml.safe_load(secrets_file.read_text()) == generated   # stable across runs, leaf by leaf

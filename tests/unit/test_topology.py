@@ -396,9 +396,12 @@ def test_staging_copies_of_a_role_group_proposed_for_exclusion(tmp_path):
         "db-staging": ({"exclude": True}, "another environment's copy of db_prod: the VMs of db_prod stand for it")}
     proposed = derive_topology(inv, parse_config({"groups": {s.group: dict(s.rule) for s in rules}}, None))
     # no VM for a staging copy; db_prod and cache_stg are environment groups, which VMs never join (said): their
-    # hosts, in no other group, are represented by the VM of hosts in no group
+    # hosts, in no other group, share a VM named for those groups (not the VM of hosts in no group), and are named
     assert [(m.name, m.represents) for m in proposed.machines] == [
-        ("web-1", ("w1",)), ("ungrouped-1", ("d1", "cs1")), ("prod-api-1", ("a1",))]
+        ("web-1", ("w1",)), ("db-prod-cache-stg-only-1", ("d1", "cs1")), ("prod-api-1", ("a1",))]
+    assert any(w.startswith("2 hosts are in no role group, only in environment groups the VMs do not join "
+                            "(cache_stg, db_prod): cs1, d1; db-prod-cache-stg-only-1 stands for them")
+               for w in proposed.warnings)
     assert any(w.startswith("the VMs join no environment group (cache_stg, db_prod)") for w in proposed.warnings)
 
 
@@ -427,3 +430,49 @@ def test_host_level_variables_left_out_are_named_and_keep_brings_one_back(tmp_pa
     assert not any(w.startswith("host-level variables") for w in kept.warnings)
     given = plan(inventory, {"vars": {"db_port": 15432}}, tmp_path=tmp_path)   # a development value instead
     assert not any(w.startswith("host-level variables") for w in given.warnings)
+
+
+ENVIRONMENT_ONLY = """\
+stray.example.org
+[production]
+bastion.example.org
+monitor.example.org
+203.0.113.7
+web1.example.org
+[web]
+web1.example.org
+"""
+
+
+def test_hosts_only_in_an_environment_group_are_named_and_not_taken_for_hosts_in_no_group(tmp_path):
+    topology = plan(ENVIRONMENT_ONLY, tmp_path=tmp_path)
+    # a host in no group, hosts only in production (no role group), and a web host: three different VMs
+    assert [(m.name, m.represents, m.groups) for m in topology.machines] == [
+        ("ungrouped-1", ("stray.example.org",), ()),
+        ("production-only-1", ("bastion.example.org", "monitor.example.org", "203.0.113.7"), ()),
+        ("web-1", ("web1.example.org",), ("web",))]
+    said = [w for w in topology.warnings if "no role group" in w]
+    assert said == [
+        "3 hosts are in no role group, only in environment groups the VMs do not join (production): 203.0.113.7, "
+        "bastion.example.org, monitor.example.org; production-only-1 stands for them, and plays that name these hosts "
+        "or target production skip it (only plays for `all` and the groups it joins reach it). For a VM of its own, "
+        "put each such host in a group named for its role in the inventory; or list production under "
+        "`environment_groups: keep:` in devbox.yml so that plays for it reach the VMs (its group_vars then apply "
+        "to them)"]
+    assert "hosts in no group (only plays for `all` reach them): stray.example.org" in topology.warnings
+    # what devbox writes names the address-named host by its token, never by its address
+    written = json.dumps(topology.redacted().to_json())
+    assert "203.0.113.7" not in written and "address-named-host-1, bastion.example.org" in written
+
+    # keeping the environment group: the VM joins it (plays for production reach it), and nothing is warned
+    kept = plan(ENVIRONMENT_ONLY, {"environment_groups": {"keep": ["production"]}}, tmp_path=tmp_path)
+    assert [(m.name, m.groups) for m in kept.machines] == [
+        ("ungrouped-1", ()), ("production-1", ("production",)), ("production-web-1", ("production", "web"))]
+    assert not [w for w in kept.warnings if "no role group" in w]
+
+
+def test_hosts_only_in_ignored_groups_get_a_vm_named_for_them_that_joins_them(tmp_path):
+    topology = plan("solo\n[dc1]\nsolo\n[web]\nw1\n[dc1:children]\nweb\n", {"ignore_groups": ["dc1"]},
+                    tmp_path=tmp_path)
+    assert [(m.name, m.groups) for m in topology.machines] == [("dc1-only-1", ("dc1",)), ("web-1", ("web",))]
+    assert not [w for w in topology.warnings if "no role group" in w]   # plays for dc1 reach it: nothing to say
