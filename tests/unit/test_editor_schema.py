@@ -52,6 +52,7 @@ include_hosts: [control, "win*"]
 host_vars: {keep: [node_role]}
 environment_groups: {keep: [staging]}
 snapshots: {converged: false}
+names: {domain: dev.example.test}
 environments:
   staging: {inventory: inventories/staging, vault_id: staging, vault_password_file: ~/.vault, check_first: true,
             known_hosts: environments/staging.known_hosts, allow_production: false}
@@ -80,6 +81,10 @@ GOOD = {
     "snapshots null": "snapshots:\n",
     "converged snapshot on": "snapshots: {converged: true}\n",
     "empty budget": "budget: {}\n",
+    "names null": "names:\n",
+    "names empty": "names: {}\n",
+    "one-label domain": "names: {domain: lan}\n",
+    "domain with digits and hyphens": "names: {domain: team-42.devbox.test}\n",
 }
 BAD = {
     "top level list": "- inventory: x\n",
@@ -158,6 +163,17 @@ BAD = {
     "snapshots.converged a string": "snapshots: {converged: 'no'}\n",
     "snapshots.converged null": "snapshots: {converged: null}\n",
     "unknown snapshots key": "snapshots: {keep: 3}\n",
+    "names a string": "names: devbox.test\n",
+    "unknown names key": "names: {suffix: devbox.test}\n",
+    "domain empty": "names: {domain: ''}\n",
+    "domain trailing dot": "names: {domain: devbox.test.}\n",
+    "domain leading dot": "names: {domain: .devbox.test}\n",
+    "domain with a space": "names: {domain: 'devbox test'}\n",
+    "domain with an underscore": "names: {domain: dev_box.test}\n",
+    "domain label ends with a hyphen": "names: {domain: devbox-.test}\n",
+    "domain label too long": "names: {domain: %s.test}\n" % ("a" * 64),
+    "domain a number": "names: {domain: 42}\n",
+    "domain null": "names: {domain: null}\n",
 }
 # What JSON Schema cannot say, checked by the validator alone (the editor shows no error for these).
 VALIDATOR_ONLY = {
@@ -247,8 +263,9 @@ def _props(*path: str) -> set[str]:
     ({"parity": {"expected": [{"fact": "f", "reason": "r", "zz_unknown": 1}]}},
      ("properties", "parity", "properties", "expected", "items")),
     ({"snapshots": {"zz_unknown": 1}}, ("properties", "snapshots")),
+    ({"names": {"zz_unknown": 1}}, ("properties", "names")),
 ], ids=["top", "libvirt", "defaults", "host_vars", "environment_groups", "groups", "environments", "smoke", "parity.expected",
-        "snapshots"])
+        "snapshots", "names"])
 def test_each_section_knows_the_same_keys(data, schema_path):
     assert _props(*schema_path) == _known_keys(data, "/".join(schema_path))
 
