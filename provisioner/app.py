@@ -17,7 +17,7 @@ from provisioner.adapters.vagrant_driver import PythonVagrantDriver, VagrantDriv
 from provisioner.config.editor_schema import schema_text
 from provisioner.environments.model import environments_of
 from provisioner.environments.stamp import EnvRevisions
-from provisioner.machines import doctor, lifecycle, snapshots
+from provisioner.machines import doctor, lifecycle, names, snapshots
 from provisioner.plan.planning import (InitResult, PlanResult, RenderResult, init_project, load_plan, plan_project,
                                        render_locked)
 from provisioner.plan.topology import Topology
@@ -122,6 +122,18 @@ class Devbox:
     def status(self, *, refresh: bool = False):
         """States, SSH, last run per VM, and the changes `devbox provision` would run (``pending``)."""
         return lifecycle.status(self.project(), refresh=refresh)
+
+    def hosts_block(self):
+        """The hosts-file block that names this project's VMs (`<vm>.<domain>`), from the plan."""
+        return names.hosts_block(self.project())
+
+    def hosts_write(self, path: Path | None = None):
+        """Put the block into ``path`` (default /etc/hosts), replacing only this project's previous block."""
+        return names.write_hosts(self.project(), path)
+
+    def hosts_remove(self, path: Path | None = None):
+        """Take this project's block out of ``path`` (default /etc/hosts)."""
+        return names.remove_hosts(self.project(), path)
 
     def ssh(self, name: str, command: Sequence[str] = (), *, ssh_args: Sequence[str] = ()):
         return lifecycle.ssh_command(self.project(), name, command, ssh_args=ssh_args)
