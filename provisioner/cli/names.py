@@ -40,5 +40,6 @@ def hosts(app, write, remove, path):
     for other in result.others:
         click.echo(f"note: {where} also holds the block of another devbox project ({other})")
     if result.given_elsewhere:
-        click.secho(f"warning: {where} also gives {', '.join(result.given_elsewhere)} outside this block; the "
-                    f"first line that names a host wins", fg="yellow", err=True)
+        click.secho(f"warning: {where} also gives {', '.join(result.given_elsewhere)} outside this block (the "
+                    f"first line that names a host wins); another domain for this project's VMs: `names: {{domain: "
+                    f"...}}` in devbox.yml", fg="yellow", err=True)

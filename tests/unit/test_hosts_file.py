@@ -5,7 +5,6 @@ or, where a bind mount forbids the rename, rewritten in place; a real bind mount
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 import sys

@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
-from fakes import FakePlaybookRunner, FakeSshProbe, FakeVagrant, playbook_ok
+from fakes import FakePlaybookRunner, FakeSshProbe, FakeVagrant
 from helpers import append, assert_handled, copy_project, git_commit, no_converged_snapshot
 from provisioner.app import Devbox
 from provisioner.cli.main import main
