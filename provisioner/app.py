@@ -140,6 +140,24 @@ class Devbox:
 
         return lifecycle.status(self.project(), refresh=refresh)
 
+    def hosts_block(self):
+        """The hosts-file block that names this project's VMs (`<vm>.<domain>`), from the plan."""
+        from provisioner.machines import names
+
+        return names.hosts_block(self.project())
+
+    def hosts_write(self, path: Path | None = None):
+        """Put the block into ``path`` (default /etc/hosts), replacing only this project's previous block."""
+        from provisioner.machines import names
+
+        return names.write_hosts(self.project(), path)
+
+    def hosts_remove(self, path: Path | None = None):
+        """Take this project's block out of ``path`` (default /etc/hosts)."""
+        from provisioner.machines import names
+
+        return names.remove_hosts(self.project(), path)
+
     def ssh(self, name: str, command: Sequence[str] = (), *, ssh_args: Sequence[str] = ()):
         from provisioner.machines import lifecycle
 

@@ -17,7 +17,7 @@ from provisioner.cli.environments import provision_env, status_env
 from provisioner.cli.incremental_view import plan_table, plan_title
 from provisioner.cli.options import (ansible_verbosity_option, env_option, json_option, mitogen_option,
                                      names_argument, vm_name_argument, yes_option)
-from provisioner.cli.views import LiveProgress, doctor_table, host_summary_table, status_table
+from provisioner.cli.views import LiveProgress, doctor_table, host_summary_table, status_table, url_lines
 
 if TYPE_CHECKING:
     from provisioner.machines.lifecycle import ProvisionFailed
@@ -151,7 +151,8 @@ def idempotence(app, names, ansible_verbosity):
 @env_option
 @pass_app
 def status(app, as_json, refresh, env):
-    """Per VM: state, SSH reachability, when it was last provisioned and from which revision.
+    """Per VM: state, SSH reachability, its name and address, when it was last provisioned and from which
+    revision; the URLs the smoke checks probe, by name.
 
     With --env (dev included): read from each host which revision devbox last applied there."""
     if env:
@@ -161,6 +162,11 @@ def status(app, as_json, refresh, env):
         click.echo(json.dumps(result.to_json(), indent=2))
         return
     console().print(status_table(result.machines, result.refreshed))
+    lines = url_lines(result.machines)
+    if lines:
+        click.echo("URLs the smoke checks probe (they resolve here after `devbox hosts --write`):")
+        for line in lines:
+            click.echo(f"  {line}")
     if result.pending is None:  # a playbook devbox cannot read must not hide the machines' status
         click.secho(f"pending changes: unknown ({result.pending_error})", fg="yellow", err=True)
     else:

@@ -76,13 +76,19 @@ def status_table(machines: Iterable, refreshed: bool) -> Table:
 
     source = "states from vagrant" if refreshed else "states as last seen (--refresh asks vagrant)"
     table = Table(title=source, title_justify="left")
-    for column in ("VM", "state", "ssh", "address", "last provisioned", "revision"):
+    for column in ("VM", "state", "ssh", "address", "name (devbox hosts)", "last provisioned", "revision"):
         table.add_column(column)
     for m in machines:
         ssh = "-" if m.ssh is None else ("answers" if m.ssh else "no answer")
-        table.add_row(m.name, m.state.replace("_", " "), ssh, m.address or "-", m.last_provisioned or "never",
+        name = f"{m.fqdn} ({m.private_address})" if m.fqdn else "-"
+        table.add_row(m.name, m.state.replace("_", " "), ssh, m.address or "-", name, m.last_provisioned or "never",
                       m.revision or "-")
     return table
+
+
+def url_lines(machines: Iterable) -> list[str]:
+    """The smoke checks' URLs per VM, by name (`devbox hosts --write` makes the names resolve)."""
+    return [f"{m.name}: {u.url}  (smoke check: {u.check})" for m in machines for u in m.urls]
 
 
 def doctor_table(checks: Iterable) -> Table:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,6 +26,12 @@ PROVIDERS = ("libvirt", "virtualbox")
 # The libvirt box `devbox box build` makes from Debian packages (the advice `devbox doctor` gives leads to it).
 DEFAULT_BOX = "devbox/debian12"
 DEFAULT_NETWORK = "192.168.56.0/24"
+# The VMs' names on the host are `<vm>.<domain>` (`devbox hosts`); .test is reserved for testing (RFC 6761), so
+# the names can never be someone else's on the internet.
+DEFAULT_DOMAIN = "devbox.test"
+# A DNS name: dot-separated labels of letters, digits and inner hyphens, 63 characters at most each (the JSON
+# Schema carries the same pattern, and maxLength 253)
+DOMAIN_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 DEFAULT_MEMORY = 512
 DEFAULT_CPUS = 1
 MIN_MEMORY = 128
@@ -84,6 +91,7 @@ class Config:
     converged_snapshot: bool = True           # `snapshots: {converged: ...}`: keep a snapshot after full runs
     budget_memory: int | None = None          # MiB the VMs may take together; None: this machine's memory decides
     shared_folders: tuple[SharedFolder, ...] = ()
+    domain: str = DEFAULT_DOMAIN              # `names: {domain: ...}`: the VMs are `<vm>.<domain>` on the host
     extensions: Mapping[str, Any] = field(default_factory=dict)
 
     def inventory_path(self) -> Path | None:
@@ -134,7 +142,7 @@ def parse_config(data: Any, path: Path | None) -> Config:
 
     known = {"inventory", "playbook", "provider", "box", "libvirt", "network", "defaults", "ignore_groups",
              "groups", "vars", "allow_inventory_scripts", "not_secret", "include_hosts", "host_vars",
-             "environment_groups", "snapshots", "budget", "shared_folders", *EXTENSION_KEYS}
+             "environment_groups", "snapshots", "budget", "shared_folders", "names", *EXTENSION_KEYS}
     for key in data:
         if key not in known:
             problems.append(f"unknown key `{key}` (known: {', '.join(sorted(known))})")
@@ -268,6 +276,23 @@ def parse_config(data: Any, path: Path | None) -> Config:
         folders, folder_problems = _parse_shared_folders(data["shared_folders"])
         problems.extend(folder_problems)
         values["shared_folders"] = folders
+    if "names" in data:
+        names_section = data["names"]
+        if names_section is None:
+            pass
+        elif not isinstance(names_section, dict):
+            problems.append(f"`names` must be a mapping (e.g. `domain: {DEFAULT_DOMAIN}`)")
+        else:
+            for key in names_section:
+                if key != "domain":
+                    problems.append(f"unknown key `names.{key}` (known: domain)")
+            if "domain" in names_section:
+                domain = names_section["domain"]
+                if isinstance(domain, str) and len(domain) <= 253 and re.fullmatch(DOMAIN_PATTERN, domain):
+                    values["domain"] = domain.lower()
+                else:
+                    problems.append(f"`names.domain` must be a DNS domain like {DEFAULT_DOMAIN} (labels of letters, "
+                                    f"digits and inner hyphens, no trailing dot; got {domain!r})")
     values["extensions"] = {k: data[k] for k in EXTENSION_KEYS if k in data}
     if "environments" in data:
         problems.extend(validate_environments(data["environments"]))

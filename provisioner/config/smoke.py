@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 
 SMOKE_KEYS = {"name", "from", "http", "expect_status", "expect_json", "wait"}
+# `{MACHINE}` in a check's URL stands for that machine's address on the development network
+PLACEHOLDER = re.compile(r"\{([A-Za-z0-9][A-Za-z0-9_.-]*)\}")
 
 
 def validate_smoke(raw: object) -> list[str]:

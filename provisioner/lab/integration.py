@@ -28,12 +28,12 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from provisioner import JSON_SCHEMA
 from provisioner.adapters import process
+from provisioner.config.smoke import PLACEHOLDER
 from provisioner.environments.stamp import playbook_revision
 from provisioner.errors import DevboxError
 from provisioner.fsutil import atomic_write
 
 MARKER = "DEVBOX-SMOKE "
-_PLACEHOLDER = re.compile(r"\{([A-Za-z0-9][A-Za-z0-9_.-]*)\}")
 
 # Runs on the machine with its own python3 (every box has it): no curl needed, proxies ignored.
 PROBE_SCRIPT = r"""
@@ -78,7 +78,7 @@ def resolve_url(url: str, addresses: Mapping[str, str]) -> str:
             raise DevboxError(f"smoke check URL {url} names {name!r}, which is not a machine of the plan",
                               f"machines: {', '.join(sorted(addresses))}")
         return addresses[name]
-    return _PLACEHOLDER.sub(sub, url)
+    return PLACEHOLDER.sub(sub, url)
 
 
 def probe_command(url: str, timeout: float) -> str:

@@ -20,10 +20,11 @@ from provisioner.environments.model import ensure_dev_gets_no_vault_password
 from provisioner.errors import DevboxError, UsageError
 from provisioner.fsutil import atomic_write
 from provisioner.plan.planning import derive, generated_set_problem, load_plan, prepare_render, write_render
-from provisioner.project.context import Project
+from provisioner.project.context import Project, load_rules
 from provisioner.project.paths import ProjectPaths
 from provisioner.adapters.playbook_runner import PlaybookResult, TaskChange
 from provisioner.incremental.ledger import EventLog
+from provisioner.machines.names import machine_names
 from provisioner.machines.snapshot_book import booted_definition, definition_of, forget_vms as forget_snapshots
 from provisioner.adapters.ssh_probe import ProjectKnownHosts, SshTarget, known_hosts_name
 from provisioner.environments.stamp import playbook_revision, stamp_run_args
@@ -79,10 +80,17 @@ class MachineStatus:
     last_provisioned: str | None
     revision: str | None
     seen_at: str | None
+    # on the development network (the plan's address), the name `devbox hosts` gives it, and the smoke checks'
+    # URLs it serves, with that name as their host
+    private_address: str | None = None
+    fqdn: str | None = None
+    urls: tuple = ()
 
     def to_json(self) -> dict:
         return {"name": self.name, "state": self.state, "ssh": self.ssh, "address": self.address,
-                "last_provisioned": self.last_provisioned, "revision": self.revision}
+                "last_provisioned": self.last_provisioned, "revision": self.revision,
+                "private_address": self.private_address, "fqdn": self.fqdn,
+                "urls": [u.to_json() for u in self.urls]}
 
 
 @dataclass(frozen=True)
@@ -425,6 +433,10 @@ def status(project: Project, *, refresh: bool = False) -> StatusResult:
     paths = project.paths
     topology = load_plan(project.paths.root)
     names = [m.name for m in topology.machines]
+    try:  # a devbox.yml devbox cannot read must not hide the states either (pending_error says what is wrong)
+        named = {m.vm: m for m in machine_names(topology, load_rules(paths.root))}
+    except DevboxError:
+        named = {}
     if refresh:
         with project.lock("devbox status --refresh"):
             state = load_state(paths.state)
@@ -447,7 +459,9 @@ def status(project: Project, *, refresh: bool = False) -> StatusResult:
             name=n, state=rec.provider_state or ("not_created" if n in never_created else "unknown"),
             ssh=reachable.get(n, False) if ssh else None,
             address=f"{ssh['user']}@{ssh['host']}:{ssh['port']}" if ssh else None,
-            last_provisioned=rec.last_provisioned, revision=rec.revision, seen_at=rec.seen_at))
+            last_provisioned=rec.last_provisioned, revision=rec.revision, seen_at=rec.seen_at,
+            private_address=named[n].address if n in named else None, fqdn=named[n].fqdn if n in named else None,
+            urls=named[n].urls if n in named else ()))
     try:
         pending, pending_error = reprovision.pending(devbox_dir=paths.devbox, playbook=project.playbook(),
                                                      inventory=paths.inventory, project_dir=paths.root), None

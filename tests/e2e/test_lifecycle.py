@@ -1,5 +1,5 @@
 """The whole VM lifecycle on two real VMs, through the real CLI:
-init -> up -> provision -> status -> ssh -> (a failing task) -> halt -> up -> destroy.
+init -> up -> provision -> status -> the VMs by name (hosts block, glibc, ssh) -> ssh -> (a failing task) -> halt -> up -> destroy.
 
 Also checks the Vagrant parsers on this run's real `vagrant status --machine-readable` / `vagrant ssh-config`
 output (saved under the project's `captures/`; set DEVBOX_CAPTURE_DIR to keep them, e.g. for tests/data).
@@ -96,6 +96,32 @@ def test_lifecycle_on_two_vms(devbox_project, timings):
         m = machines[n]
         assert (m["state"], m["ssh"], m["revision"]) == ("running", True, revision), m
         assert m["last_provisioned"]
+
+    # each VM by its name: `devbox status` shows it, `devbox hosts --write` puts it into a hosts file (a file of the
+    # test, never the machine's /etc/hosts), and glibc resolves it once that file is /etc/hosts in a private mount
+    # namespace; ssh to the name reaches the VM whose host key devbox pinned
+    plan = {m["name"]: m["address"] for m in json.loads((p.path / ".devbox" / "plan.json").read_text())["machines"]}
+    assert {n: (machines[n]["fqdn"], machines[n]["private_address"]) for n in VMS} == {
+        n: (f"{n}.devbox.test", plan[n]) for n in VMS}
+    hosts = p.path / "hosts-under-test"
+    hosts.write_bytes(b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost # kept as it is")
+    with timings.measure("devbox hosts --write --file"):
+        p.devbox("hosts", "--write", "--file", str(hosts))
+    for n in VMS:
+        config = configs[n]
+        script = (f"mount --bind {hosts} /etc/hosts && getent hosts {n}.devbox.test && "
+                  f"ssh -n -i {config.identity_file} -o IdentitiesOnly=yes -o BatchMode=yes -o ConnectTimeout=60 "
+                  f"-o UserKnownHostsFile={p.path / '.devbox' / 'known_hosts'} -o StrictHostKeyChecking=yes "
+                  f"-o HostKeyAlias={config.host} {config.user}@{n}.devbox.test cat /etc/devbox-marker")
+        named = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True,
+                               timeout=300)
+        assert named.returncode == 0, named.stdout + named.stderr
+        resolved, marker_line = named.stdout.splitlines()
+        assert resolved.split() == [plan[n], f"{n}.devbox.test"]
+        assert marker_line.startswith(f"{n} in ")
+    with timings.measure("devbox hosts --remove --file"):
+        p.devbox("hosts", "--remove", "--file", str(hosts))
+    assert hosts.read_bytes() == b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost # kept as it is"
 
     with timings.measure("devbox ssh web-1 -c cat"):
         marker = p.devbox("ssh", "web-1", "-c", "cat /etc/devbox-marker /etc/devbox-web").stdout

@@ -55,6 +55,7 @@ snapshots: {converged: false}
 shared_folders:
   - {host: src, guest: /srv/app, to: [web, db-1], read_only: true, type: 9p}
   - {host: /opt/shared, guest: /srv/shared/, to: [lb-1]}
+names: {domain: dev.example.test}
 environments:
   staging: {inventory: inventories/staging, vault_id: staging, vault_password_file: ~/.vault, check_first: true,
             known_hosts: environments/staging.known_hosts, allow_production: false}
@@ -88,6 +89,10 @@ GOOD = {
     "share virtiofs": "shared_folders: [{host: ./src, guest: /srv/app, to: [web], type: virtiofs}]\n",
     "share auto": "shared_folders: [{host: src/app, guest: /srv/app, to: [web-1], type: auto, read_only: false}]\n",
     "share a dotted name": "shared_folders: [{host: ..src, guest: /srv/app, to: [web]}]\n",
+    "names null": "names:\n",
+    "names empty": "names: {}\n",
+    "one-label domain": "names: {domain: lan}\n",
+    "domain with digits and hyphens": "names: {domain: team-42.devbox.test}\n",
 }
 BAD = {
     "shared_folders not a list": "shared_folders: {host: src}\n",
@@ -181,6 +186,17 @@ BAD = {
     "snapshots.converged a string": "snapshots: {converged: 'no'}\n",
     "snapshots.converged null": "snapshots: {converged: null}\n",
     "unknown snapshots key": "snapshots: {keep: 3}\n",
+    "names a string": "names: devbox.test\n",
+    "unknown names key": "names: {suffix: devbox.test}\n",
+    "domain empty": "names: {domain: ''}\n",
+    "domain trailing dot": "names: {domain: devbox.test.}\n",
+    "domain leading dot": "names: {domain: .devbox.test}\n",
+    "domain with a space": "names: {domain: 'devbox test'}\n",
+    "domain with an underscore": "names: {domain: dev_box.test}\n",
+    "domain label ends with a hyphen": "names: {domain: devbox-.test}\n",
+    "domain label too long": "names: {domain: %s.test}\n" % ("a" * 64),
+    "domain a number": "names: {domain: 42}\n",
+    "domain null": "names: {domain: null}\n",
 }
 # What JSON Schema cannot say, checked by the validator alone (the editor shows no error for these).
 VALIDATOR_ONLY = {
@@ -275,6 +291,9 @@ def _props(*path: str) -> set[str]:
      ("properties", "shared_folders", "items")),
 ], ids=["top", "libvirt", "defaults", "host_vars", "environment_groups", "groups", "environments", "smoke", "parity.expected",
         "snapshots", "shared_folders"])
+    ({"names": {"zz_unknown": 1}}, ("properties", "names")),
+], ids=["top", "libvirt", "defaults", "host_vars", "environment_groups", "groups", "environments", "smoke", "parity.expected",
+        "snapshots", "names"])
 def test_each_section_knows_the_same_keys(data, schema_path):
     assert _props(*schema_path) == _known_keys(data, "/".join(schema_path))
 

@@ -273,7 +273,8 @@ def test_status_json_from_cache_without_vagrant(project):
     data = json.loads(result.output)
     assert data["schema"] == 1 and data["pending_error"] is None
     assert [set(m) for m in data["machines"]] == [
-        {"name", "state", "ssh", "address", "last_provisioned", "revision", "pending"}] * 2
+        {"name", "state", "ssh", "address", "last_provisioned", "revision", "private_address", "fqdn", "urls",
+         "pending"}] * 2
     web, db = data["machines"]
     assert (web["name"], web["state"], web["ssh"], web["revision"]) == ("web-1", "running", True, head(project))
     assert (db["name"], db["ssh"]) == ("db-1", False)
