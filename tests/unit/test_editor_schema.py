@@ -289,11 +289,9 @@ def _props(*path: str) -> set[str]:
     ({"snapshots": {"zz_unknown": 1}}, ("properties", "snapshots")),
     ({"shared_folders": [{"host": "s", "guest": "/g", "to": ["w"], "zz_unknown": 1}]},
      ("properties", "shared_folders", "items")),
-], ids=["top", "libvirt", "defaults", "host_vars", "environment_groups", "groups", "environments", "smoke", "parity.expected",
-        "snapshots", "shared_folders"])
     ({"names": {"zz_unknown": 1}}, ("properties", "names")),
 ], ids=["top", "libvirt", "defaults", "host_vars", "environment_groups", "groups", "environments", "smoke", "parity.expected",
-        "snapshots", "names"])
+        "snapshots", "shared_folders", "names"])
 def test_each_section_knows_the_same_keys(data, schema_path):
     assert _props(*schema_path) == _known_keys(data, "/".join(schema_path))
 
