@@ -80,6 +80,11 @@ GOOD = {
     "snapshots null": "snapshots:\n",
     "converged snapshot on": "snapshots: {converged: true}\n",
     "empty budget": "budget: {}\n",
+    "hypervisors null": "hypervisors:\n",
+    # not in FULL: `libvirt.uri` and `hypervisors` exclude each other
+    "every hypervisor key": "hypervisors:\n  - {name: hv1, uri: 'qemu+ssh://root@hv1/system?keyfile=/k', memory_mb: 16384, "
+                            "cpus: 8, subnet: 10.231.1.0/24, known_hosts: hypervisors.known_hosts}\n",
+    "local hypervisor, name derived": "hypervisors: [{uri: 'qemu:///system', memory_mb: 4096, cpus: 2}]\n",
 }
 BAD = {
     "top level list": "- inventory: x\n",
@@ -105,6 +110,14 @@ BAD = {
     "budget unknown key": "budget: {memory: 16384}\n",
     "budget too small": "budget: {memory_mb: 64}\n",
     "budget a string": "budget: {memory_mb: 16G}\n",
+    "hypervisors a mapping": "hypervisors: {uri: 'qemu:///system'}\n",
+    "hypervisors empty": "hypervisors: []\n",
+    "hypervisor without cpus": "hypervisors: [{uri: 'qemu:///system', memory_mb: 4096}]\n",
+    "hypervisor uri not a uri": "hypervisors: [{uri: hv1, memory_mb: 4096, cpus: 2}]\n",
+    "hypervisor memory too small": "hypervisors: [{uri: 'qemu:///system', memory_mb: 64, cpus: 2}]\n",
+    "hypervisor unknown key": "hypervisors: [{uri: 'qemu:///system', memory_mb: 512, cpus: 2, ram: 1}]\n",
+    "hypervisor name upper case": "hypervisors: [{uri: 'qemu:///system', memory_mb: 512, cpus: 2, name: HV}]\n",
+    "hypervisor subnet too small": "hypervisors: [{uri: 'qemu:///system', memory_mb: 512, cpus: 2, subnet: 10.1.1.0/29}]\n",
     "ignore_groups a string": "ignore_groups: production\n",
     "ignore_groups of numbers": "ignore_groups: [1, 2]\n",
     "groups a list": "groups: [web]\n",
@@ -161,6 +174,12 @@ BAD = {
 }
 # What JSON Schema cannot say, checked by the validator alone (the editor shows no error for these).
 VALIDATOR_ONLY = {
+    "hypervisor names used twice": "hypervisors: [{uri: 'qemu+ssh://a/system', memory_mb: 512, cpus: 1, name: a}, "
+                                   "{uri: 'qemu+ssh://b/system', memory_mb: 512, cpus: 1, name: a}]\n",
+    "hypervisor subnets overlap": "hypervisors: [{uri: 'qemu+ssh://a/system', memory_mb: 512, cpus: 1, subnet: 10.5.0.0/16}, "
+                                  "{uri: 'qemu+ssh://b/system', memory_mb: 512, cpus: 1, subnet: 10.5.1.0/24}]\n",
+    "hypervisors and libvirt.uri": "libvirt: {uri: 'qemu+ssh://a/system'}\n"
+                                   "hypervisors: [{uri: 'qemu+ssh://b/system', memory_mb: 512, cpus: 1}]\n",
     "smoke names used twice": "smoke: [{name: a, from: web-1, http: 'http://x/'}, {name: a, from: db-1, http: 'http://y/'}]\n",
 }
 
@@ -227,7 +246,7 @@ def _known_keys(data, where: str) -> set[str]:
     return {k.strip() for k in listed.group(1).split(",")}
 
 
-def _props(*path: str) -> set[str]:
+def _props(*path) -> set[str]:
     node = SCHEMA
     for step in path:
         node = node[step]
@@ -247,10 +266,12 @@ def _props(*path: str) -> set[str]:
     ({"parity": {"expected": [{"fact": "f", "reason": "r", "zz_unknown": 1}]}},
      ("properties", "parity", "properties", "expected", "items")),
     ({"snapshots": {"zz_unknown": 1}}, ("properties", "snapshots")),
+    ({"hypervisors": [{"uri": "qemu:///system", "memory_mb": 512, "cpus": 1, "zz_unknown": 1}]},
+     ("properties", "hypervisors", "anyOf", 1, "items")),
 ], ids=["top", "libvirt", "defaults", "host_vars", "environment_groups", "groups", "environments", "smoke", "parity.expected",
-        "snapshots"])
+        "snapshots", "hypervisors"])
 def test_each_section_knows_the_same_keys(data, schema_path):
-    assert _props(*schema_path) == _known_keys(data, "/".join(schema_path))
+    assert _props(*schema_path) == _known_keys(data, "/".join(map(str, schema_path)))
 
 
 def test_parity_section_knows_only_expected():

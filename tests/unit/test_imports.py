@@ -30,6 +30,8 @@ CORE = {
     "provisioner.plan.hostvars": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
     "provisioner.plan.render": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
     "provisioner.plan.devinventory": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
+    "provisioner.plan.placement": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
+    "provisioner.config.hypervisors": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
     "provisioner.config.schema": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
     # incremental provisioning's planner
     "provisioner.incremental.changes": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
