@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from provisioner.adapters.hypervisor_probe import HypervisorProbe
 from provisioner.adapters.mitogen import choose as choose_strategy
 from provisioner.adapters.playbook_runner import AnsibleRunnerPlaybookRunner, PlaybookRunner
 from provisioner.adapters.ssh_probe import ParamikoSshProbe, SshProbe
@@ -49,6 +50,7 @@ class Devbox:
     vagrant: VagrantDriver | None = None
     playbooks: PlaybookRunner | None = None
     ssh_probe: SshProbe | None = None
+    hypervisor_probe: HypervisorProbe | None = None   # `doctor` with `hypervisors:`; None: the real one
 
     @classmethod
     def create(cls, project_dir: Path) -> "Devbox":
@@ -134,7 +136,7 @@ class Devbox:
         return lifecycle.destroy(self.project(), names, confirm=confirm)
 
     def doctor(self):
-        return doctor.run_checks(self.project())
+        return doctor.run_checks(self.project(), self.hypervisor_probe)
 
     # --- snapshots and reset: machines/snapshots.py ---------------------------------------------------------
     def snapshot_save(self, name: str, names: Sequence[str] = (), *, replace: bool = False):

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.adapters.hypervisor_probe import RealHypervisorProbe
+from provisioner.config.schema import parse_config
 from provisioner.lab.hypervisors import HypervisorLab
+from provisioner.machines import doctor
 from provisioner.plan.placement import HypervisorUse
 
 pytestmark = pytest.mark.lab
@@ -94,3 +97,22 @@ def test_libvirt_answers_over_ssh_with_pinned_keys_and_routed_networks_start(hyp
     openssh_uri = infos[0].uri.replace("qemu+libssh://", "qemu+ssh://").replace("&sshauth=privkey", "")
     unpinned = run(lab.in_control(["virsh", "-c", openssh_uri, "version"]), env={**os.environ, "HOME": str(lab.root)})
     assert unpinned.returncode != 0 and "Host key verification failed" in unpinned.stderr, unpinned.stderr
+
+
+def test_doctor_checks_the_real_hypervisors_and_names_the_missing_route(hypervisor_lab):
+    lab, infos = hypervisor_lab
+    config = parse_config({"hypervisors": [{"name": f"hv{i}", "uri": info.uri, "memory_mb": 1024, "cpus": 1,
+                                            "subnet": info.subnet} for i, info in enumerate(infos, start=1)]},
+                          Path("devbox.yml"))
+    uses = tuple(HypervisorUse(f"hv{i}", info.uri, info.subnet, 1024, 1, 0, ()) for i, info in enumerate(infos, 1))
+    probe = RealHypervisorProbe(enter=lab.in_control([]))   # doctor run from the control side
+    checks = {c.name: c for c in doctor.hypervisor_checks(config.hypervisors, uses, probe)}
+    assert {n: c.status for n, c in checks.items()} == {
+        "hypervisor hv1": "ok", "hypervisor hv2": "ok", "route to hv1": "ok", "route to hv2": "ok"}, checks
+    assert "Running hypervisor" in checks["hypervisor hv1"].detail
+
+    run(["ip", "-n", lab.control, "route", "del", infos[1].subnet])
+    checks = {c.name: c for c in doctor.hypervisor_checks(config.hypervisors, uses, probe)}
+    assert checks["route to hv1"].status == "ok"
+    assert checks["route to hv2"].status == "fail"
+    assert f"ip route add {infos[1].subnet} via {infos[1].address}" in checks["route to hv2"].hint
