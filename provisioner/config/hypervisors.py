@@ -112,6 +112,14 @@ def parse_hypervisors(value: Any, network: str | None) -> tuple[tuple[Hypervisor
         known_hosts = entry.get("known_hosts")
         if known_hosts is not None and not (isinstance(known_hosts, str) and known_hosts.strip()):
             problems.append(f"`{where}.known_hosts` must be the path of a known_hosts file")
+        parts = remote_parts(uri) if uri else None
+        if parts and parts.port and (known_hosts or parts.known_hosts):
+            # devbox then sets vagrant-libvirt's proxy_command (the pinned jump through the hypervisor), and
+            # vagrant-libvirt 0.11 fails on a proxy_command when the URI has a port (NoMethodError in its
+            # finalize_proxy_command)
+            problems.append(f"`{where}.uri` names SSH port {parts.port}: vagrant-libvirt 0.11 cannot use a URI with a "
+                            "port together with the pinned jump command devbox sets for it; let the hypervisor's "
+                            "sshd listen on port 22 for devbox")
         if len(problems) == before and uri:
             found.append(Hypervisor(name=name or default_name(uri), uri=uri, memory=entry["memory_mb"],
                                     cpus=entry["cpus"], subnet=subnet, known_hosts=known_hosts))

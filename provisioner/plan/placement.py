@@ -160,11 +160,11 @@ def place(machines: Sequence, hypervisors: Sequence[Hypervisor], subnets: Mappin
         need = sum(m.memory for m in machines)
         give = sum(h.memory for h in hypervisors)
         problems = [f"the {len(machines)} VMs need {need} MiB together; the hypervisors give {give} MiB ("
-                    + ", ".join(f"{h.name} {h.memory} MiB, {h.cpus} CPUs" for h in hypervisors) + ")"]
+                    + ", ".join(f"{h.name} {h.memory} MiB, {_cpus(h.cpus)}" for h in hypervisors) + ")"]
         for m in homeless:
-            problems.append(f"VM {m.name} ({m.memory} MiB, {m.cpus} CPUs) fits on no hypervisor: "
+            problems.append(f"VM {m.name} ({m.memory} MiB, {_cpus(m.cpus)}) fits on no hypervisor: "
                             + ", ".join(f"{h.name} has {left[h.name]} MiB left" +
-                                        (f" and grants {h.cpus} CPUs" if m.cpus > h.cpus else "")
+                                        (f" and grants {_cpus(h.cpus)}" if m.cpus > h.cpus else "")
                                         for h in hypervisors))
         raise ConfigError(where, problems, hint="raise `memory_mb` of a hypervisor or list another one under "
                           "`hypervisors`, or collapse more hosts with `ignore_groups`/`groups` rules")
@@ -214,3 +214,7 @@ def _usable(text: str, net: ipaddress.IPv4Network) -> bool:
     except ValueError:
         return False
     return a in net and int(net.network_address) + FIRST_HOST_OCTET <= int(a) < int(net.broadcast_address)
+
+
+def _cpus(n: int) -> str:
+    return f"{n} CPU" + ("" if n == 1 else "s")

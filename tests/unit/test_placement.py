@@ -57,6 +57,7 @@ def test_hypervisors_are_read_with_names_derived_from_the_uri():
     ([HV1, {**HV2, "name": "hv1"}], "two hypervisors are named `hv1`"),
     ([{**HV1, "subnet": "10.5.0.0/16"}, {**HV2, "subnet": "10.5.3.0/24"}], "overlap: each hypervisor needs"),
     ([{**HV1, "subnet": "192.168.56.0/25"}], "overlaps the development network 192.168.56.0/24"),
+    ([{**HV1, "uri": "qemu+libssh://root@hv1:2222/system?known_hosts=/kh"}], "names SSH port 2222"),
 ])
 def test_bad_hypervisors_are_refused_with_the_entry_named(hypervisors, expected):
     assert any(expected in p for p in problems({"hypervisors": hypervisors})), problems({"hypervisors": hypervisors})
@@ -197,3 +198,18 @@ def test_vagrant_validate_accepts_the_spread_out_vagrantfile(tmp_path):
     install_vagrantfile(tmp_path, render_vagrantfile(topology, config, DEFAULT_TEMPLATE), validate_vagrantfile)
     assert "libvirt.proxy_command" in (tmp_path / "Vagrantfile").read_text()
     assert not (tmp_path / ".vagrant").exists()
+
+
+@pytest.mark.vagrant
+def test_vagrant_libvirt_still_fails_on_a_proxy_command_with_a_port_in_the_uri(tmp_path):
+    """Why devbox.yml refuses a port in a pinned hypervisor URI. When this test fails, vagrant-libvirt was fixed:
+    lift the restriction in config/hypervisors.py."""
+    (tmp_path / "Vagrantfile").write_text(
+        'Vagrant.configure("2") do |config|\n  config.vm.box = "devbox/debian12"\n'
+        '  config.vm.provider :libvirt do |libvirt|\n'
+        "    libvirt.uri = 'qemu+libssh://root@hv1:2222/system?keyfile=/k'\n"
+        "    libvirt.proxy_command = 'ssh hv1 -p 2222 -W %h:%p'\n  end\nend\n")
+    import subprocess
+    result = subprocess.run(["vagrant", "validate"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env={**__import__("os").environ, "VAGRANT_DEFAULT_PROVIDER": "libvirt"})
+    assert result.returncode != 0 and "finalize_proxy_command" in result.stderr
