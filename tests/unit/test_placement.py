@@ -213,3 +213,54 @@ def test_vagrant_libvirt_still_fails_on_a_proxy_command_with_a_port_in_the_uri(t
     result = subprocess.run(["vagrant", "validate"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                             env={**__import__("os").environ, "VAGRANT_DEFAULT_PROVIDER": "libvirt"})
     assert result.returncode != 0 and "finalize_proxy_command" in result.stderr
+
+
+# --- the command line ---------------------------------------------------------------------------------------
+
+def _project(tmp_path, web_count=3, hv2_memory=2048):
+    (tmp_path / "inv").mkdir(exist_ok=True)
+    shutil.copy(WEBAPP, tmp_path / "inv" / "hosts.ini")
+    import yaml
+    (tmp_path / "devbox.yml").write_text(yaml.safe_dump({
+        "inventory": "inv/hosts.ini", "groups": {"web": {"count": web_count}},
+        "hypervisors": [HV1, {**HV2, "memory_mb": hv2_memory}]}))
+    return tmp_path
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+    from provisioner.cli.main import main
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_plan_json_and_table_show_each_vms_hypervisor(tmp_path, monkeypatch):
+    import json
+    project = _project(tmp_path)
+    data = json.loads(_cli("-C", project, "plan", "--json").stdout)
+    assert {m["hypervisor"] for m in data["machines"]} == {"hv1", "hv2"}
+    assert [h["name"] for h in data["hypervisors"]] == ["hv1", "hv2"]
+    assert sum(h["used_memory"] for h in data["hypervisors"]) == sum(m["memory"] for m in data["machines"])
+    monkeypatch.setenv("COLUMNS", "250")
+    table = _cli("-C", project, "plan").stdout
+    assert "hypervisor" in table and "2 hypervisors" in table and "10.231." in table
+
+
+def test_plan_refuses_a_topology_that_does_not_fit_with_the_numbers(tmp_path):
+    from helpers import assert_handled
+    project = _project(tmp_path, hv2_memory=512)
+    (project / "devbox.yml").write_text((project / "devbox.yml").read_text().replace("memory_mb: 2048", "memory_mb: 1024"))
+    result = _cli("-C", project, "plan")
+    assert_handled(result, 1)
+    assert "the 7 VMs need 3584 MiB together; the hypervisors give 1536 MiB" in result.output
+
+
+def test_init_then_a_bigger_plan_keeps_every_placed_vm_where_it_was(tmp_path, monkeypatch):
+    import json
+    monkeypatch.setenv("PATH", str(Path(__import__("sys").executable).parent))   # no vagrant: render unvalidated
+    project = _project(tmp_path)
+    assert _cli("-C", project, "init").exit_code == 0
+    placed = {m["name"]: (m["hypervisor"], m["address"])
+              for m in json.loads((project / ".devbox" / "plan.json").read_text())["machines"]}
+    (project / "devbox.yml").write_text((project / "devbox.yml").read_text().replace("count: 3", "count: 4"))
+    after = {m["name"]: (m["hypervisor"], m["address"]) for m in json.loads(_cli("-C", project, "plan", "--json").stdout)["machines"]}
+    assert set(after) - set(placed) == {"web-4"} and {n: after[n] for n in placed} == placed
