@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from provisioner.adapters.hypervisor_probe import HypervisorProbe
 from provisioner.adapters.mitogen import choose as choose_strategy
 from provisioner.adapters.playbook_runner import AnsibleRunnerPlaybookRunner, PlaybookRunner
 from provisioner.adapters.ssh_probe import ParamikoSshProbe, SshProbe
 from provisioner.adapters.vagrant_driver import PythonVagrantDriver, VagrantDriver
+from provisioner.errors import DevboxError
 from provisioner.plan.planning import (InitResult, PlanResult, RenderResult, init_project, load_plan, plan_project,
                                        render_locked)
 from provisioner.plan.topology import Topology
@@ -56,6 +58,7 @@ class Devbox:
     vagrant: VagrantDriver | None = None
     playbooks: PlaybookRunner | None = None
     ssh_probe: SshProbe | None = None
+    hypervisor_probe: HypervisorProbe | None = None   # `doctor` with `hypervisors:`; None: the real one
 
     @classmethod
     def create(cls, project_dir: Path) -> "Devbox":
@@ -91,6 +94,14 @@ class Devbox:
         """devbox.yml of this project (defaults when there is none)."""
         return load_rules(self.project_dir)
 
+    def _on_one_machine(self, command: str) -> None:
+        """VMs spread over `hypervisors:` are planned, rendered and checked (plan, init, doctor), not booted yet:
+        devbox's SSH to them through their hypervisor is not built, so `up` would boot VMs it cannot reach."""
+        if self.config().hypervisors:
+            raise DevboxError(f"`devbox {command}` cannot run VMs spread over hypervisors yet: devbox.yml lists "
+                              "`hypervisors`, and only `devbox plan`, `init` and `doctor` support them so far",
+                              "remove `hypervisors` from devbox.yml to run the VMs on this machine")
+
     def config_schema(self) -> str:
         """devbox.yml's JSON Schema (for editors), as shipped with this devbox."""
         from provisioner.config.editor_schema import schema_text
@@ -105,6 +116,7 @@ class Devbox:
     # --- VM lifecycle: machines/ ----------------------------------------------------------------------------
     def up(self, names: Sequence[str] = (), *, provision: bool = True, mitogen: bool = False, verbosity: int = 0):
         """Render if the plan changed, boot what is not running, wait for SSH, provision all in one run."""
+        self._on_one_machine("up")
         self._use_mitogen(mitogen)
         from provisioner.machines import lifecycle
 
@@ -177,7 +189,7 @@ class Devbox:
     def doctor(self):
         from provisioner.machines import doctor
 
-        return doctor.run_checks(self.project())
+        return doctor.run_checks(self.project(), self.hypervisor_probe)
 
     # --- snapshots and reset: machines/snapshots.py ---------------------------------------------------------
     def snapshot_save(self, name: str, names: Sequence[str] = (), *, replace: bool = False):

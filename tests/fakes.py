@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Callable, Mapping, Sequence
 
 from provisioner.errors import CommandFailed
+from provisioner.adapters.hypervisor_probe import Answer, HypervisorProbe, Route
 from provisioner.adapters.playbook_runner import HostSummary, PlaybookResult, PlaybookRunner, TaskFailure
 from provisioner.adapters.ssh_probe import ProbeResult, SshProbe, SshTarget
 from provisioner.adapters.vagrant_driver import MachineState, SshConfig, VagrantDriver, VagrantRun
@@ -235,3 +236,33 @@ def trusted_keys(hosts, known_hosts):
     from provisioner.environments.trust import HostKeyCheck
 
     return [HostKeyCheck(h, h.address, "trusted", ()) for h in hosts]
+
+
+class FakeHypervisorProbe(HypervisorProbe):
+    """Hypervisors that answer (URI -> Answer), this machine's routes (address -> routes) and names (host ->
+    address). A URI, address or host the test did not set up is an unexpected call."""
+
+    def __init__(self, answers: Mapping[str, Answer], routes: Mapping[str, list[Route]] | None = None,
+                 names: Mapping[str, str] | None = None):
+        self.answers = dict(answers)
+        self.routes = dict(routes or {})
+        self.names = dict(names or {})
+        self.calls: list[tuple[str, str]] = []
+
+    def libvirt_version(self, uri, *, timeout=30):
+        self.calls.append(("version", uri))
+        if uri not in self.answers:
+            raise UnexpectedCall(f"unexpected virsh -c {uri}")
+        return self.answers[uri]
+
+    def routes_to(self, address):
+        self.calls.append(("routes", address))
+        if address not in self.routes:
+            raise UnexpectedCall(f"unexpected route lookup for {address}")
+        return self.routes[address]
+
+    def resolve(self, host):
+        self.calls.append(("resolve", host))
+        if host not in self.names:
+            raise UnexpectedCall(f"unexpected name lookup for {host}")
+        return self.names[host]

@@ -8,7 +8,7 @@ import click
 
 from provisioner.cli.context import console, pass_app
 from provisioner.cli.options import force_option, inventory_option, inventory_scripts_option, json_option
-from provisioner.cli.views import topology_table
+from provisioner.cli.views import hypervisor_table, topology_table
 
 
 @click.command()
@@ -61,6 +61,8 @@ def init(app, inventory, force, allow_inventory_scripts):
 def _print_topology(topology, source: str) -> None:
     out = console()
     out.print(topology_table(topology, source))
+    if topology.hypervisors:
+        out.print(hypervisor_table(topology))
     for e in topology.excluded:
         out.print(f"excluded: {e.host}: {e.reason}", markup=False)
     for w in topology.warnings:

@@ -109,11 +109,28 @@ def topology_table(topology, source: str) -> Table:
     from rich.table import Table
 
     table = Table(title=f"{len(topology.machines)} development VMs {source}", title_justify="left")
-    for column in ("VM", "address", "memory", "cpus", "groups", "stands for"):
+    spread = bool(topology.hypervisors)
+    columns = ("VM", "hypervisor", "address", "memory", "cpus", "groups", "stands for") if spread else \
+        ("VM", "address", "memory", "cpus", "groups", "stands for")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for m in topology.machines:
         shown = ", ".join(m.represents[:4]) + (f" (+{len(m.represents) - 4} more)" if len(m.represents) > 4 else "")
-        table.add_row(m.name, m.address, f"{m.memory} MiB", str(m.cpus), ", ".join(m.groups), shown)
+        where = (m.hypervisor or "-",) if spread else ()
+        table.add_row(m.name, *where, m.address, f"{m.memory} MiB", str(m.cpus), ", ".join(m.groups), shown)
+    return table
+
+
+def hypervisor_table(topology) -> Table:
+    """Where the plan puts the VMs (`hypervisors:` in devbox.yml): each hypervisor's subnet and memory in use."""
+    from rich.table import Table
+
+    table = Table(title=f"{len(topology.hypervisors)} hypervisors", title_justify="left")
+    for column in ("hypervisor", "uri", "subnet", "memory used", "CPUs", "VMs"):
+        table.add_column(column, overflow="fold")
+    for h in topology.hypervisors:
+        table.add_row(h.name, h.uri, h.subnet, f"{h.used_memory} of {h.memory} MiB", str(h.cpus),
+                      ", ".join(h.machines) or "-")
     return table
 
 

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import yaml
 
 from provisioner.config.environments import validate_environments
+from provisioner.config.hypervisors import Hypervisor, parse_hypervisors
 from provisioner.config.parity import config_problems as parity_problems
 from provisioner.config.smoke import validate_smoke
 from provisioner.errors import ConfigError
@@ -92,6 +93,7 @@ class Config:
     budget_memory: int | None = None          # MiB the VMs may take together; None: this machine's memory decides
     shared_folders: tuple[SharedFolder, ...] = ()
     domain: str = DEFAULT_DOMAIN              # `names: {domain: ...}`: the VMs are `<vm>.<domain>` on the host
+    hypervisors: tuple[Hypervisor, ...] = ()  # libvirt hosts the VMs are spread over; (): one, as `libvirt.uri` says
     extensions: Mapping[str, Any] = field(default_factory=dict)
 
     def inventory_path(self) -> Path | None:
@@ -142,7 +144,7 @@ def parse_config(data: Any, path: Path | None) -> Config:
 
     known = {"inventory", "playbook", "provider", "box", "libvirt", "network", "defaults", "ignore_groups",
              "groups", "vars", "allow_inventory_scripts", "not_secret", "include_hosts", "host_vars",
-             "environment_groups", "snapshots", "budget", "shared_folders", "names", *EXTENSION_KEYS}
+             "environment_groups", "snapshots", "budget", "shared_folders", "names", "hypervisors", *EXTENSION_KEYS}
     for key in data:
         if key not in known:
             problems.append(f"unknown key `{key}` (known: {', '.join(sorted(known))})")
@@ -293,6 +295,13 @@ def parse_config(data: Any, path: Path | None) -> Config:
                 else:
                     problems.append(f"`names.domain` must be a DNS domain like {DEFAULT_DOMAIN} (labels of letters, "
                                     f"digits and inner hyphens, no trailing dot; got {domain!r})")
+    if "hypervisors" in data:
+        found, hv_problems = parse_hypervisors(data["hypervisors"], values.get("network", DEFAULT_NETWORK))
+        problems.extend(hv_problems)
+        values["hypervisors"] = found
+        if found and values.get("libvirt_uri"):
+            problems.append("`libvirt.uri` and `hypervisors` both say where the VMs run: list the hypervisor "
+                            "under `hypervisors` and remove `libvirt.uri`")
     values["extensions"] = {k: data[k] for k in EXTENSION_KEYS if k in data}
     if "environments" in data:
         problems.extend(validate_environments(data["environments"]))

@@ -4,6 +4,7 @@ The checks that start a program run in parallel: each `vagrant` call costs about
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -16,9 +17,12 @@ from typing import Callable
 from urllib.parse import urlparse
 
 from provisioner.adapters import process
+from provisioner.adapters.hypervisor_probe import HypervisorProbe, RealHypervisorProbe
+from provisioner.config.hypervisors import Hypervisor, remote_parts
 from provisioner.config.schema import DEFAULT_BOX
 from provisioner.errors import DevboxError
 from provisioner.adapters.vagrant_driver import parse_machine_readable
+from provisioner.plan.placement import FIRST_HOST_OCTET, HypervisorUse
 from provisioner.plan.planning import load_plan
 from provisioner.plan.shares import mechanism
 from provisioner.project.context import Project
@@ -262,8 +266,70 @@ def share_jobs(project: Project, config, uri: str) -> list[Callable[[], Check]]:
     return jobs
 
 
-def run_checks(project: Project) -> DoctorResult:
+def check_hypervisor(hv: Hypervisor, probe: HypervisorProbe) -> Check:
+    """libvirt answers at the hypervisor's URI (over SSH with its host key pinned, for a remote one)."""
+    name = f"hypervisor {hv.name}"
+    remote = remote_parts(hv.uri)
+    answer = probe.libvirt_version(hv.uri)
+    if not answer.ok:
+        hint = "start libvirtd there, and make sure the user in the URI may use it (group libvirt)"
+        if remote and "host key" in answer.detail.lower():
+            hint = (f"pin {remote.host}'s host key: `ssh-keyscan {remote.host} > FILE`, check it against the "
+                    f"hypervisor's own (`ssh-keygen -lf` there), then use qemu+libssh://...?known_hosts=FILE in the URI")
+        elif remote:
+            hint = (f"check that `ssh {remote.user + '@' if remote.user else ''}{remote.host}` works with the key in the "
+                    f"URI (keyfile=) and that libvirtd runs there")
+        return Check(name, FAIL, f"{hv.uri}: {answer.detail}", hint)
+    if remote and remote.known_hosts and "libssh" not in hv.uri.split("://")[0]:
+        return Check(name, WARN, f"{hv.uri}: {answer.detail}; the URI's known_hosts is ignored by libvirt's ssh "
+                     "transport (it checks ~/.ssh/known_hosts)",
+                     "use qemu+libssh://... so the URI's known_hosts pins the host key")
+    return Check(name, OK, f"{hv.uri}: {answer.detail}")
+
+
+def check_route(hv: Hypervisor, use: HypervisorUse, probe: HypervisorProbe) -> Check:
+    """This machine routes the hypervisor's subnet to that hypervisor (VMs there are reached by plain IP)."""
+    name = f"route to {hv.name}"
+    net = ipaddress.IPv4Network(use.subnet)
+    sample = str(net.network_address + FIRST_HOST_OCTET)
+    routes = probe.routes_to(sample)
+    remote = remote_parts(hv.uri)
+    if remote is None:   # on this machine: libvirt's bridge for the routed network brings the route with it
+        if routes:
+            return Check(name, OK, f"{use.subnet} is on this machine ({routes[0].device or 'local'})")
+        return Check(name, WARN, f"no route to {use.subnet} yet",
+                     f"`vagrant up` creates libvirt network devbox-{hv.name} on this machine, with its route")
+    gateway = probe.resolve(remote.host)
+    fix = f"ip route add {use.subnet} via {gateway or remote.host}"
+    if not routes:
+        return Check(name, FAIL, f"no route to {use.subnet} (hypervisor {hv.name}'s VMs)",
+                     f"add it (as root): `{fix}`, and on each other hypervisor route this subnet to {hv.name} the same way")
+    if gateway and not any(r.via == gateway for r in routes):
+        shown = ", ".join(f"{r.destination} via {r.via or r.device}" for r in routes)
+        return Check(name, FAIL, f"{use.subnet} is routed elsewhere ({shown}), not via {hv.name} ({gateway})",
+                     f"replace the route (as root): `ip route replace {use.subnet} via {gateway}`")
+    return Check(name, OK, f"{use.subnet} via {gateway or remote.host}")
+
+
+def hypervisor_checks(hypervisors: tuple[Hypervisor, ...], uses: tuple[HypervisorUse, ...],
+                      probe: HypervisorProbe) -> list[Check]:
+    """Each hypervisor answers; the route to each one's subnet (as the plan gave it) exists."""
+    checks = [check_hypervisor(hv, probe) for hv in hypervisors]
+    by_name = {u.name: u for u in uses}
+    for hv in hypervisors:
+        use = by_name.get(hv.name)
+        if use is None:
+            checks.append(Check(f"route to {hv.name}", WARN, "the plan does not list this hypervisor yet",
+                                "run `devbox init` to place the VMs (it gives each hypervisor its subnet)"))
+        else:
+            checks.append(check_route(hv, use, probe))
+    return checks
+
+
+def run_checks(project: Project, probe: HypervisorProbe | None = None) -> DoctorResult:
     config = project.config()
+    if config.hypervisors:
+        return _spread_checks(project, config, probe or RealHypervisorProbe(log_path=project.paths.logs / "doctor.log"))
     # the same precedence as virsh and vagrant-libvirt: devbox.yml, then LIBVIRT_DEFAULT_URI, then the local system
     uri = config.libvirt_uri or os.environ.get("LIBVIRT_DEFAULT_URI") or DEFAULT_LIBVIRT_URI
     jobs: list[Callable[[], Check]] = [
@@ -278,3 +344,21 @@ def run_checks(project: Project) -> DoctorResult:
     jobs.extend(share_jobs(project, config, uri))
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         return DoctorResult(tuple(pool.map(lambda job: job(), jobs)))
+
+
+def _spread_checks(project: Project, config, probe: HypervisorProbe) -> DoctorResult:
+    """With `hypervisors:`: this machine's tools, then each hypervisor and the route to its subnet (this machine's
+    memory is not checked: `devbox plan` checked each hypervisor's)."""
+    try:
+        uses = load_plan(project.paths.root).hypervisors
+    except DevboxError:
+        uses = ()
+    jobs: list[Callable[[], Check]] = [
+        lambda: check_vagrant(project),
+        lambda: check_provider_plugin(project, config.provider),
+        lambda: check_box(project, config.box, config.provider),
+        check_ansible,
+    ]
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        local = list(pool.map(lambda job: job(), jobs))
+    return DoctorResult(tuple(local + hypervisor_checks(config.hypervisors, uses, probe)))

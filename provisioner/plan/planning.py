@@ -26,6 +26,7 @@ from provisioner.plan.devinventory import INVENTORY_DIR, SECRETS_FILE, build_dev
 from provisioner.errors import ConfigError, DevboxError, UsageError
 from provisioner.plan.hostvars import HostVariables
 from provisioner.plan.inventory import Inventory, load_inventory
+from provisioner.plan.placement import Previous
 from provisioner.plan.render import (DEFAULT_TEMPLATE, install_vagrantfile, make_environment, render_vagrantfile, template_for,
                      write_if_changed)
 from provisioner.plan.topology import (FIRST_HOST_OCTET, Topology, derive_topology, fit_budget, free_network,
@@ -94,7 +95,17 @@ def read_inventory(rules: Config, inventory: str | Path | None, allow_scripts: b
 def derive(project_dir: Path, rules: Config, inventory: str | Path | None, allow_scripts: bool,
            progress: Callable[[str, str], None]) -> tuple[Topology, Path]:
     inv = read_inventory(rules, inventory, allow_scripts, progress)
-    return derive_topology(inv, rules, host_variables(inv, rules, project_dir)), inv.source
+    return derive_topology(inv, rules, host_variables(inv, rules, project_dir), previous_placement(project_dir)), \
+        inv.source
+
+
+def previous_placement(project_dir: Path) -> Previous:
+    """Where the last plan (``.devbox/plan.json``) put each VM: placement keeps it (see plan/placement.py).
+    No plan yet, or a damaged one: nothing to keep."""
+    try:
+        return load_plan(project_dir).previous_placement()
+    except DevboxError:
+        return Previous.empty()
 
 
 def host_variables(inv: Inventory, rules: Config, project_dir: Path) -> HostVariables:
@@ -115,7 +126,7 @@ def plan_project(project: Project, inventory: str | Path | None = None, config: 
     if proposed:
         rules = proposed_rules(inv, project.paths.root)
     variables = host_variables(inv, rules, project.paths.root)
-    topology = derive_topology(inv, rules, variables)
+    topology = derive_topology(inv, rules, variables, previous_placement(project.paths.root))
     return PlanResult(topology=with_budget(inv, rules, topology, variables=variables), inventory=inv.source,
                       config=rules.path, proposed=proposed)
 
@@ -143,7 +154,7 @@ def with_budget(inv: Inventory, rules: Config, topology: Topology, meminfo: Path
     ``budget`` or, without one, than this machine has to spare (not checked for a remote hypervisor)."""
     if rules.budget_memory is not None:
         limit, what = rules.budget_memory, "the budget in devbox.yml"
-    elif rules.libvirt_uri:
+    elif rules.libvirt_uri or rules.hypervisors:   # remote, or spread out: placement checked each hypervisor
         return topology
     else:
         memory = workstation_memory(meminfo or MEMINFO)
@@ -176,7 +187,8 @@ def init_project(project: Project, inventory: str | Path | None, force: bool, al
     else:
         rules = existing
     variables = host_variables(inv, rules, project_dir)
-    topology = with_budget(inv, rules, derive_topology(inv, rules, variables), variables=variables)
+    topology = with_budget(inv, rules, derive_topology(inv, rules, variables, previous_placement(project_dir)),
+                           variables=variables)
     extra = {config_path: config_text} if config_text is not None else {}
     extra[project_dir / PROJECT_SCHEMA] = schema_text()   # what devbox.yml's yaml-language-server line points to
     pending = prepare_render(project, topology, rules, vars_dir=inv.vars_dir, extra_files=extra)

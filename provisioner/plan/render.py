@@ -7,12 +7,15 @@ previous Vagrantfile back if Vagrant rejects the new one.
 from __future__ import annotations
 
 import importlib.resources
+import ipaddress
 import os
+import shlex
 from pathlib import Path
 from typing import Callable
 
 import jinja2
 
+from provisioner.config.hypervisors import remote_parts
 from provisioner.config.schema import Config
 from provisioner.errors import RenderError
 from provisioner.fsutil import atomic_write
@@ -76,9 +79,42 @@ def vagrantfile_context(topology: Topology, config: Config, project_dir: Path | 
                       "address": m.address, "represents": list(m.represents), "groups": list(m.groups),
                       "summary": summarize_names(m.represents),
                       "shares": [s.to_json() for s in shares[m.name]],
-                      "shared_memory": any(s.mechanism == "virtiofs" for s in shares[m.name])}
+                      "shared_memory": any(s.mechanism == "virtiofs" for s in shares[m.name]),
+                      "hypervisor": hypervisor_context(m.hypervisor, topology, config)}
                      for m in topology.machines],
     }
+
+
+def hypervisor_context(name: str | None, topology: Topology, config: Config) -> dict | None:
+    """What the Vagrantfile says of a VM's hypervisor (None: no `hypervisors:` in devbox.yml)."""
+    if name is None:
+        return None
+    use = next(h for h in topology.hypervisors if h.name == name)
+    listed = next((h for h in config.hypervisors if h.name == name), None)
+    known_hosts = listed.known_hosts if listed else None
+    return {"name": name, "uri": use.uri, "network": use.network_name,
+            "netmask": str(ipaddress.IPv4Network(use.subnet).netmask),
+            "proxy_command": jump_command(use.uri, known_hosts)}
+
+
+def jump_command(uri: str, known_hosts: str | None) -> str | None:
+    """vagrant-libvirt's proxy command for reaching a VM through its hypervisor, with the hypervisor's host key
+    pinned (vagrant-libvirt's own default trusts whatever key ~/.ssh/known_hosts has, or none). None for a local
+    URI, or when no known_hosts file is given (the URI's ``known_hosts`` parameter or devbox.yml's)."""
+    remote = remote_parts(uri)
+    if remote is None:
+        return None
+    pinned = known_hosts or remote.known_hosts
+    if not pinned:
+        return None
+    argv = ["ssh", remote.host]
+    if remote.user:
+        argv += ["-l", remote.user]
+    if remote.keyfile:
+        argv += ["-i", remote.keyfile, "-o", "IdentitiesOnly=yes"]
+    argv += ["-o", f"UserKnownHostsFile={pinned}", "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+             "-W", "%h:%p"]
+    return " ".join(shlex.quote(a) for a in argv)
 
 
 def render_vagrantfile(topology: Topology, config: Config, template: Path, project_dir: Path | None = None) -> str:

@@ -19,6 +19,7 @@ from provisioner.config.schema import Config, GroupRule
 from provisioner.errors import ConfigError, DevboxError
 from provisioner.plan.hostvars import HOST_INLINE, HostVariables, Resolved, differing
 from provisioner.plan.inventory import Host, Inventory, VaultValue
+from provisioner.plan.placement import HypervisorUse, Previous, hypervisor_subnets, place
 
 # Connection variables describe how production is reached; they never reach the development inventory
 # (devbox writes its own connection details per VM).
@@ -55,11 +56,15 @@ class MachineSpec:
     cpus: int
     address: str                     # static private-network IPv4 address
     host_vars: Mapping[str, Any] = field(default_factory=dict)
+    hypervisor: str | None = None    # with `hypervisors:` in devbox.yml: the one this VM runs on
 
     def to_json(self) -> dict:
-        return {"name": self.name, "hostname": self.hostname, "groups": list(self.groups),
+        data = {"name": self.name, "hostname": self.hostname, "groups": list(self.groups),
                 "represents": list(self.represents), "memory": self.memory, "cpus": self.cpus,
                 "address": self.address}
+        if self.hypervisor is not None:
+            data["hypervisor"] = self.hypervisor
+        return data
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class Topology:
     group_tree: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # production addresses (hosts named by IP, ansible_host values): never written, see ``redacted``
     private_names: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    hypervisors: tuple[HypervisorUse, ...] = ()   # with `hypervisors:` in devbox.yml: the placement's totals
 
     def redacted(self) -> "Topology":
         """The topology as devbox writes it (Vagrantfile, development inventory, plan.json): every production
@@ -104,9 +110,12 @@ class Topology:
 
     def to_json(self) -> dict:
         """The `devbox plan --json` contract."""
-        return {"machines": [m.to_json() for m in self.machines],
+        data = {"machines": [m.to_json() for m in self.machines],
                 "excluded": [{"host": e.host, "reason": e.reason} for e in self.excluded],
                 "warnings": list(self.warnings)}
+        if self.hypervisors:
+            data["hypervisors"] = [h.to_json() for h in self.hypervisors]
+        return data
 
     def to_state(self) -> dict:
         """Everything later commands need (``.devbox/plan.json``), a superset of ``to_json``."""
@@ -121,16 +130,25 @@ class Topology:
         machines = tuple(
             MachineSpec(name=m["name"], hostname=m["hostname"], groups=tuple(m["groups"]),
                         represents=tuple(m["represents"]), memory=int(m["memory"]), cpus=int(m["cpus"]),
-                        address=m["address"], host_vars=_from_jsonable(m.get("host_vars", {})))
+                        address=m["address"], host_vars=_from_jsonable(m.get("host_vars", {})),
+                        hypervisor=m.get("hypervisor"))
             for m in data["machines"])
         excluded = tuple(Excluded(e["host"], e["reason"]) for e in data.get("excluded", ()))
         return cls(machines=machines, excluded=excluded, warnings=tuple(data.get("warnings", ())),
-                   group_tree=dict(data.get("group_tree", {})))
+                   group_tree=dict(data.get("group_tree", {})),
+                   hypervisors=tuple(HypervisorUse.from_json(h) for h in data.get("hypervisors", ())))
+
+    def previous_placement(self) -> Previous:
+        """Where this plan put each VM and what subnet each hypervisor had: what the next plan keeps."""
+        return Previous({m.name: (m.hypervisor, m.address) for m in self.machines if m.hypervisor},
+                        {h.name: h.subnet for h in self.hypervisors})
 
 
-def derive_topology(inventory: Inventory, config: Config, variables: HostVariables | None = None) -> Topology:
+def derive_topology(inventory: Inventory, config: Config, variables: HostVariables | None = None,
+                    previous: Previous | None = None) -> Topology:
     """The VMs for ``inventory`` by ``config``'s rules; ``variables`` resolves hosts' variables (group_vars and
-    host_vars beside the inventory and the playbook), built from the inventory side alone when not given."""
+    host_vars beside the inventory and the playbook), built from the inventory side alone when not given.
+    With `hypervisors:` in devbox.yml each VM is placed on one (``previous``: the last plan's placement, kept)."""
     variables = variables or HostVariables(inventory)
     dropped = environment_groups(inventory, config) - set(config.keep_environment_groups)
     ignored = set(config.ignore_groups) | set(MARKER_GROUPS) | dropped
@@ -197,7 +215,8 @@ def derive_topology(inventory: Inventory, config: Config, variables: HostVariabl
             groups = ", ".join(sorted({g for h in hosts for g in h.groups}) or ["no group"])
             warnings.append(f"VM {name} (for {groups}) is not named {want}: another VM of the plan has that name "
                             "(group names differing only in `_`/`-`/case or a numeric suffix give the same VM name)")
-    addresses = _addresses(config, len(planned))
+    # with hypervisors, addresses come from each hypervisor's subnet (placement below), not the development network
+    addresses = _addresses(config, 0 if config.hypervisors else len(planned)) or [""] * len(planned)
     overlap = production_addresses_in(inventory, config.network)
     if overlap:
         # the addresses themselves are not named: warnings reach plan.json, and production addresses never do
@@ -241,8 +260,18 @@ def derive_topology(inventory: Inventory, config: Config, variables: HostVariabl
                         "skip the VMs; list a group under `environment_groups: keep:` in devbox.yml to join it anyway")
     if not machines:
         warnings.append("no VMs: every host is excluded (see the reasons); check the `exclude` rules in devbox.yml")
+    uses: tuple[HypervisorUse, ...] = ()
+    if config.hypervisors:
+        where = str(config.path or "devbox.yml")
+        previous = previous or Previous.empty()
+        subnets, subnet_warnings = hypervisor_subnets(config.hypervisors, config.network,
+                                                      production_addresses(inventory), previous.subnets, where)
+        placed, uses, place_warnings = place(machines, config.hypervisors, subnets, previous, where)
+        machines = list(placed)
+        warnings.extend(subnet_warnings + place_warnings)
     return Topology(machines=tuple(machines), excluded=tuple(excluded), warnings=tuple(warnings),
-                    group_tree=_group_tree(inventory, dropped), private_names=_private_names(inventory, variables))
+                    group_tree=_group_tree(inventory, dropped), private_names=_private_names(inventory, variables),
+                    hypervisors=uses)
 
 
 # Groups that stand for an environment rather than a role: a development VM in one would get that environment's

@@ -93,6 +93,11 @@ GOOD = {
     "names empty": "names: {}\n",
     "one-label domain": "names: {domain: lan}\n",
     "domain with digits and hyphens": "names: {domain: team-42.devbox.test}\n",
+    "hypervisors null": "hypervisors:\n",
+    # not in FULL: `libvirt.uri` and `hypervisors` exclude each other
+    "every hypervisor key": "hypervisors:\n  - {name: hv1, uri: 'qemu+ssh://root@hv1/system?keyfile=/k', memory_mb: 16384, "
+                            "cpus: 8, subnet: 10.231.1.0/24, known_hosts: hypervisors.known_hosts}\n",
+    "local hypervisor, name derived": "hypervisors: [{uri: 'qemu:///system', memory_mb: 4096, cpus: 2}]\n",
 }
 BAD = {
     "shared_folders not a list": "shared_folders: {host: src}\n",
@@ -133,6 +138,14 @@ BAD = {
     "budget unknown key": "budget: {memory: 16384}\n",
     "budget too small": "budget: {memory_mb: 64}\n",
     "budget a string": "budget: {memory_mb: 16G}\n",
+    "hypervisors a mapping": "hypervisors: {uri: 'qemu:///system'}\n",
+    "hypervisors empty": "hypervisors: []\n",
+    "hypervisor without cpus": "hypervisors: [{uri: 'qemu:///system', memory_mb: 4096}]\n",
+    "hypervisor uri not a uri": "hypervisors: [{uri: hv1, memory_mb: 4096, cpus: 2}]\n",
+    "hypervisor memory too small": "hypervisors: [{uri: 'qemu:///system', memory_mb: 64, cpus: 2}]\n",
+    "hypervisor unknown key": "hypervisors: [{uri: 'qemu:///system', memory_mb: 512, cpus: 2, ram: 1}]\n",
+    "hypervisor name upper case": "hypervisors: [{uri: 'qemu:///system', memory_mb: 512, cpus: 2, name: HV}]\n",
+    "hypervisor subnet too small": "hypervisors: [{uri: 'qemu:///system', memory_mb: 512, cpus: 2, subnet: 10.1.1.0/29}]\n",
     "ignore_groups a string": "ignore_groups: production\n",
     "ignore_groups of numbers": "ignore_groups: [1, 2]\n",
     "groups a list": "groups: [web]\n",
@@ -201,6 +214,12 @@ BAD = {
 # What JSON Schema cannot say, checked by the validator alone (the editor shows no error for these).
 VALIDATOR_ONLY = {
     "share host out of the project after normalising": "shared_folders: [{host: src/../.., guest: /g, to: [web]}]\n",
+    "hypervisor names used twice": "hypervisors: [{uri: 'qemu+ssh://a/system', memory_mb: 512, cpus: 1, name: a}, "
+                                   "{uri: 'qemu+ssh://b/system', memory_mb: 512, cpus: 1, name: a}]\n",
+    "hypervisor subnets overlap": "hypervisors: [{uri: 'qemu+ssh://a/system', memory_mb: 512, cpus: 1, subnet: 10.5.0.0/16}, "
+                                  "{uri: 'qemu+ssh://b/system', memory_mb: 512, cpus: 1, subnet: 10.5.1.0/24}]\n",
+    "hypervisors and libvirt.uri": "libvirt: {uri: 'qemu+ssh://a/system'}\n"
+                                   "hypervisors: [{uri: 'qemu+ssh://b/system', memory_mb: 512, cpus: 1}]\n",
     "smoke names used twice": "smoke: [{name: a, from: web-1, http: 'http://x/'}, {name: a, from: db-1, http: 'http://y/'}]\n",
 }
 
@@ -267,7 +286,7 @@ def _known_keys(data, where: str) -> set[str]:
     return {k.strip() for k in listed.group(1).split(",")}
 
 
-def _props(*path: str) -> set[str]:
+def _props(*path) -> set[str]:
     node = SCHEMA
     for step in path:
         node = node[step]
@@ -290,10 +309,12 @@ def _props(*path: str) -> set[str]:
     ({"shared_folders": [{"host": "s", "guest": "/g", "to": ["w"], "zz_unknown": 1}]},
      ("properties", "shared_folders", "items")),
     ({"names": {"zz_unknown": 1}}, ("properties", "names")),
+    ({"hypervisors": [{"uri": "qemu:///system", "memory_mb": 512, "cpus": 1, "zz_unknown": 1}]},
+     ("properties", "hypervisors", "anyOf", 1, "items")),
 ], ids=["top", "libvirt", "defaults", "host_vars", "environment_groups", "groups", "environments", "smoke", "parity.expected",
-        "snapshots", "shared_folders", "names"])
+        "snapshots", "shared_folders", "names", "hypervisors"])
 def test_each_section_knows_the_same_keys(data, schema_path):
-    assert _props(*schema_path) == _known_keys(data, "/".join(schema_path))
+    assert _props(*schema_path) == _known_keys(data, "/".join(map(str, schema_path)))
 
 
 def test_parity_section_knows_only_expected():

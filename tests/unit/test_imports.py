@@ -20,7 +20,7 @@ MODULES = sorted(m.name for m in pkgutil.walk_packages([str(PACKAGE)], prefix="p
 
 # What a layer may not load, checked on what importing it really loads (sys.modules in a fresh interpreter).
 ADAPTER_MODULES = ("provisioner.adapters.vagrant_driver", "provisioner.adapters.playbook_runner",
-                   "provisioner.adapters.ssh_probe")
+                   "provisioner.adapters.ssh_probe", "provisioner.adapters.hypervisor_probe")
 THIRD_PARTY_ADAPTED = ("vagrant", "ansible_runner", "paramiko")
 UI = ("click", "rich")
 CORE = {
@@ -31,6 +31,8 @@ CORE = {
     "provisioner.plan.render": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
     "provisioner.plan.shares": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
     "provisioner.plan.devinventory": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
+    "provisioner.plan.placement": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
+    "provisioner.config.hypervisors": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
     "provisioner.config.schema": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
     # incremental provisioning's planner
     "provisioner.incremental.changes": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
