@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -73,6 +74,13 @@ def timed(argv: list[str], *, cwd: Path, env: dict | None = None, log: Path, exp
     if expect is not None and expect not in log.read_text(errors="replace"):
         raise SystemExit(f"`{' '.join(argv)}` did not say {expect!r}; see {log}")
     return seconds
+
+
+def baseline_env(*, known_hosts: Path, log_path: Path) -> dict[str, str]:
+    """The full run's environment: the caller's (the lab's `DEVBOX_APT_PROXY`, which the playbook's `apt_proxy`
+    reads with an env lookup, HOME, ...), with the Ansible settings devbox uses on top. Ansible's settings alone
+    left `apt_proxy` empty: the baseline then took the package proxy off the VMs and hung on `apt update`."""
+    return {**os.environ, **ansible_env(known_hosts=known_hosts, log_path=log_path)}
 
 
 def role_file(playbook: Path, role: str, name: str | None) -> Path:
@@ -125,7 +133,7 @@ def main() -> int:
     cli = devbox_argv(BIN) + ["-C", str(project)]
     devbox = cli + ["provision"]
     full_ansible = [str(BIN / "ansible-playbook"), "-i", str(paths.inventory), str(playbook)]
-    env = ansible_env(known_hosts=paths.known_hosts, log_path=logs / "ansible.log")
+    env = baseline_env(known_hosts=paths.known_hosts, log_path=logs / "ansible.log")
     target = role_file(playbook, args.role, args.file)
     original = target.read_text()
     print(f"bench project: {project}", file=sys.stderr)
