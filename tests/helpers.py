@@ -6,14 +6,17 @@
   inventory and devbox.yml) and ``add_cache_role`` (a new role in its db play);
 - edits the way a developer makes them: ``append``, ``write`` and ``replace`` (which fails when the text to
   replace is not there, so an edit cannot silently change nothing);
-- git: ``git`` (one command, its output), ``git_commit`` (init, add, commit), ``git_head``.
+- git: ``git`` (one command, its output), ``git_commit`` (init, add, commit), ``git_head``;
+- ``load_bench``: a script of bench/ imported as a module, for its tests without VMs.
 
 Nothing here imports devbox itself: the e2e tier uses these too, and it runs the real CLI instead.
 """
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
@@ -123,3 +126,18 @@ def assert_handled(result, code: int) -> None:
         assert exc is None
     else:
         assert isinstance(exc, SystemExit) and exc.code == code
+
+
+# --- bench/ ----------------------------------------------------------------------------------------------------
+
+def load_bench(name: str):
+    """bench/NAME.py as the module ``NAME``, with bench/ on the path as when it runs (benches import benchlib and
+    each other)."""
+    bench = str(REPO / "bench")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

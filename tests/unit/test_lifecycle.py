@@ -15,7 +15,7 @@ import yaml
 from click.testing import CliRunner
 
 from fakes import FakePlaybookRunner, FakeSshProbe, FakeVagrant, UnexpectedCall, playbook_failed, playbook_ok
-from helpers import assert_handled, copy_project, git_commit, git_head as head, no_converged_snapshot
+from helpers import assert_handled, copy_project, git_head as head
 from provisioner.machines import doctor
 from provisioner.app import Devbox
 from provisioner.cli.main import main
@@ -28,22 +28,9 @@ from provisioner.project.state import load_state
 BOTH = ("web-1", "db-1")
 
 
-@pytest.fixture(scope="module")
-def template_project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("project")
-    (root / "prod").mkdir()
-    (root / "prod" / "hosts.ini").write_text("[web]\nweb01.example.com\nweb02.example.com\n\n[db]\ndb01.example.com\n")
-    (root / "playbooks").mkdir()
-    (root / "playbooks" / "site.yml").write_text("- hosts: all\n  tasks: []\n")
-    git_commit(root, "prod", "playbooks", message="playbooks")
-    Devbox(project_dir=root).init(inventory=root / "prod" / "hosts.ini")
-    no_converged_snapshot(root)
-    return root
-
-
 @pytest.fixture
-def project(template_project, tmp_path):
-    return copy_project(template_project, tmp_path / "p")
+def project(two_vm_template, tmp_path):
+    return copy_project(two_vm_template, tmp_path / "p")
 
 
 class Recorder:

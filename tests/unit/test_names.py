@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from fakes import FakePlaybookRunner, FakeSshProbe, FakeVagrant
-from helpers import append, assert_handled, copy_project, git_commit, no_converged_snapshot
+from helpers import append, assert_handled, copy_project
 from provisioner.app import Devbox
 from provisioner.cli.main import main
 from provisioner.machines.names import serving_url
@@ -50,22 +50,9 @@ smoke:
 """
 
 
-@pytest.fixture(scope="module")
-def template_project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("project")
-    (root / "prod").mkdir()
-    (root / "prod" / "hosts.ini").write_text("[web]\nweb01.example.com\nweb02.example.com\n\n[db]\ndb01.example.com\n")
-    (root / "playbooks").mkdir()
-    (root / "playbooks" / "site.yml").write_text("- hosts: all\n  tasks: []\n")
-    git_commit(root, "prod", "playbooks", message="playbooks")
-    Devbox(project_dir=root).init(inventory=root / "prod" / "hosts.ini")
-    no_converged_snapshot(root)
-    return root
-
-
 @pytest.fixture
-def project(template_project, tmp_path):
-    return copy_project(template_project, tmp_path / "p")
+def project(two_vm_template, tmp_path):
+    return copy_project(two_vm_template, tmp_path / "p")
 
 
 def make_app(project, vagrant=None, probe=None):
@@ -140,8 +127,8 @@ def test_hosts_write_and_remove_round_trip_on_a_file(project, tmp_path):
     assert "nothing to remove" in cli(project, ["hosts", "--remove", "--file", str(hosts)]).output
 
 
-def test_two_projects_write_two_blocks_and_each_removes_its_own(project, template_project, tmp_path):
-    other = copy_project(template_project, tmp_path / "other")
+def test_two_projects_write_two_blocks_and_each_removes_its_own(project, two_vm_template, tmp_path):
+    other = copy_project(two_vm_template, tmp_path / "other")
     yaml_text = (other / "devbox.yml").read_text() + "names: {domain: other.test}\n"
     (other / "devbox.yml").write_text(yaml_text)
     hosts = tmp_path / "hosts"

@@ -2,26 +2,16 @@
 get (the lab's package proxy included). The bench itself runs in the lab."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from helpers import load_bench
 
 
-def _load():
-    sys.path.insert(0, str(REPO / "bench"))
-    spec = importlib.util.spec_from_file_location("provision_bench", REPO / "bench" / "provision_bench.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["provision_bench"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-pb = _load()
+pb = load_bench("provision_bench")
 
 
 @pytest.mark.ansible

@@ -2,23 +2,14 @@
 from `devbox up`'s output. The bench itself runs in the lab."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
+
+from helpers import load_bench
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _load():
-    sys.path.insert(0, str(REPO / "bench"))
-    spec = importlib.util.spec_from_file_location("reset_bench", REPO / "bench" / "reset_bench.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reset_bench"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-rb = _load()
+rb = load_bench("reset_bench")
 
 
 def test_table_reports_medians_ratio_and_target():

@@ -4,7 +4,6 @@ validate`), the vagrant shim run for real, and the parsers on the real formats o
 ansible-playbook's recap."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -20,19 +19,13 @@ from provisioner.plan.inventory import load_inventory
 from provisioner.plan.render import DEFAULT_TEMPLATE, render_vagrantfile
 from provisioner.plan.topology import derive_topology
 
+from helpers import load_bench
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("speed_bench", REPO / "bench" / "speed_bench.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["speed_bench"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-sb = _load()
+sb = load_bench("speed_bench")
 
 
 def project(tmp_path: Path, n: int) -> tuple[Path, object]:
