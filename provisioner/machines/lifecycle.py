@@ -20,7 +20,7 @@ from provisioner.environments.model import ensure_dev_gets_no_vault_password
 from provisioner.errors import DevboxError, UsageError
 from provisioner.fsutil import atomic_write
 from provisioner.plan.planning import derive, generated_set_problem, load_plan, prepare_render, write_render
-from provisioner.project.context import Project, load_rules
+from provisioner.project.context import Project
 from provisioner.project.paths import ProjectPaths
 from provisioner.adapters.playbook_runner import PlaybookResult, TaskChange
 from provisioner.incremental.ledger import EventLog
@@ -433,8 +433,10 @@ def status(project: Project, *, refresh: bool = False) -> StatusResult:
     paths = project.paths
     topology = load_plan(project.paths.root)
     names = [m.name for m in topology.machines]
+    config = None
     try:  # a devbox.yml devbox cannot read must not hide the states either (pending_error says what is wrong)
-        named = {m.vm: m for m in machine_names(topology, load_rules(paths.root))}
+        config = project.config()
+        named = {m.vm: m for m in machine_names(topology, config)}
     except DevboxError:
         named = {}
     if refresh:
@@ -463,7 +465,7 @@ def status(project: Project, *, refresh: bool = False) -> StatusResult:
             private_address=named[n].address if n in named else None, fqdn=named[n].fqdn if n in named else None,
             urls=named[n].urls if n in named else ()))
     try:
-        pending, pending_error = reprovision.pending(devbox_dir=paths.devbox, playbook=project.playbook(),
+        pending, pending_error = reprovision.pending(devbox_dir=paths.devbox, playbook=project.playbook(config),
                                                      inventory=paths.inventory, project_dir=paths.root), None
     except DevboxError as exc:
         pending, pending_error = None, str(exc)

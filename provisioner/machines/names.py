@@ -15,7 +15,7 @@ from provisioner.config.schema import Config
 from provisioner.config.smoke import PLACEHOLDER
 from provisioner.machines import hosts_file
 from provisioner.plan.planning import load_plan
-from provisioner.project.context import Project, load_rules
+from provisioner.project.context import Project
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,7 @@ class HostsResult:
 
 def hosts_block(project: Project) -> HostsBlock:
     """This project's block: one line per VM of the plan, `ADDRESS  <vm>.<domain>`."""
-    config = load_rules(project.paths.root)
-    named = machine_names(load_plan(project.paths.root), config)
+    named = machine_names(load_plan(project.paths.root), project.config())
     entries = tuple(hosts_file.HostsEntry(m.address, (m.fqdn,)) for m in named)
     return HostsBlock(label=hosts_file.project_label(project.paths.root), entries=entries,
                       comment="the development VMs of this folder; `devbox hosts --remove` takes this block out")
