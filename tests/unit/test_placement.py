@@ -50,7 +50,7 @@ def test_hypervisors_are_read_with_names_derived_from_the_uri():
     ([], "must be a non-empty list"),
     ([{"uri": "hv1", "memory_mb": 512, "cpus": 1}], "`hypervisors[0].uri` must be a libvirt connection URI"),
     ([{"uri": "qemu:///system", "memory_mb": 64, "cpus": 1}], "`hypervisors[0].memory_mb` must be a whole number"),
-    ([{"uri": "qemu:///system", "memory_mb": 512}], "`hypervisors[0].cpus` must be a whole number"),
+    ([{"uri": "qemu:///system", "memory_mb": 512}], "`hypervisors[0].cpus` is missing: it must be a whole number"),
     ([{"uri": "qemu:///system", "memory_mb": 512, "cpus": 1, "ram": 1}], "unknown key `hypervisors[0].ram`"),
     ([{**HV1, "subnet": "10.1.1.0/29"}], "too small"),
     ([{**HV1, "name": "HV 1"}], "`hypervisors[0].name` must be"),
