@@ -13,7 +13,7 @@ Nothing here imports devbox itself: the e2e tier uses these too, and it runs the
 """
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import shutil
 import subprocess
 import sys
@@ -132,12 +132,16 @@ def assert_handled(result, code: int) -> None:
 
 def load_bench(name: str):
     """bench/NAME.py as the module ``NAME``, with bench/ on the path as when it runs (benches import benchlib and
-    each other)."""
-    bench = str(REPO / "bench")
-    if bench not in sys.path:
-        sys.path.insert(0, bench)
-    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    each other).
+
+    Imported through the import system, so a bench and ``benchlib`` are each one module per test process whichever
+    test loads them first: a second copy of benchlib (as executing the file again gave) has classes of its own,
+    and a ``Spread`` made by one copy is not a ``Spread`` to the other (``isinstance`` fails across them)."""
+    bench = REPO / "bench"
+    if str(bench) not in sys.path:
+        sys.path.insert(0, str(bench))
+    module = importlib.import_module(name)
+    if Path(module.__file__).resolve() != (bench / f"{name}.py").resolve():
+        raise ImportError(f"`{name}` was imported from {module.__file__}, not from {bench}: another module of that "
+                          "name is on the path first")
     return module
