@@ -47,6 +47,11 @@ def test_every_problem_of_every_item_is_reported_and_each_item_says_which_keys_f
     assert (last.index, last.clean) == (2, True)
 
 
+def test_an_optional_key_given_empty_is_refused_as_the_json_schema_refuses_it():
+    entries, problems = check([{"name": "a", "size": None}])
+    assert problems == ["`things[0].size` must be a whole number, at least 1 (got None)"] and not entries[0].ok("size")
+
+
 def test_an_empty_key_is_an_empty_list_and_an_empty_list_is_fine_unless_refused():
     assert check(None) == ([], []) and check([]) == ([], [])
 
