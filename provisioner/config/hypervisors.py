@@ -69,7 +69,8 @@ def default_name(uri: str) -> str:
 
 URI_PATTERN = re.compile(r"[a-z][a-z0-9+]*://\S*")   # whole value (fullmatch): no blank, no line break
 HYPERVISOR_KEYS = (
-    Key("name", "1-31 lower-case letters, digits or `-`", lambda v: isinstance(v, str) and bool(NAME_PATTERN.match(v))),
+    Key("name", "1-31 lower-case letters, digits or `-`",
+        lambda v: isinstance(v, str) and bool(NAME_PATTERN.fullmatch(v))),
     Key("uri", "a libvirt connection URI such as qemu:///system or qemu+ssh://root@hv1/system",
         lambda v: isinstance(v, str) and bool(URI_PATTERN.fullmatch(v)), required=True),
     Key("memory_mb", f"a whole number of MiB devbox may use there, at least {MIN_MEMORY}",
