@@ -7,13 +7,15 @@
 - edits the way a developer makes them: ``append``, ``write`` and ``replace`` (which fails when the text to
   replace is not there, so an edit cannot silently change nothing);
 - git: ``git`` (one command, its output), ``git_commit`` (init, add, commit), ``git_head``;
-- ``load_bench``: a script of bench/ imported as a module, for its tests without VMs.
+- ``load_bench``: a script of bench/ imported as a module, for its tests without VMs;
+- ``addressed_inventory``: a production inventory whose addresses are set in vars files, group vars and host
+  names (``ADDRESSED`` says where), for the checks that no production address reaches what devbox writes.
 
 Nothing here imports devbox itself: the e2e tier uses these too, and it runs the real CLI instead.
 """
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import shutil
 import subprocess
 import sys
@@ -132,12 +134,42 @@ def assert_handled(result, code: int) -> None:
 
 def load_bench(name: str):
     """bench/NAME.py as the module ``NAME``, with bench/ on the path as when it runs (benches import benchlib and
-    each other)."""
-    bench = str(REPO / "bench")
-    if bench not in sys.path:
-        sys.path.insert(0, bench)
-    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    each other).
+
+    Imported through the import system, so a bench and ``benchlib`` are each one module per test process whichever
+    test loads them first: a second copy of benchlib (as executing the file again gave) has classes of its own,
+    and a ``Spread`` made by one copy is not a ``Spread`` to the other (``isinstance`` fails across them)."""
+    bench = REPO / "bench"
+    if str(bench) not in sys.path:
+        sys.path.insert(0, str(bench))
+    module = importlib.import_module(name)
+    if Path(module.__file__).resolve() != (bench / f"{name}.py").resolve():
+        raise ImportError(f"`{name}` was imported from {module.__file__}, not from {bench}: another module of that "
+                          "name is on the path first")
     return module
+
+
+# Where each production address of ``addressed_inventory`` is set; all but the IP-named host's lie in devbox's
+# default development network, where the VMs' addresses (from .11) would be the same.
+ADDRESSED = {"192.168.56.11": "host_vars/web1.yml beside the inventory",
+             "192.168.56.12": "group_vars/db.yml beside the inventory",
+             "192.168.56.13": "[cache:vars] in the inventory file",
+             "192.168.56.14": "host_vars/web2.yml beside the playbook",
+             "10.20.30.40": "the host's own name"}
+
+
+def addressed_inventory(root: Path) -> tuple[Path, Path]:
+    """A production inventory (``root``/production/hosts.ini) whose hosts' addresses are set everywhere Ansible
+    reads them but inline (see ``ADDRESSED``), and a project folder (``root``/project) with the playbook's
+    host_vars beside playbooks/site.yml. Returns (inventory, project)."""
+    production, project = root / "production", root / "project"
+    for folder in (production / "host_vars", production / "group_vars", project / "playbooks" / "host_vars"):
+        folder.mkdir(parents=True)
+    inventory = production / "hosts.ini"
+    inventory.write_text("[web]\nweb1\nweb2\n\n[db]\ndb1\n\n[cache]\ncache1\n\n[cache:vars]\n"
+                         "ansible_host=192.168.56.13\n\n[monitoring]\n10.20.30.40\n")
+    (production / "host_vars" / "web1.yml").write_text("---\nansible_host: 192.168.56.11\n")
+    (production / "group_vars" / "db.yml").write_text("---\nansible_host: 192.168.56.12\npostgres_port: 5432\n")
+    (project / "playbooks" / "host_vars" / "web2.yml").write_text("ansible_host: 192.168.56.14\n")
+    (project / "playbooks" / "site.yml").write_text("- hosts: all\n  tasks: []\n")
+    return inventory, project

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-HYPERVISOR_KEYS = ("name", "uri", "memory_mb", "cpus", "subnet", "known_hosts")
+from provisioner.config.entries import Key, check_entries, is_int, is_text
+
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 MIN_MEMORY = 128
 
@@ -66,53 +67,38 @@ def default_name(uri: str) -> str:
     return re.sub(r"[^a-z0-9-]", "-", label.lower()).strip("-")[:31] or "hypervisor"
 
 
+URI_PATTERN = re.compile(r"[a-z][a-z0-9+]*://\S*")   # whole value (fullmatch): no blank, no line break
+HYPERVISOR_KEYS = (
+    Key("name", "1-31 lower-case letters, digits or `-`",
+        lambda v: isinstance(v, str) and bool(NAME_PATTERN.fullmatch(v))),
+    Key("uri", "a libvirt connection URI such as qemu:///system or qemu+ssh://root@hv1/system",
+        lambda v: isinstance(v, str) and bool(URI_PATTERN.fullmatch(v)), required=True),
+    Key("memory_mb", f"a whole number of MiB devbox may use there, at least {MIN_MEMORY}",
+        lambda v: is_int(v, MIN_MEMORY), required=True),
+    Key("cpus", "a whole number of CPUs devbox may use there, at least 1", lambda v: is_int(v, 1), required=True),
+    Key("subnet", "an IPv4 network in CIDR form like 10.231.1.0/24", lambda v: _network(v) is not None),
+    Key("known_hosts", "the path of a known_hosts file", is_text),
+)
+EXAMPLE = "e.g. `- {uri: qemu+ssh://root@hv1/system, memory_mb: 16384, cpus: 8}`"
+
+
 def parse_hypervisors(value: Any, network: str | None) -> tuple[tuple[Hypervisor, ...], list[str]]:
     """The `hypervisors:` list, and every problem with it (``network``: the development network, which no
     hypervisor subnet may overlap)."""
-    if value is None:
-        return (), []
-    if not isinstance(value, list) or not value:
-        return (), ["`hypervisors` must be a non-empty list of mappings with `uri`, `memory_mb` and `cpus` "
-                    "(e.g. `- {uri: qemu+ssh://root@hv1/system, memory_mb: 16384, cpus: 8}`)"]
-    problems: list[str] = []
+    entries, problems = check_entries(value, "hypervisors", HYPERVISOR_KEYS, what="hypervisors", example=EXAMPLE,
+                                      non_empty=True)
     found: list[Hypervisor] = []
-    for index, entry in enumerate(value):
-        where = f"hypervisors[{index}]"
-        if not isinstance(entry, dict):
-            problems.append(f"`{where}` must be a mapping (keys: {', '.join(HYPERVISOR_KEYS)})")
-            continue
+    for entry in entries:
+        where = entry.where
         before = len(problems)
-        for key in entry:
-            if key not in HYPERVISOR_KEYS:
-                problems.append(f"unknown key `{where}.{key}` (known: {', '.join(HYPERVISOR_KEYS)})")
-        uri = entry.get("uri")
-        if not (isinstance(uri, str) and re.match(r"^[a-z][a-z0-9+]*://", uri) and not any(c.isspace() for c in uri)):
-            problems.append(f"`{where}.uri` must be a libvirt connection URI such as qemu:///system or "
-                            f"qemu+ssh://root@hv1/system (got {uri!r})")
-            uri = None
-        for key, least in (("memory_mb", MIN_MEMORY), ("cpus", 1)):
-            number = entry.get(key)
-            if not (isinstance(number, int) and not isinstance(number, bool) and number >= least):
-                unit = "MiB" if key == "memory_mb" else "CPUs"
-                problems.append(f"`{where}.{key}` must be a whole number of {unit} devbox may use there, "
-                                f"at least {least} (got {number!r})")
-        name = entry.get("name")
-        if name is not None and not (isinstance(name, str) and NAME_PATTERN.match(name)):
-            problems.append(f"`{where}.name` must be 1-31 lower-case letters, digits or `-` (got {name!r})")
-        subnet = entry.get("subnet")
-        if subnet is not None:
-            try:
-                net = ipaddress.IPv4Network(str(subnet), strict=False)
-                if net.num_addresses < 16:
-                    problems.append(f"`{where}.subnet` {subnet} is too small: use a /28 or larger")
-                subnet = str(net)
-            except ValueError:
-                problems.append(f"`{where}.subnet` must be an IPv4 network in CIDR form like 10.231.1.0/24 "
-                                f"(got {subnet!r})")
-        known_hosts = entry.get("known_hosts")
-        if known_hosts is not None and not (isinstance(known_hosts, str) and known_hosts.strip()):
-            problems.append(f"`{where}.known_hosts` must be the path of a known_hosts file")
-        parts = remote_parts(uri) if uri else None
+        subnet = None
+        if entry.get("subnet") is not None and entry.ok("subnet"):
+            net = _network(entry.get("subnet"))
+            if net.num_addresses < 16:
+                problems.append(f"`{where}.subnet` {entry.get('subnet')} is too small: use a /28 or larger")
+            subnet = str(net)
+        uri, known_hosts = entry.get("uri"), entry.get("known_hosts")
+        parts = remote_parts(uri) if entry.ok("uri") else None
         if parts and parts.port and (known_hosts or parts.known_hosts):
             # devbox then sets vagrant-libvirt's proxy_command (the pinned jump through the hypervisor), and
             # vagrant-libvirt 0.11 fails on a proxy_command when the URI has a port (NoMethodError in its
@@ -120,11 +106,19 @@ def parse_hypervisors(value: Any, network: str | None) -> tuple[tuple[Hypervisor
             problems.append(f"`{where}.uri` names SSH port {parts.port}: vagrant-libvirt 0.11 cannot use a URI with a "
                             "port together with the pinned jump command devbox sets for it; let the hypervisor's "
                             "sshd listen on port 22 for devbox")
-        if len(problems) == before and uri:
-            found.append(Hypervisor(name=name or default_name(uri), uri=uri, memory=entry["memory_mb"],
-                                    cpus=entry["cpus"], subnet=subnet, known_hosts=known_hosts))
+        if entry.clean and len(problems) == before:
+            found.append(Hypervisor(name=entry.get("name") or default_name(uri), uri=uri,
+                                    memory=entry.get("memory_mb"), cpus=entry.get("cpus"), subnet=subnet,
+                                    known_hosts=known_hosts))
     problems.extend(_cross_problems(found, network))
     return tuple(found), problems
+
+
+def _network(value: Any) -> ipaddress.IPv4Network | None:
+    try:
+        return ipaddress.IPv4Network(str(value), strict=False)
+    except ValueError:
+        return None
 
 
 def _cross_problems(found: list[Hypervisor], network: str | None) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from provisioner.config.entries import Key, check_entries, is_int, is_text
 from provisioner.config.environments import validate_environments
 from provisioner.config.hypervisors import Hypervisor, parse_hypervisors
 from provisioner.config.parity import config_problems as parity_problems
@@ -42,7 +43,16 @@ GROUP_RULE_KEYS = ("count", "keep_distinct", "memory", "cpus", "exclude")
 # Folders shared from the host into VMs: `auto` is virtiofs on libvirt (9p the fallback) and VirtualBox's own shared
 # folders there (see provisioner.plan.shares).
 SHARE_TYPES = ("auto", "virtiofs", "9p")
-SHARE_KEYS = ("host", "guest", "to", "read_only", "type")
+SHARE_KEYS = (
+    Key("host", "a folder on this machine, relative to devbox.yml", is_text, required=True),
+    Key("guest", "an absolute path in the VM other than /",
+        lambda v: is_text(v) and v.startswith("/") and bool(v.strip("/")), required=True),
+    Key("to", "a list of group names or VM names (e.g. [web] or [web-1])",
+        lambda v: isinstance(v, list) and bool(v) and all(is_text(n) for n in v), required=True),
+    Key("read_only", "true or false", lambda v: isinstance(v, bool), default=False),
+    Key("type", f"one of {', '.join(SHARE_TYPES)}", lambda v: v in SHARE_TYPES, default="auto"),
+)
+SHARE_EXAMPLE = "e.g. `- {host: src, guest: /srv/app, to: [web]}`"
 
 
 @dataclass(frozen=True)
@@ -152,7 +162,7 @@ def parse_config(data: Any, path: Path | None) -> Config:
     values: dict[str, Any] = {}
     for key in ("inventory", "playbook", "box"):
         if key in data:
-            if _is_text(data[key]):
+            if is_text(data[key]):
                 values[key] = data[key]
             else:
                 problems.append(f"`{key}` must be a non-empty string")
@@ -170,7 +180,7 @@ def parse_config(data: Any, path: Path | None) -> Config:
                 if key != "uri":
                     problems.append(f"unknown key `libvirt.{key}` (known: uri)")
             if "uri" in libvirt:
-                if libvirt["uri"] is None or _is_text(libvirt["uri"]):
+                if libvirt["uri"] is None or is_text(libvirt["uri"]):
                     values["libvirt_uri"] = libvirt["uri"]
                 else:
                     problems.append("`libvirt.uri` must be a libvirt connection URI string")
@@ -197,7 +207,7 @@ def parse_config(data: Any, path: Path | None) -> Config:
                         values[key] = defaults[key]
     if "ignore_groups" in data:
         ignore = data["ignore_groups"]
-        if isinstance(ignore, list) and all(_is_text(g) for g in ignore):
+        if isinstance(ignore, list) and all(is_text(g) for g in ignore):
             values["ignore_groups"] = tuple(ignore)
         else:
             problems.append("`ignore_groups` must be a list of group names")
@@ -217,13 +227,13 @@ def parse_config(data: Any, path: Path | None) -> Config:
             problems.append("`allow_inventory_scripts` must be true or false")
     if "not_secret" in data:
         names = data["not_secret"]
-        if isinstance(names, list) and all(_is_text(n) for n in names):
+        if isinstance(names, list) and all(is_text(n) for n in names):
             values["not_secret"] = tuple(names)
         elif names is not None:
             problems.append("`not_secret` must be a list of variable names (their production values are kept)")
     if "include_hosts" in data:
         names = data["include_hosts"]
-        if isinstance(names, list) and all(_is_text(n) for n in names):
+        if isinstance(names, list) and all(is_text(n) for n in names):
             values["include_hosts"] = tuple(names)
         elif names is not None:
             problems.append("`include_hosts` must be a list of host names or patterns (web*, db[12]) that get a VM "
@@ -241,7 +251,7 @@ def parse_config(data: Any, path: Path | None) -> Config:
             if sub != "keep":
                 problems.append(f"unknown key `{key}.{sub}` (known: keep)")
         keep = section.get("keep")
-        if isinstance(keep, list) and all(_is_text(n) for n in keep):
+        if isinstance(keep, list) and all(is_text(n) for n in keep):
             values[field_name] = tuple(keep)
         elif keep is not None:
             problems.append(f"`{key}.keep` must be a list of {what}")
@@ -335,12 +345,12 @@ def _parse_group_rules(groups: Any) -> tuple[dict[str, GroupRule], list[str]]:
             if key not in GROUP_RULE_KEYS:
                 problems.append(f"unknown key `{where}.{key}` (known: {', '.join(GROUP_RULE_KEYS)})")
             elif key == "count":
-                if _is_int(value) and value >= 1:
+                if is_int(value) and value >= 1:
                     values[key] = value
                 else:
                     problems.append(f"`{where}.count` must be a whole number of VMs, at least 1 (got {value!r})")
             elif key == "keep_distinct":
-                if _is_text(value):
+                if is_text(value):
                     values[key] = value
                 else:
                     problems.append(f"`{where}.keep_distinct` must be the name of a host variable")
@@ -362,55 +372,27 @@ def _parse_group_rules(groups: Any) -> tuple[dict[str, GroupRule], list[str]]:
 def _parse_shared_folders(entries: Any) -> tuple[tuple[SharedFolder, ...], list[str]]:
     """The structure of `shared_folders`; whether each host folder exists is checked when the Vagrantfile is
     rendered (see provisioner.plan.shares), where the project folder is known."""
-    if entries is None:
-        return (), []
-    example = "e.g. `- {host: src, guest: /srv/app, to: [web]}`"
-    if not isinstance(entries, list):
-        return (), [f"`shared_folders` must be a list of folders to share ({example})"]
+    checked, problems = check_entries(entries, "shared_folders", SHARE_KEYS, what="folders to share",
+                                      example=SHARE_EXAMPLE)
     folders: list[SharedFolder] = []
-    problems: list[str] = []
-    for index, entry in enumerate(entries):
-        where = f"shared_folders[{index}]"
-        if not isinstance(entry, dict):
-            problems.append(f"`{where}` must be a mapping with host, guest and to ({example})")
-            continue
-        found = len(problems)
-        for key in entry:
-            if key not in SHARE_KEYS:
-                problems.append(f"unknown key `{where}.{key}` (known: {', '.join(SHARE_KEYS)})")
-        for key in ("host", "guest", "to"):
-            if key not in entry:
-                problems.append(f"`{where}.{key}` is missing ({example})")
-        host, guest, to = entry.get("host"), entry.get("guest"), entry.get("to")
-        if "host" in entry:
-            if not _is_text(host):
-                problems.append(f"`{where}.host` must be a folder on this machine, relative to devbox.yml")
-            elif not os.path.isabs(host) and os.path.normpath(host).split(os.sep)[0] == os.pardir:
-                problems.append(f"`{where}.host` {host!r} leads out of the project folder: write a path inside it, "
-                                f"or an absolute path to share a folder from elsewhere on purpose")
-        if "guest" in entry:
-            if not (_is_text(guest) and guest.startswith("/") and guest.strip("/")):
-                problems.append(f"`{where}.guest` must be an absolute path in the VM other than / (got {guest!r})")
-            elif "'" in guest or "\n" in guest:
-                problems.append(f"`{where}.guest` must not contain quotes or line breaks (got {guest!r})")
-        if "to" in entry and not (isinstance(to, list) and to and all(_is_text(n) for n in to)):
-            problems.append(f"`{where}.to` must be a list of group names or VM names (e.g. [web] or [web-1])")
-        read_only = entry.get("read_only", False)
-        if not isinstance(read_only, bool):
-            problems.append(f"`{where}.read_only` must be true or false")
-        kind = entry.get("type", "auto")
-        if kind not in SHARE_TYPES:
-            problems.append(f"`{where}.type` must be one of {', '.join(SHARE_TYPES)} (got {kind!r})")
-        if len(problems) == found:
-            folders.append(SharedFolder(host=host, guest=guest.rstrip("/"), to=tuple(to), read_only=read_only,
-                                        type=kind, index=index))
+    for entry in checked:
+        where, before = entry.where, len(problems)
+        host, guest = entry.get("host"), entry.get("guest")
+        if entry.ok("host") and not os.path.isabs(host) and os.path.normpath(host).split(os.sep)[0] == os.pardir:
+            problems.append(f"`{where}.host` {host!r} leads out of the project folder: write a path inside it, "
+                            f"or an absolute path to share a folder from elsewhere on purpose")
+        if entry.ok("guest") and ("'" in guest or "\n" in guest):
+            problems.append(f"`{where}.guest` must not contain quotes or line breaks (got {guest!r})")
+        if entry.clean and len(problems) == before:
+            folders.append(SharedFolder(host=host, guest=guest.rstrip("/"), to=tuple(entry.get("to")),
+                                        read_only=entry.get("read_only"), type=entry.get("type"), index=entry.index))
     return tuple(folders), problems
 
 
 def _resource_problem(where: str, kind: str, value: Any) -> str | None:
-    if kind == "memory" and not (_is_int(value) and value >= MIN_MEMORY):
+    if kind == "memory" and not (is_int(value) and value >= MIN_MEMORY):
         return f"`{where}` must be a whole number of MiB, at least {MIN_MEMORY} (got {value!r})"
-    if kind == "cpus" and not (_is_int(value) and value >= 1):
+    if kind == "cpus" and not (is_int(value) and value >= 1):
         return f"`{where}` must be a whole number of CPUs, at least 1 (got {value!r})"
     return None
 
@@ -423,11 +405,3 @@ def _network_problem(value: Any) -> str | None:
     if net.num_addresses < 16:
         return f"`network` {value} is too small: use a /28 or larger"
     return None
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_text(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip())

@@ -123,9 +123,9 @@ def plan_project(project: Project, inventory: str | Path | None = None, config: 
     rules = load_rules(project.paths.root, config)
     inv = read_inventory(rules, inventory, allow_scripts, project.progress)
     proposed = rules.path is None
+    variables = host_variables(inv, rules, project.paths.root)   # proposed rules name the same (default) playbook
     if proposed:
-        rules = proposed_rules(inv, project.paths.root)
-    variables = host_variables(inv, rules, project.paths.root)
+        rules = proposed_rules(inv, project.paths.root, variables)
     topology = derive_topology(inv, rules, variables, previous_placement(project.paths.root))
     return PlanResult(topology=with_budget(inv, rules, topology, variables=variables), inventory=inv.source,
                       config=rules.path, proposed=proposed)
@@ -165,9 +165,9 @@ def with_budget(inv: Inventory, rules: Config, topology: Topology, meminfo: Path
     return replace(topology, warnings=topology.warnings + tuple(extra)) if extra else topology
 
 
-def proposed_rules(inv: Inventory, project_dir: Path) -> Config:
+def proposed_rules(inv: Inventory, project_dir: Path, variables: HostVariables | None = None) -> Config:
     """The rules ``devbox init`` writes into a new devbox.yml for ``inv``, parsed as it will read them back."""
-    return parse_config(yaml.safe_load(config_file_text(inv, project_dir, Config())), None)
+    return parse_config(yaml.safe_load(config_file_text(inv, project_dir, Config(), variables)), None)
 
 
 def init_project(project: Project, inventory: str | Path | None, force: bool, allow_scripts: bool) -> InitResult:
@@ -182,11 +182,13 @@ def init_project(project: Project, inventory: str | Path | None, force: bool, al
     inv = read_inventory(existing, inventory, allow_scripts, project.progress)
     config_text = None
     if force or existing.path is None:
-        config_text = config_file_text(inv, project_dir, Config())   # --force starts over from the inventory
+        rules = Config()   # --force starts over from the inventory; the rules written name the default playbook
+        variables = host_variables(inv, rules, project_dir)
+        config_text = config_file_text(inv, project_dir, rules, variables)
         rules = parse_config(yaml.safe_load(config_text), config_path)
     else:
         rules = existing
-    variables = host_variables(inv, rules, project_dir)
+        variables = host_variables(inv, rules, project_dir)
     topology = with_budget(inv, rules, derive_topology(inv, rules, variables, previous_placement(project_dir)),
                            variables=variables)
     extra = {config_path: config_text} if config_text is not None else {}
@@ -200,13 +202,15 @@ def init_project(project: Project, inventory: str | Path | None, force: bool, al
         project_dir).as_posix() in result.written, inventory=inv.source)
 
 
-def config_file_text(inv: Inventory, project_dir: Path, base: Config) -> str:
+def config_file_text(inv: Inventory, project_dir: Path, base: Config, variables: HostVariables | None = None) -> str:
+    """devbox.yml as ``init`` writes it for ``inv``; ``variables``: the hosts' variables for ``base``'s playbook
+    (production's addresses, which the development network must avoid, may be set in vars files)."""
     ignore, rules = suggest_rules(inv)
     inventory_rel = os.path.relpath(inv.source, project_dir)
     env = make_environment(CONFIG_TEMPLATE.parent)
     env.filters["yaml"] = yaml_scalar
     template = env.get_template(CONFIG_TEMPLATE.name)
-    network = free_network(inv, base.network)
+    network = free_network(inv, base.network, variables or host_variables(inv, base, project_dir))
     note = (f"not {base.network}: production hosts have addresses in it, and a development VM must never "
             "share an address with one" if network != base.network else None)
     return template.render(inventory=inventory_rel, playbook=base.playbook, provider=base.provider, box=base.box,

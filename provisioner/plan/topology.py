@@ -13,7 +13,7 @@ import shlex
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from provisioner.config.schema import Config, GroupRule
 from provisioner.errors import ConfigError, DevboxError
@@ -217,7 +217,7 @@ def derive_topology(inventory: Inventory, config: Config, variables: HostVariabl
                             "(group names differing only in `_`/`-`/case or a numeric suffix give the same VM name)")
     # with hypervisors, addresses come from each hypervisor's subnet (placement below), not the development network
     addresses = _addresses(config, 0 if config.hypervisors else len(planned)) or [""] * len(planned)
-    overlap = production_addresses_in(inventory, config.network)
+    overlap = hosts_reached_in(inventory, config.network, variables)
     if overlap:
         # the addresses themselves are not named: warnings reach plan.json, and production addresses never do
         warnings.append(f"the development network {config.network} holds the addresses of "
@@ -265,7 +265,8 @@ def derive_topology(inventory: Inventory, config: Config, variables: HostVariabl
         where = str(config.path or "devbox.yml")
         previous = previous or Previous.empty()
         subnets, subnet_warnings = hypervisor_subnets(config.hypervisors, config.network,
-                                                      production_addresses(inventory), previous.subnets, where)
+                                                      production_addresses(inventory, variables), previous.subnets,
+                                                      where)
         placed, uses, place_warnings = place(machines, config.hypervisors, subnets, previous, where)
         machines = list(placed)
         warnings.extend(subnet_warnings + place_warnings)
@@ -297,16 +298,23 @@ def summarize_names(names, shown: int = 5) -> str:
 def _private_names(inventory: Inventory, variables: HostVariables) -> frozenset[str]:
     """Production addresses that may appear in names and messages: hosts named by an IP address and every
     ``ansible_host`` value (an address or a name); written files show ``address-named-host-N`` instead."""
-    found = set()
-    for host in inventory.hosts.values():
-        if _is_address(host.name):
-            found.add(host.name)
-        address = variables.resolve(host).vars.get("ansible_host")
-        if isinstance(address, str) and address and "{{" not in address and address not in LOCAL_NAMES:
-            found.add(address)
-    return frozenset(found)
+    return frozenset(a for host in inventory.hosts.values() for a in reached_at(host, variables))
 
 
+def reached_at(host: Host, variables: HostVariables) -> list[str]:
+    """Where production reaches ``host``: its name when it is an IP address, and its ``ansible_host`` (or the older
+    ``ansible_ssh_host``) as Ansible resolves it for the host: inline, ``[group:vars]``, group_vars and host_vars
+    files beside the inventory and the playbook. Templated and local values are left out (they name no machine)."""
+    found = [host.name] if _is_address(host.name) else []
+    resolved = variables.resolve(host).vars
+    for name in CONNECTION_ADDRESS_VARS:
+        value = resolved.get(name)
+        if isinstance(value, str) and value.strip() and "{{" not in value and value.strip() not in LOCAL_NAMES:
+            found.append(value.strip())
+    return found
+
+
+CONNECTION_ADDRESS_VARS = ("ansible_host", "ansible_ssh_host")
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
@@ -491,31 +499,38 @@ def _count(n: int, what: str) -> str:
     return f"{n} {what}" + ("" if n == 1 else "s")
 
 
-def production_addresses(inventory: Inventory) -> list[ipaddress.IPv4Address]:
-    """The IPv4 addresses production hosts are reached at (``ansible_host``, or the host name when it is one)."""
-    found = []
-    for host in inventory.hosts.values():
-        for value in (host.vars.get("ansible_host"), host.name):
-            try:
-                found.append(ipaddress.IPv4Address(str(value)))
-                break
-            except ValueError:
-                continue
-    return found
+def production_addresses(inventory: Inventory, variables: HostVariables | None = None) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses production hosts are reached at (see ``reached_at``: host names that are addresses, and
+    ``ansible_host`` wherever the inventory, its group_vars/host_vars or the playbook's set it). ``variables``:
+    the hosts' variables the plan resolves (beside the inventory alone when not given)."""
+    variables = variables or HostVariables(inventory)
+    return list(dict.fromkeys(a for host in inventory.hosts.values() for a in _ipv4(reached_at(host, variables))))
 
 
-def production_addresses_in(inventory: Inventory, network: str) -> list[str]:
+def hosts_reached_in(inventory: Inventory, network: str, variables: HostVariables) -> list[str]:
+    """The production hosts reached at an address in ``network`` (names only: the addresses stay unsaid)."""
     net = ipaddress.IPv4Network(network, strict=False)
-    return [str(a) for a in production_addresses(inventory) if a in net]
+    return [host.name for host in inventory.hosts.values()
+            if any(address in net for address in _ipv4(reached_at(host, variables)))]
+
+
+def _ipv4(values: Iterable[str]) -> list[ipaddress.IPv4Address]:
+    found = []
+    for value in values:
+        try:
+            found.append(ipaddress.IPv4Address(value.strip("[]")))
+        except ValueError:
+            continue
+    return found
 
 
 # Ranges `devbox init` tries for the development network, in order: the Vagrant convention first.
 NETWORK_CHOICES = tuple(f"192.168.{n}.0/24" for n in range(56, 256)) + tuple(f"10.{n}.0.0/24" for n in range(200, 256))
 
 
-def free_network(inventory: Inventory, preferred: str) -> str:
+def free_network(inventory: Inventory, preferred: str, variables: HostVariables | None = None) -> str:
     """``preferred`` unless production addresses lie in it; then the first of ``NETWORK_CHOICES`` none lies in."""
-    addresses = production_addresses(inventory)
+    addresses = production_addresses(inventory, variables)
     for candidate in (preferred, *NETWORK_CHOICES):
         net = ipaddress.IPv4Network(candidate, strict=False)
         if not any(a in net for a in addresses):

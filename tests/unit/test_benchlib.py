@@ -1,24 +1,17 @@
 """bench/benchlib.py: the alternating sampler, median and spread, ratios and the Markdown tables every bench prints."""
 from __future__ import annotations
 
-import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from helpers import load_bench
+
 REPO = Path(__file__).resolve().parents[2]
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("benchlib", REPO / "bench" / "benchlib.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("benchlib", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-bl = _load()
+bl = load_bench("benchlib")
 
 
 def test_the_sampler_alternates_a_b_a_b_and_keeps_each_commands_samples_in_order():
@@ -93,14 +86,7 @@ def test_the_machine_line_names_cpus_and_load():
 # --- the benches print their README tables through benchlib ---------------------------------------------
 
 def _bench(name: str):
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(REPO / "bench"))
+    return load_bench(name)
 
 
 def test_plan_bench_warms_up_then_alternates_and_its_tables_flag_a_miss_against_list_only():
@@ -166,3 +152,33 @@ def test_provision_bench_table_flags_each_missed_target():
     assert "| 0.70 s (0.60–0.80) | 814.3x | met |" in ok and "MISSED" not in ok
     missed = pv.table({"full": [100.0], "one file": [30.0], "no change": [3.5]}, "x.j2")
     assert missed.count("**MISSED**") == 2
+
+
+# --- one benchlib per process, whichever test loads a bench first ---------------------------------------------
+
+ORDERS = {"speed bench first": ["speed_bench", "benchlib", "plan_bench"],
+          "benchlib first": ["benchlib", "plan_bench", "speed_bench"],
+          "plan bench first": ["plan_bench", "speed_bench", "benchlib"]}
+CHECK = """
+import sys
+from helpers import load_bench
+loaded = {name: load_bench(name) for name in sys.argv[1:]}
+bl, pb, sb = loaded["benchlib"], loaded["plan_bench"], loaded["speed_bench"]
+assert pb.Spread is bl.Spread is sb.Spread, "two copies of benchlib"
+assert load_bench("plan_bench") is pb, "plan_bench loaded twice"
+print(pb.ratio(bl.Spread.of([9.0]), bl.Spread.of([1.0])))
+"""
+
+
+@pytest.mark.parametrize("order", ORDERS.values(), ids=ORDERS.keys())
+def test_benches_share_one_benchlib_in_any_load_order(order):
+    """In a fresh interpreter (as a pytest process running the bench tests in this order): a Spread made through
+    one bench is a Spread to the others, so plan_bench's tables take benchlib's Spreads."""
+    result = subprocess.run([sys.executable, "-c", CHECK, *order], cwd=REPO, capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{REPO}:{REPO / 'tests'}"}, timeout=120)
+    assert (result.returncode, result.stdout.strip()) == (0, "9.0"), result.stderr
+
+
+def test_this_process_has_one_copy_of_each_bench():
+    assert load_bench("plan_bench").Spread is bl.Spread is load_bench("speed_bench").Spread
+    assert load_bench("provision_bench") is load_bench("provision_bench")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import sys
@@ -12,7 +13,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from helpers import assert_handled
+from helpers import ADDRESSED, addressed_inventory, assert_handled
 
 from provisioner.cli.main import main
 
@@ -90,6 +91,24 @@ def test_init_proposes_a_network_free_of_production_addresses(tmp_path, no_vagra
     text = (project / "devbox.yml").read_text()
     assert "network: 192.168.57.0/24" in text and "not 192.168.56.0/24: production hosts have addresses in it" in text
     assert "192.168.56.11" not in (project / "Vagrantfile").read_text()
+
+
+def test_addresses_set_in_vars_files_reach_no_file_devbox_writes(tmp_path, no_vagrant):
+    """Production addresses set in host_vars/ and group_vars/ files, `[group:vars]` and the playbook's host_vars
+    (none inline): `init` moves the development network off them, and neither they nor an IP host name appear in
+    the Vagrantfile, the development inventory, plan.json or devbox.yml (the VMs would otherwise get the
+    same addresses: .11 and up)."""
+    inventory, project = addressed_inventory(tmp_path)
+    assert run("-C", project, "init", "-i", inventory).exit_code == 0
+    written = {p.relative_to(project).as_posix(): p.read_text() for p in sorted(project.rglob("*"))
+               if p.is_file() and p.name != "lock" and "playbooks" not in p.parts}
+    assert {"Vagrantfile", "devbox.yml", ".devbox/plan.json", ".devbox/inventory/hosts.yml"} <= set(written)
+    leaks = [f"{address} ({where}) in {path}" for path, text in written.items() for address, where in ADDRESSED.items()
+             if re.search(rf"(?<![\w.]){re.escape(address)}(?![\w]|\.\d)", text)]
+    assert leaks == []
+    assert "network: 192.168.57.0/24" in written["devbox.yml"]
+    machines = json.loads(written[".devbox/plan.json"])["machines"]
+    assert sorted(m["address"] for m in machines) == [f"192.168.57.{n}" for n in range(11, 11 + len(machines))]
 
 
 def test_plan_with_plugin_configs_and_the_opt_in(tmp_path):

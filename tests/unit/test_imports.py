@@ -32,6 +32,7 @@ CORE = {
     "provisioner.plan.shares": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
     "provisioner.plan.devinventory": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
     "provisioner.plan.placement": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
+    "provisioner.config.entries": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED + ("ansible", "yaml"),
     "provisioner.config.hypervisors": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
     "provisioner.config.schema": UI + ADAPTER_MODULES + THIRD_PARTY_ADAPTED,
     # incremental provisioning's planner

@@ -50,10 +50,11 @@ def test_hypervisors_are_read_with_names_derived_from_the_uri():
     ([], "must be a non-empty list"),
     ([{"uri": "hv1", "memory_mb": 512, "cpus": 1}], "`hypervisors[0].uri` must be a libvirt connection URI"),
     ([{"uri": "qemu:///system", "memory_mb": 64, "cpus": 1}], "`hypervisors[0].memory_mb` must be a whole number"),
-    ([{"uri": "qemu:///system", "memory_mb": 512}], "`hypervisors[0].cpus` must be a whole number"),
+    ([{"uri": "qemu:///system", "memory_mb": 512}], "`hypervisors[0].cpus` is missing: it must be a whole number"),
     ([{"uri": "qemu:///system", "memory_mb": 512, "cpus": 1, "ram": 1}], "unknown key `hypervisors[0].ram`"),
     ([{**HV1, "subnet": "10.1.1.0/29"}], "too small"),
     ([{**HV1, "name": "HV 1"}], "`hypervisors[0].name` must be"),
+    ([{**HV1, "name": "hv1\n"}], "`hypervisors[0].name` must be"),   # `$` alone would let a line break through
     ([HV1, {**HV2, "name": "hv1"}], "two hypervisors are named `hv1`"),
     ([{**HV1, "subnet": "10.5.0.0/16"}, {**HV2, "subnet": "10.5.3.0/24"}], "overlap: each hypervisor needs"),
     ([{**HV1, "subnet": "192.168.56.0/25"}], "overlaps the development network 192.168.56.0/24"),

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from helpers import ADDRESSED, addressed_inventory
 from provisioner.config.schema import load_config, parse_config
 from provisioner.errors import ConfigError, DevboxError
+from provisioner.environments.model import read_target_hosts
+from provisioner.plan.hostvars import HostVariables
 from provisioner.plan.inventory import load_inventory
 from provisioner.plan.topology import (Topology, derive_topology, fit_budget, free_network, is_connection_var,
-                                       jump_hosts_in, plan_memory, slug, suggest_rules)
+                                       jump_hosts_in, plan_memory, production_addresses, slug, suggest_rules)
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORIES = REPO / "tests" / "data" / "inventories"
@@ -186,6 +189,25 @@ def test_full_default_network_without_devbox_yml_does_not_blame_devbox_yml(tmp_p
     assert not isinstance(caught.value, ConfigError)
     assert "no devbox.yml" in caught.value.message and "room for 244 VMs" in caught.value.message
     assert "devbox init" in caught.value.hint
+
+
+def test_production_addresses_are_the_ones_ansible_resolves_from_vars_files_group_vars_and_host_names(tmp_path):
+    """ansible_host in host_vars/ and group_vars/ files (beside the inventory and beside the playbook), in
+    `[group:vars]`, and a host named by its address: all found, and exactly the addresses Ansible's own
+    VariableManager gives the hosts (read_target_hosts) on the inventory side."""
+    inventory, project = addressed_inventory(tmp_path)
+    inv = load_inventory(inventory)
+    found = {str(a) for a in production_addresses(inv, HostVariables(inv, project / "playbooks"))}
+    assert found == set(ADDRESSED)
+    inventory_side = {str(a) for a in production_addresses(inv)}
+    assert inventory_side == set(ADDRESSED) - {"192.168.56.14"}   # the playbook's host_vars need the playbook
+    by_ansible = {t.address for t in read_target_hosts(inventory) if re.fullmatch(r"[\d.]+", t.address)}
+    assert inventory_side == by_ansible
+    assert free_network(inv, "192.168.56.0/24", HostVariables(inv, project / "playbooks")) == "192.168.57.0/24"
+    topology = derive_topology(inv, parse_config({}, None), HostVariables(inv, project / "playbooks"))
+    assert "the development network 192.168.56.0/24 holds the addresses of 4 production hosts" in \
+        " ".join(topology.warnings)
+    assert not any(address in " ".join(topology.warnings) for address in ADDRESSED)
 
 
 def test_development_network_checked_against_production_addresses(tmp_path):
