@@ -28,3 +28,11 @@ def test_snapshot_seconds_reads_the_note_devbox_up_prints():
     assert rb.snapshot_seconds("booted: web-1\n") is None
     source = (REPO / "provisioner" / "machines" / "snapshots.py").read_text()
     assert 'snapshot taken of {\', \'.join(run.names)} in {sum(run.seconds.values()):.0f}s' in source
+
+
+def test_table_says_how_the_samples_were_taken():
+    alternating = rb.table({"recreate": [1200.0, 1300.0], "reset": [60.0, 70.0]}, 5)
+    assert "Median (min–max) of 2 alternating rounds (recreate, reset)" in alternating
+    several = rb.table({"recreate": [1400.0], "reset": [90.0, 80.0, 100.0]}, 5)
+    assert "1 round of one recreate then 3 resets (1 recreate and 3 reset samples)" in several
+    assert "| 15.6x | met |" in several   # 1400 / median 90
